@@ -1,0 +1,5 @@
+import sys
+
+from feedrank.cli import main
+
+sys.exit(main())

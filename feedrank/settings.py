@@ -1,0 +1,85 @@
+"""One typed settings object, read from `feedrank.toml` and `FEEDRANK_*` environment variables.
+
+Precedence (highest first): command-line flags, environment (`FEEDRANK_SERVER__PORT=9000`),
+the TOML file (`$FEEDRANK_CONFIG`, else `./feedrank.toml` if present), the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # onnxruntime intra-op threads per session: the default (every core) oversubscribes the
+    # machine once several model versions are loaded side by side
+    intra_op_threads: int = Field(1, ge=1)
+    # Triton-style dynamic batching of concurrent feed requests
+    max_batch_requests: int = Field(8, ge=1)
+    max_queue_delay_us: int = Field(500, ge=0)
+    # KServe v2 repository extension (load/unload/index): off unless a token is set
+    admin_token: str | None = None
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # seconds between re-reads of the router file and rescans of the repository (0 = never)
+    poll_interval_s: float = Field(1.0, ge=0)
+    repository_poll: bool = False
+
+
+class ExposureLogSettings(BaseModel):
+    rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    rotate_seconds: float = Field(3600.0, gt=0)
+    # fsync every record before the answer leaves: survives kill -9 and power loss of the process
+    fsync: bool = True
+
+
+class BuildSettings(BaseModel):
+    iterations: int = Field(1000, ge=1)
+    depth: int = Field(6, ge=1, le=16)
+    learning_rate: float | None = None
+    seed: int = 42
+    threads: int = Field(2, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FEEDRANK_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    world: Path = Path("data/world")
+    repository: Path = Path("model_repository")
+    log_dir: Path = Path("data/exposure_log")
+    server: ServerSettings = ServerSettings()
+    exposure_log: ExposureLogSettings = ExposureLogSettings()
+    build: BuildSettings = BuildSettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return init_settings, env_settings, toml
+
+
+def config_file() -> Path | None:
+    explicit = os.environ.get("FEEDRANK_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("feedrank.toml")
+    return local if local.exists() else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from file and environment, with command-line values (not None) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
