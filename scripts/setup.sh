@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Creates .venv and installs feedrank with its extras from this checkout's own files.
+# Creates .venv (once) and installs feedrank with its extras from this checkout's own files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
+[ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
 # torch==2.13.0 is pinned in pyproject.toml: the CPU wheel, not a multi-GB CUDA build
 .venv/bin/python -m pip install --quiet -e '.[test,bench]'
