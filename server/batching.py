@@ -1,0 +1,106 @@
+"""Scoring off the event loop, with Triton-style dynamic batching of concurrent requests.
+
+Each request is a job: fill its feature matrix (`ModelInputs.matrix`) and score every candidate
+post. Jobs for the same loaded model version wait in a lane until `max_requests` have gathered or
+`max_delay_us` has passed since the first; the lane then runs them as one backend call on the
+thread pool (matrices stacked, probabilities split back). With batching off, every job is
+dispatched alone at once: one backend call per request. Either way the event loop only queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Job:
+    inputs: Any  # feedrank.features.online.ModelInputs
+    user_id: int
+    at: np.datetime64
+
+
+@dataclass(frozen=True)
+class Scored:
+    scores: np.ndarray  # float64, one per candidate in `inputs.post_ids` order
+    queue_ms: float  # from submission until the batch started on a worker thread
+    compute_ms: float  # matrix fill and the backend call of the whole batch
+    batch_size: int  # requests in that backend call
+
+
+class Batcher:
+    def __init__(self, executor: Executor, *, enabled: bool, max_requests: int,
+                 max_delay_us: int) -> None:
+        self.executor, self.enabled = executor, enabled
+        self.max_requests = max_requests if enabled else 1
+        self.max_delay_s = max_delay_us / 1e6
+        # one lane per backend object: a reloaded version gets a fresh lane, an unloaded one's
+        # lane goes with it
+        self._lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    async def score(self, backend: Any, job: Job) -> Scored:
+        lane = self._lanes.get(backend)
+        if lane is None:
+            lane = self._lanes[backend] = _Lane(self, backend)
+        return await lane.submit(job)
+
+
+class _Lane:
+    def __init__(self, batcher: Batcher, backend: Any) -> None:
+        self.batcher, self.backend = batcher, backend
+        self.pending: list[tuple[Job, asyncio.Future, float]] = []
+        self.timer: asyncio.TimerHandle | asyncio.Handle | None = None
+
+    def submit(self, job: Job) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.append((job, future, time.perf_counter()))
+        if len(self.pending) >= self.batcher.max_requests:
+            self._dispatch()
+        elif self.timer is None:
+            delay = self.batcher.max_delay_s
+            # a zero delay still gathers the requests that arrived in the same loop iteration
+            self.timer = (loop.call_later(delay, self._dispatch) if delay > 0
+                          else loop.call_soon(self._dispatch))
+        return future
+
+    def _dispatch(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self.batcher.executor, _run, self.backend,
+                                    [job for job, _, _ in batch])
+        work.add_done_callback(lambda done: _deliver(done, batch))
+
+
+def _run(backend: Any, jobs: list[Job]) -> tuple[float, float, list[np.ndarray]]:
+    started = time.perf_counter()
+    matrices = [job.inputs.matrix(job.user_id, job.at) for job in jobs]
+    features = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+    probabilities = backend.like_probability(features)
+    splits = np.cumsum([len(m) for m in matrices])[:-1]
+    return started, time.perf_counter(), np.split(probabilities, splits)
+
+
+def _deliver(done: asyncio.Future, batch: list[tuple[Job, asyncio.Future, float]]) -> None:
+    error = done.exception()
+    if error is not None:
+        for _, future, _ in batch:
+            if not future.done():
+                future.set_exception(error)
+        return
+    started, finished, parts = done.result()
+    for (_, future, submitted), scores in zip(batch, parts, strict=True):
+        if not future.done():
+            future.set_result(Scored(scores, (started - submitted) * 1e3,
+                                     (finished - started) * 1e3, len(batch)))

@@ -1,0 +1,92 @@
+"""Validation of the feed endpoint's query string: every problem named by field, none guessed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+ALLOWED = ("id", "time", "limit")
+DEFAULT_LIMIT = 5
+MAX_LIMIT = 100
+INT64_MAX = 2**63 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+@dataclass(frozen=True)
+class FeedQuery:
+    user_id: int
+    at: np.datetime64  # naive UTC world time, microseconds
+    limit: int
+
+
+class QueryError(ValueError):
+    """Bad query parameters; `problems` is a list of {"field", "problem"} for the 422 body."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p['field']}: {p['problem']}" for p in problems))
+
+
+def parse_feed_query(items: Iterable[tuple[str, str]]) -> FeedQuery:
+    """Parse `id`, `time`, `limit` from (key, value) pairs; raise QueryError with every problem."""
+    values: dict[str, list[str]] = {}
+    for key, value in items:
+        values.setdefault(key, []).append(value)
+    problems = [{"field": key, "problem": "unknown parameter (allowed: id, time, limit)"}
+                for key in values if key not in ALLOWED]
+    problems += [{"field": key, "problem": "given more than once"}
+                 for key, given in values.items() if key in ALLOWED and len(given) > 1]
+    single = {key: given[0] for key, given in values.items() if key in ALLOWED}
+    parsed = {}
+    for field, parse in (("id", _user_id), ("time", _time), ("limit", _limit)):
+        try:
+            parsed[field] = parse(single.get(field))
+        except ValueError as error:
+            problems.append({"field": field, "problem": str(error)})
+    if problems:
+        raise QueryError(problems)
+    return FeedQuery(parsed["id"], parsed["time"], parsed["limit"])
+
+
+def _integer(text: str, what: str) -> int:
+    if not _INTEGER.fullmatch(text.strip()):
+        raise ValueError(f"{what} must be an integer, got {text!r}")
+    return int(text)
+
+
+def _user_id(text: str | None) -> int:
+    if text is None:
+        raise ValueError("required")
+    user_id = _integer(text, "user id")
+    if not 0 <= user_id <= INT64_MAX:
+        raise ValueError(f"user id must be between 0 and {INT64_MAX}, got {user_id}")
+    return user_id
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_LIMIT
+    limit = _integer(text, "limit")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    return limit
+
+
+def _time(text: str | None) -> np.datetime64:
+    """ISO-8601 with `T` or a space, optional seconds/fraction/offset -> naive UTC; absent = now."""
+    if text is None:
+        moment = datetime.now(UTC)
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 date-time (e.g. 2021-12-01T14:30:00): {text!r}") \
+                from None
+    if moment.tzinfo is not None:
+        # world time is UTC without an offset: an offset moves the moment into UTC
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return np.datetime64(moment, "us")
