@@ -24,9 +24,12 @@ class ServerSettings(BaseModel):
     # onnxruntime intra-op threads per session: the default (every core) oversubscribes the
     # machine once several model versions are loaded side by side
     intra_op_threads: int = Field(1, ge=1)
-    # Triton-style dynamic batching of concurrent feed requests
+    # Triton-style dynamic batching of concurrent feed requests (off: one backend call each)
+    dynamic_batching: bool = True
     max_batch_requests: int = Field(8, ge=1)
     max_queue_delay_us: int = Field(500, ge=0)
+    # worker threads that fill feature matrices and call the backends, off the event loop
+    scoring_threads: int = Field(2, ge=1)
     # KServe v2 repository extension (load/unload/index): off unless a token is set
     admin_token: str | None = None
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
