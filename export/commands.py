@@ -1,9 +1,86 @@
-"""Sub-commands of this stage (placeholder until the stage lands)."""
+"""`feedrank build` and `feedrank evaluate`."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from feedrank.errors import FeedrankError
+from feedrank.settings import load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
+    build = subparsers.add_parser(
+        "build", help="features → control and test models → ONNX (parity-checked) → repository")
+    add_locations(build)
+    build.add_argument("--iterations", type=int, help="CatBoost trees (default from settings)")
+    build.add_argument("--depth", type=int, help="CatBoost tree depth (default from settings)")
+    build.add_argument("--threads", type=int, help="CatBoost and onnxruntime threads")
+    build.set_defaults(handler=run_build)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="hit rate@5 of the latest published models on the held-out window")
+    add_locations(evaluate)
+    evaluate.add_argument("--users", type=int, default=2000,
+                          help="active users sampled from the window (default 2000)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def add_locations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--world", type=Path, help="world directory (default from settings)")
+    parser.add_argument("--repository", type=Path, help="model repository (default from settings)")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from feedrank.export.build import Builder
+    from feedrank.export.training import TrainParams
+
+    settings = load_settings(world=args.world, repository=args.repository)
+    build = settings.build.model_copy(update={k: v for k, v in (
+        ("iterations", args.iterations), ("depth", args.depth), ("threads", args.threads))
+        if v is not None})
+    if build.iterations < 1 or not 1 <= build.depth <= 16:
+        raise FeedrankError(f"--iterations must be ≥ 1 and --depth in 1..16, got "
+                            f"{build.iterations} and {build.depth}")
+    params = TrainParams(build.iterations, build.depth, build.learning_rate, build.seed, build.threads)
+    versions = Builder(require_world(settings.world), settings.repository, params).run()
+    Console().print(", ".join(f"{name} v{v}" for name, v in versions.items())
+                    + f" in {settings.repository}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from feedrank.export.evaluate import evaluate
+    from feedrank.export.publish import latest_metadata
+    from feedrank.export.report import evaluation_table, save_evaluation
+    from feedrank.export.windows import Windows
+
+    settings = load_settings(world=args.world, repository=args.repository)
+    if args.users < 1:
+        raise FeedrankError(f"--users must be ≥ 1, got {args.users}")
+    models, windows = {}, set()
+    for name in ("control", "test"):
+        latest = latest_metadata(settings.repository / name)
+        if latest is None:
+            raise FeedrankError(f"{settings.repository / name}: no published version; run `feedrank build`")
+        models[name] = (latest[0], settings.repository / name / str(latest[0]))
+        windows.add(Windows.from_dict(latest[1]["windows"]))
+    if len(windows) != 1:
+        raise FeedrankError("the latest control and test versions were trained on different windows;"
+                            " rebuild both with `feedrank build`")
+    result = evaluate(require_world(settings.world), models, windows.pop(), users=args.users,
+                      seed=args.seed, threads=settings.build.threads)
+    Console().print(evaluation_table(result))
+    save_evaluation(result, [folder for _, folder in models.values()])
+    return 0
+
+
+def require_world(world: Path) -> Path:
+    if not (world / "world.json").is_file():
+        raise FeedrankError(f"{world}: not a world (no world.json); "
+                            f"make one with `feedrank world generate --out {world}`")
+    return world

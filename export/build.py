@@ -1,0 +1,159 @@
+"""`feedrank build`: world features → control and test models → ONNX → parity → new versions.
+
+A model is retrained only when its inputs changed: the build fingerprint (features fingerprint,
+feature list, training parameters, windows) is compared with the latest published version's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from catboost import CatBoostClassifier
+from rich.console import Console
+
+from feedrank.errors import FeedrankError
+from feedrank.export.onnx_export import INPUT_NAME, PROBABILITY_OUTPUT, export_onnx
+from feedrank.export.parity import MIN_ROWS, check_parity, require_parity
+from feedrank.export.publish import METADATA, ensure_router, latest_metadata, publish_version, write_json
+from feedrank.export.training import TrainParams, fit
+from feedrank.export.windows import Windows, world_windows
+from feedrank.features.build import build_features
+from feedrank.features.online import ModelInputs, OnlineFeatures
+from feedrank.world.layout import WorldLayout
+
+MODELS = ("control", "test")
+PARITY_REQUESTS = 20
+PIPELINE = "embedding_pipeline"
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """One model's view of the training set, split by time."""
+
+    name: str
+    specs: list[dict]
+    train: tuple[np.ndarray, np.ndarray]
+    valid: tuple[np.ndarray, np.ndarray]
+    requests: pl.DataFrame  # sampled (user_id, timestamp) validation requests for ranking parity
+
+    @property
+    def names(self) -> list[str]:
+        return [s["name"] for s in self.specs]
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def split(table: pl.DataFrame, name: str, specs: list[dict], windows: Windows,
+          seed: int) -> ModelData:
+    names = [s["name"] for s in specs]
+    missing = sorted(set(names) - set(table.columns))
+    if missing:
+        raise FeedrankError(f"training set lacks features of model '{name}': {missing}")
+
+    def xy(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return frame.select(names).to_numpy().astype(np.float32), frame["target"].to_numpy()
+
+    ts = pl.col("timestamp")
+    train = table.filter(ts < windows.valid_start)
+    valid = table.filter((ts >= windows.valid_start) & (ts < windows.eval_start))
+    if train.height == 0 or valid.height == 0:
+        raise FeedrankError(f"time split left {train.height} training and {valid.height}"
+                            f" validation rows: the world is too small for {windows.as_dict()}")
+    requests = valid.select("user_id", "timestamp").sample(
+        min(PARITY_REQUESTS, valid.height), seed=seed)
+    return ModelData(name, specs, xy(train), xy(valid), requests)
+
+
+def parity_rows(data: ModelData) -> np.ndarray:
+    """Validation rows, topped up with training rows when validation has fewer than MIN_ROWS."""
+    rows = data.valid[0]
+    if len(rows) < MIN_ROWS:
+        rows = np.concatenate([rows, data.train[0][: MIN_ROWS - len(rows)]])
+    return rows
+
+
+class Builder:
+    def __init__(self, world: Path, repository: Path, params: TrainParams, *,
+                 progress: bool = True, console: Console | None = None) -> None:
+        self.world, self.repository, self.params = world, repository, params
+        self.progress, self.console = progress, console or Console(stderr=True)
+        self._online: OnlineFeatures | None = None
+
+    @property
+    def online(self) -> OnlineFeatures:
+        if self._online is None:
+            self._online = OnlineFeatures.load(self.world)
+        return self._online
+
+    def run(self) -> dict[str, int]:
+        features = build_features(self.world, progress=self.progress)
+        manifest = json.loads((features / "manifest.json").read_text())
+        windows = world_windows(WorldLayout(self.world))
+        table = pl.read_parquet(features / "training_set.parquet")
+        versions = {name: self.build_model(name, features, manifest, windows, table)
+                    for name in MODELS}
+        if ensure_router(self.repository, versions):
+            self.console.print(f"wrote {self.repository / 'router.toml'}")
+        return versions
+
+    def build_model(self, name: str, features: Path, manifest: dict, windows: Windows,
+                    table: pl.DataFrame) -> int:
+        specs = manifest["models"][name]
+        key = fingerprint(manifest["fingerprint"], specs, self.params.identity(), windows.as_dict())
+        latest = latest_metadata(self.repository / name)
+        if latest and latest[1].get("build_fingerprint") == key:
+            self.console.print(f"{name}: inputs unchanged, keeping version {latest[0]}")
+            return latest[0]
+        data = split(table, name, specs, windows, self.params.seed)
+        model = fit(name, self.params, data.train, data.valid, progress=self.progress)
+        meta = {"model": name, "features": specs, "input_name": INPUT_NAME,
+                "output_name": PROBABILITY_OUTPUT, "windows": windows.as_dict(),
+                "data_fingerprint": manifest["fingerprint"], "build_fingerprint": key,
+                "features_cutoff": manifest.get("cutoff"),
+                "training": training_summary(model, data), "catboost": self.params.catboost(),
+                "evaluation": None}
+        post_features = features / f"post_features_{name}.parquet"
+        version = publish_version(
+            self.repository, name, len(specs),
+            lambda folder, v: self.write_version(folder, v, model, data, post_features,
+                                                 features / PIPELINE, meta))
+        self.console.print(f"{name}: published version {version} "
+                           f"(validation AUC {meta['training']['validation_auc']:.4f})")
+        return version
+
+    def write_version(self, folder: Path, version: int, model: CatBoostClassifier,
+                      data: ModelData, post_features: Path, pipeline: Path, meta: dict) -> None:
+        model.save_model(str(folder / "model.cbm"))
+        export_onnx(model, folder / "model.onnx", name=data.name)
+        shutil.copyfile(post_features, folder / "post_features.parquet")
+        if data.name == "test":
+            shutil.copytree(pipeline, folder / PIPELINE)
+        report = check_parity(model, folder / "model.onnx", parity_rows(data),
+                              self.ranking_requests(data, folder), threads=self.params.threads)
+        require_parity(data.name, report)
+        write_json(folder / METADATA, meta | {
+            "version": version, "parity": report.as_dict(),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+    def ranking_requests(self, data: ModelData, folder: Path):
+        inputs = ModelInputs(self.online, data.specs, folder / "post_features.parquet")
+        for user_id, at in data.requests.iter_rows():
+            yield inputs.matrix(user_id, np.datetime64(at, "us")), inputs.post_ids
+
+
+def training_summary(model: CatBoostClassifier, data: ModelData) -> dict:
+    final = {metric: values[-1] for metric, values in model.get_evals_result()["validation"].items()}
+    importance = dict(zip(data.names, model.get_feature_importance().round(3).tolist()))
+    return {"train_rows": len(data.train[1]), "validation_rows": len(data.valid[1]),
+            "train_positive_rate": float(data.train[1].mean()),
+            "validation_auc": final["AUC"], "validation_logloss": final["Logloss"],
+            "feature_importance": dict(sorted(importance.items(), key=lambda kv: -kv[1]))}

@@ -1,0 +1,32 @@
+"""Where evaluation results go: a rich table, and JSON beside each evaluated model version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from feedrank.export.evaluate import Evaluation
+from feedrank.export.publish import METADATA, read_json, write_json
+
+EVALUATION = "evaluation.json"
+
+
+def evaluation_table(evaluation: Evaluation) -> Table:
+    start, end = evaluation.window
+    table = Table(title=f"Offline evaluation, window {start} .. {end}, "
+                        f"{evaluation.users_evaluated} of {evaluation.users_active} active users")
+    for column in ("ranker", "version", "hit rate@5", "simulated hit rate@5", "share of oracle lift"):
+        table.add_column(column, justify="left" if column == "ranker" else "right")
+    for row in evaluation.rows:
+        table.add_row(row.ranker, "" if row.version is None else str(row.version),
+                      f"{row.hit_rate:.4f}", f"{row.simulated_hit_rate:.4f}",
+                      f"{evaluation.oracle_lift_share(row.ranker):.0%}")
+    return table
+
+
+def save_evaluation(evaluation: Evaluation, version_dirs: list[Path]) -> None:
+    data = evaluation.as_dict()
+    for folder in version_dirs:
+        write_json(folder / EVALUATION, data)
+        write_json(folder / METADATA, read_json(folder / METADATA) | {"evaluation": data})

@@ -1,0 +1,50 @@
+"""Fitting one CatBoost classifier with a fixed seed and a progress bar fed by CatBoost itself."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from catboost import CatBoostClassifier
+
+from feedrank.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    iterations: int
+    depth: int
+    learning_rate: float | None
+    seed: int
+    threads: int
+
+    def catboost(self) -> dict:
+        params = {"iterations": self.iterations, "depth": self.depth, "random_seed": self.seed,
+                  "thread_count": self.threads, "loss_function": "Logloss",
+                  "eval_metric": "AUC", "custom_metric": ["Logloss"], "allow_writing_files": False, "verbose": False}
+        if self.learning_rate is not None:
+            params["learning_rate"] = self.learning_rate
+        return params
+
+    def identity(self) -> dict:
+        """What changes the model (threads do not: CatBoost is deterministic across them)."""
+        return {k: v for k, v in asdict(self).items() if k != "threads"}
+
+
+class _ProgressCallback:
+    def __init__(self, advance) -> None:
+        self.advance = advance
+
+    def after_iteration(self, info) -> bool:
+        self.advance()
+        return True
+
+
+def fit(name: str, params: TrainParams, train: tuple[np.ndarray, np.ndarray],
+        valid: tuple[np.ndarray, np.ndarray], *, progress: bool = True) -> CatBoostClassifier:
+    model = CatBoostClassifier(**params.catboost())
+    with progress_bar(transient=False) as bar:
+        task = bar.add_task(f"train {name}", total=params.iterations, visible=progress)
+        model.fit(*train, eval_set=valid,
+                  callbacks=[_ProgressCallback(lambda: bar.advance(task))])
+    return model
