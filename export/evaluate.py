@@ -44,6 +44,7 @@ class Row:
 @dataclass(frozen=True)
 class Evaluation:
     window: list[str]
+    requested_at: str
     users_active: int
     users_evaluated: int
     seed: int
@@ -62,11 +63,20 @@ class Evaluation:
         return (self.row(ranker).simulated_hit_rate - base) / top if top > 0 else float("nan")
 
 
-def active_users(layout: WorldLayout, windows: Windows) -> np.ndarray:
-    return duckdb.sql(
-        "SELECT DISTINCT user_id FROM read_parquet($glob) WHERE timestamp >= $a AND timestamp < $b"
-        " ORDER BY user_id", params={"glob": layout.feed_glob, "a": windows.eval_start,
-                                    "b": windows.eval_end}).fetchnumpy()["user_id"]
+def window_activity(layout: WorldLayout, windows: Windows) -> tuple[np.ndarray, np.datetime64]:
+    """Users active in the window, and the window's first moment of activity.
+
+    Requests are ranked at that first moment rather than at midnight: worlds have no activity at
+    night, and the hour of day changes what users like.
+    """
+    first_seen = duckdb.sql(
+        "SELECT user_id, min(timestamp) AS first FROM read_parquet($glob)"
+        " WHERE timestamp >= $a AND timestamp < $b GROUP BY user_id ORDER BY user_id",
+        params={"glob": layout.feed_glob, "a": windows.eval_start,
+                "b": windows.eval_end}).fetchnumpy()
+    users = first_seen["user_id"]
+    first = first_seen["first"].min() if len(users) else windows.eval_start
+    return users, np.datetime64(first, "us")
 
 
 def window_likes(layout: WorldLayout, windows: Windows, users: np.ndarray) -> np.ndarray:
@@ -123,8 +133,7 @@ def evaluate(world: Path, models: dict[str, tuple[int, Path]], windows: Windows,
     if not layout.ground_truth.exists():
         raise FeedrankError(f"{layout.ground_truth}: evaluation needs a generated world's ground truth")
     online, truth = OnlineFeatures.load(world), GroundTruth.load(world)
-    at = np.datetime64(windows.eval_start, "us")
-    active = active_users(layout, windows)
+    active, at = window_activity(layout, windows)
     if len(active) == 0:
         raise FeedrankError(f"nobody was active in the evaluation window {windows.as_dict()['evaluation']}")
     sample = np.sort(np.random.default_rng(seed).choice(active, min(users, len(active)), replace=False))
@@ -157,5 +166,5 @@ def evaluate(world: Path, models: dict[str, tuple[int, Path]], windows: Windows,
             bar.advance(task, len(batch))
     rows = [Row(name, models.get(name, (None,))[0], float(np.concatenate(hits[name]).mean()),
                 float(np.concatenate(simulated[name]).mean())) for name in rankers]
-    return Evaluation(window=windows.as_dict()["evaluation"], users_active=len(active),
+    return Evaluation(window=windows.as_dict()["evaluation"], requested_at=str(at), users_active=len(active),
                       users_evaluated=len(sample), seed=seed, rows=rows)

@@ -14,7 +14,8 @@ EVALUATION = "evaluation.json"
 
 def evaluation_table(evaluation: Evaluation) -> Table:
     start, end = evaluation.window
-    table = Table(title=f"Offline evaluation, window {start} .. {end}, "
+    table = Table(title=f"Offline evaluation: window {start} .. {end}, ranked at "
+                        f"{evaluation.requested_at}, "
                         f"{evaluation.users_evaluated} of {evaluation.users_active} active users")
     for column in ("ranker", "version", "hit rate@5", "simulated hit rate@5", "share of oracle lift"):
         table.add_column(column, justify="left" if column == "ranker" else "right")
