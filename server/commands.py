@@ -1,9 +1,54 @@
-"""Sub-commands of this stage (placeholder until the stage lands)."""
+"""`feedrank serve`: the feed endpoint, the router, the KServe v2 routes and /metrics on uvicorn."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from feedrank.errors import FeedrankError
+from feedrank.settings import ServerSettings, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
+    serve = subparsers.add_parser("serve", help="serve feed recommendations over HTTP",
+                                  description=__doc__)
+    serve.add_argument("--world", type=Path, help="world folder (default: settings.world)")
+    serve.add_argument("--repository", type=Path,
+                       help="model repository with router.toml (default: settings.repository)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--log", type=Path, dest="log_dir",
+                       help="exposure log folder (default: settings.log_dir)")
+    serve.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction,
+                       default=None, help="coalesce concurrent requests into one backend call")
+    serve.add_argument("--fsync", action=argparse.BooleanOptionalAction, default=None,
+                       help="fsync the exposure log before each answer leaves (default on)")
+    serve.set_defaults(handler=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from feedrank.server.app import create_app
+
+    server = {"host": args.host, "port": args.port, "dynamic_batching": args.dynamic_batching}
+    try:
+        settings = load_settings(world=args.world, repository=args.repository,
+                                 log_dir=args.log_dir)
+        settings.server = ServerSettings.model_validate(
+            settings.server.model_dump() | {k: v for k, v in server.items() if v is not None})
+    except ValidationError as error:
+        raise FeedrankError(f"invalid settings: {error}") from None
+    if args.fsync is not None:
+        settings.exposure_log.fsync = args.fsync
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    app = create_app(settings)
+    # no access log: every feed answer is already in the exposure log, and the access log's
+    # formatting would cost a noticeable share of a 2-core server's throughput
+    uvicorn.run(app, host=settings.server.host, port=settings.server.port, access_log=False,
+                log_level="info")
+    return 0

@@ -1,0 +1,108 @@
+"""The Starlette app: the feed endpoint, the router state, the KServe v2 routes and /metrics.
+
+`create_app` loads everything the hot path needs before the server accepts a connection (the
+world's online features, the model repository, the router, the post catalog, one `ModelInputs`
+per routed version), so a start-up problem is a clear CLI error, not a failing first request.
+The lifespan runs the background work: the router poll (re-read `R/router.toml` on change)
+and, at shutdown, draining the exposure log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from feedrank.errors import FeedrankError
+from feedrank.server.batching import Batcher
+from feedrank.server.exposure_log import ExposureLog
+from feedrank.server.feed import FeedService, InputsCache, PostCatalog, recommendations, router_state
+from feedrank.server.router import Router, RouterConfigError, Servable
+from feedrank.settings import Settings
+
+log = logging.getLogger("feedrank.server")
+
+
+def create_app(settings: Settings) -> Starlette:
+    service, executor = _load(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        poll = asyncio.create_task(_poll_router(service.router, settings.server.poll_interval_s))
+        try:
+            yield
+        finally:
+            poll.cancel()
+            service.exposure_log.close()
+            executor.shutdown(wait=False)
+
+    routes = [Route("/post/recommendations/", recommendations, methods=["GET"]),
+              Route("/router", router_state, methods=["GET"])]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings, app.state.feed = settings, service
+    app.state.repository = service.repository
+    return app
+
+
+def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
+    from feedrank.features.online import OnlineFeatures
+    from feedrank.server.repository import ModelRepository
+
+    for path, what in ((settings.world, "world"), (settings.repository, "model repository")):
+        if not path.is_dir():
+            raise FeedrankError(f"{path}: {what} folder not found")
+    router_file = settings.repository / "router.toml"
+    if not router_file.is_file():
+        raise FeedrankError(f"{router_file}: router config not found (`feedrank build` "
+                            "writes one)")
+    server = settings.server
+    executor = ThreadPoolExecutor(server.scoring_threads, thread_name_prefix="scoring")
+    online = OnlineFeatures.load(settings.world)
+    repository = ModelRepository(settings.repository, threads=server.intra_op_threads)
+    repository.load_all()
+    inputs = InputsCache(online, executor)
+    try:
+        router = Router(router_file, _servable(repository, inputs))
+    except RouterConfigError as error:
+        raise FeedrankError(str(error)) from None
+    service = FeedService(
+        online=online, repository=repository, router=router,
+        catalog=PostCatalog(settings.world), inputs=inputs,
+        batcher=Batcher(executor, enabled=server.dynamic_batching,
+                        max_requests=server.max_batch_requests,
+                        max_delay_us=server.max_queue_delay_us),
+        exposure_log=ExposureLog(settings.log_dir, rotate_bytes=settings.exposure_log.rotate_bytes,
+                                 rotate_seconds=settings.exposure_log.rotate_seconds,
+                                 fsync=settings.exposure_log.fsync))
+    return service, executor
+
+
+def _servable(repository: Any, inputs: InputsCache) -> Servable:
+    """A routed version must be loaded and its inputs buildable; they are built here, during
+    validation, so the first request after a router change finds them ready."""
+    def reason(model: str, version: int) -> str | None:
+        try:
+            inputs.warm(repository.get(model, version))
+        except Exception as error:  # ModelNotFound, or inputs that do not fit the version
+            return str(error) or type(error).__name__
+        return None
+    return reason
+
+
+async def _poll_router(router: Router, interval_s: float) -> None:
+    if interval_s <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            # off the event loop: validating a new config may build a version's inputs
+            await loop.run_in_executor(None, router.reload_if_changed)
+        except Exception:  # the poll must outlive any one bad reload
+            log.exception("router poll failed; the config in force is unchanged")

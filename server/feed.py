@@ -1,0 +1,187 @@
+"""The feed endpoint: `GET /post/recommendations/?id=&time=&limit=`.
+
+One request: validate the query, route the user to a group, resolve that group's (model, version)
+once (an atomic swap elsewhere never changes a request half-way), score every candidate post in
+one backend call (possibly batched with concurrent requests), drop posts the user liked before
+`time`, take the top `limit`, log the answer durably, then send it. A user without features gets
+the most popular posts known before `time` that they have not liked (`fallback: true`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+import weakref
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from feedrank.server.batching import Batcher, Job
+from feedrank.server.exposure_log import ExposureLog
+from feedrank.server.params import FeedQuery, QueryError, parse_feed_query
+from feedrank.server.router import Router
+from feedrank.world.layout import WorldLayout
+
+FALLBACK_MODEL = "popular"  # model name logged for fallback answers (version 0)
+
+
+class PostCatalog:
+    """Post id -> its JSON object `{"id","text","topic"}`, encoded once at start-up."""
+
+    def __init__(self, world: Path) -> None:
+        rows = duckdb.sql(f"SELECT post_id, text, topic FROM read_parquet("
+                          f"'{WorldLayout(world).posts}') ORDER BY post_id").fetchall()
+        self.post_ids = np.array([r[0] for r in rows], dtype=np.int64)
+        self._json = {pid: json.dumps({"id": pid, "text": text, "topic": topic},
+                                      ensure_ascii=False) for pid, text, topic in rows}
+
+    def json_array(self, post_ids: np.ndarray) -> str:
+        return "[" + ",".join(self._json[int(p)] for p in post_ids) + "]"
+
+
+class InputsCache:
+    """One `ModelInputs` per loaded version, built on first use off the event loop."""
+
+    def __init__(self, online: Any, executor: Executor) -> None:
+        from feedrank.features.online import ModelInputs
+
+        self._build = lambda path: ModelInputs.from_version_dir(online, path)
+        self._executor = executor
+        self._ready: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._building: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def warm(self, loaded: Any) -> None:
+        """Build a version's inputs now (blocking); used while validating a router config."""
+        if loaded.backend not in self._ready:
+            self._ready[loaded.backend] = self._build(loaded.path)
+
+    async def get(self, loaded: Any) -> Any:
+        inputs = self._ready.get(loaded.backend)
+        if inputs is not None:
+            return inputs
+        task = self._building.get(loaded.backend)
+        if task is None:
+            loop = asyncio.get_running_loop()
+            task = self._building[loaded.backend] = loop.run_in_executor(
+                self._executor, self._build, loaded.path)
+        try:
+            inputs = await asyncio.shield(task)
+        finally:
+            self._building.pop(loaded.backend, None)
+        self._ready[loaded.backend] = inputs
+        return inputs
+
+
+def rank(post_ids: np.ndarray, scores: np.ndarray, exclude: np.ndarray, limit: int) -> np.ndarray:
+    """Top `limit` post ids by score, without `exclude`; ties broken by the smaller post id."""
+    keep = ~np.isin(post_ids, exclude)
+    ids, kept = post_ids[keep], scores[keep]
+    k = min(limit, len(ids))
+    if k == 0:
+        return ids[:0]
+    top = np.argpartition(-kept, k - 1)[:k] if k < len(ids) else np.arange(len(ids))
+    return ids[top[np.lexsort((ids[top], -kept[top]))]]
+
+
+def popular_fallback(popular: np.ndarray, catalog_ids: np.ndarray, exclude: np.ndarray,
+                     limit: int) -> np.ndarray:
+    """Most popular posts known before the request, not liked; then the rest of the catalog."""
+    order = np.concatenate([popular, catalog_ids[~np.isin(catalog_ids, popular)]])
+    return order[~np.isin(order, exclude)][:limit]
+
+
+@dataclass(frozen=True)
+class Answer:
+    request_id: str
+    exp_group: str
+    model: str
+    version: int
+    post_ids: np.ndarray
+    fallback: bool
+
+
+class ModelUnavailable(RuntimeError):
+    """The group's model version is not loaded (for example unloaded before the router moved)."""
+
+
+class FeedService:
+    """Everything one feed request needs, wired once by the app's lifespan."""
+
+    def __init__(self, *, online: Any, repository: Any, router: Router, catalog: PostCatalog,
+                 inputs: InputsCache, batcher: Batcher, exposure_log: ExposureLog,
+                 metrics: Any = None) -> None:
+        self.online, self.repository, self.router, self.catalog = online, repository, router, catalog
+        self.inputs, self.batcher, self.exposure_log = inputs, batcher, exposure_log
+        self.metrics = metrics
+
+    async def recommend(self, query: FeedQuery) -> Answer:
+        group = self.router.config.assign(query.user_id)
+        request_id = uuid.uuid4().hex
+        liked = self.online.liked_before(query.user_id, query.at)
+        if not self.online.has_user(query.user_id):
+            ids = popular_fallback(self.online.popular_posts(query.at), self.catalog.post_ids,
+                                   liked, query.limit)
+            return Answer(request_id, group.name, FALLBACK_MODEL, 0, ids, True)
+        try:
+            loaded = self.repository.get(group.model, group.version)
+        except Exception as error:  # the repository's ModelNotFound, whatever its module
+            raise ModelUnavailable(f"group '{group.name}': {error}") from error
+        inputs = await self.inputs.get(loaded)
+        scored = await self.batcher.score(loaded.backend, Job(inputs, query.user_id, query.at))
+        if self.metrics is not None:
+            self.metrics.observe_scoring(loaded.model, loaded.version, scored)
+        ids = rank(inputs.post_ids, scored.scores, liked, query.limit)
+        return Answer(request_id, group.name, loaded.model, loaded.version, ids, False)
+
+    def record(self, query: FeedQuery, answer: Answer, latency_ms: float) -> dict:
+        return {"request_id": answer.request_id,
+                "server_time": datetime.now(UTC).isoformat(),
+                "requested_time": str(query.at),
+                "user_id": query.user_id, "exp_group": answer.exp_group,
+                "model": answer.model, "version": answer.version,
+                "post_ids": answer.post_ids.tolist(), "fallback": answer.fallback,
+                "latency_ms": round(latency_ms, 3)}
+
+    def body(self, query: FeedQuery, answer: Answer) -> str:
+        extra = json.dumps({"model": answer.model, "version": answer.version,
+                            "request_id": answer.request_id, "fallback": answer.fallback,
+                            "time": str(query.at)})
+        return (f'{{"exp_group":{json.dumps(answer.exp_group)},"recommendations":'
+                f'{self.catalog.json_array(answer.post_ids)},{extra[1:]}')
+
+
+async def recommendations(request: Request) -> Response:
+    started = time.perf_counter()
+    service: FeedService = request.app.state.feed
+    try:
+        query = parse_feed_query(request.query_params.multi_items())
+    except QueryError as error:
+        return _error(422, "invalid query parameters", fields=error.problems)
+    try:
+        answer = await service.recommend(query)
+    except ModelUnavailable as error:
+        return _error(503, str(error))
+    try:
+        await service.exposure_log.write(
+            service.record(query, answer, (time.perf_counter() - started) * 1e3))
+    except OSError as error:
+        # an answer that cannot be logged is not sent: the A/B analysis must see every exposure
+        return _error(503, f"exposure log unavailable: {error}")
+    return Response(service.body(query, answer), media_type="application/json")
+
+
+async def router_state(request: Request) -> Response:
+    return JSONResponse(request.app.state.feed.router.state())
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
