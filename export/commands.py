@@ -36,9 +36,6 @@ def add_locations(parser: argparse.ArgumentParser) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from feedrank.export.build import Builder
-    from feedrank.export.training import TrainParams
-
     settings = load_settings(world=args.world, repository=args.repository)
     build = settings.build.model_copy(update={k: v for k, v in (
         ("iterations", args.iterations), ("depth", args.depth), ("threads", args.threads))
@@ -46,17 +43,20 @@ def run_build(args: argparse.Namespace) -> int:
     if build.iterations < 1 or not 1 <= build.depth <= 16:
         raise FeedrankError(f"--iterations must be ≥ 1 and --depth in 1..16, got "
                             f"{build.iterations} and {build.depth}")
+    world = require_world(settings.world)
+    # heavy imports (CatBoost, the features stage) only once the arguments are known to be good
+    from feedrank.export.build import Builder
+    from feedrank.export.training import TrainParams
+
     params = TrainParams(build.iterations, build.depth, build.learning_rate, build.seed, build.threads)
-    versions = Builder(require_world(settings.world), settings.repository, params).run()
+    versions = Builder(world, settings.repository, params).run()
     Console().print(", ".join(f"{name} v{v}" for name, v in versions.items())
                     + f" in {settings.repository}")
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from feedrank.export.evaluate import evaluate
     from feedrank.export.publish import latest_metadata
-    from feedrank.export.report import evaluation_table, save_evaluation
     from feedrank.export.windows import Windows
 
     settings = load_settings(world=args.world, repository=args.repository)
@@ -72,7 +72,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if len(windows) != 1:
         raise FeedrankError("the latest control and test versions were trained on different windows;"
                             " rebuild both with `feedrank build`")
-    result = evaluate(require_world(settings.world), models, windows.pop(), users=args.users,
+    world = require_world(settings.world)
+    from feedrank.export.evaluate import evaluate
+    from feedrank.export.report import evaluation_table, save_evaluation
+
+    result = evaluate(world, models, windows.pop(), users=args.users,
                       seed=args.seed, threads=settings.build.threads)
     Console().print(evaluation_table(result))
     save_evaluation(result, [folder for _, folder in models.values()])

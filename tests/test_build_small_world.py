@@ -1,0 +1,130 @@
+"""`feedrank build` and `feedrank evaluate` end to end on the issue-size small world."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+import feedrank.export.build as build_module
+from feedrank.cli import main
+from feedrank.export.onnx_export import export_onnx
+
+ITERATIONS = "60"
+
+
+def build(world: Path, repository: Path, *extra: str) -> int:
+    return main(["build", "--world", str(world), "--repository", str(repository),
+                 "--iterations", ITERATIONS, *extra])
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def versions(model_dir: Path) -> list[str]:
+    return sorted(p.name for p in model_dir.iterdir() if p.is_dir())
+
+
+def flat(text: str) -> str:
+    """Console output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+@pytest.fixture(scope="module")
+def built(small_world: Path, tmp_path_factory) -> tuple[Path, Path]:
+    repository = tmp_path_factory.mktemp("repository")
+    assert build(small_world, repository) == 0
+    return small_world, repository
+
+
+@pytest.fixture
+def repository_copy(built, tmp_path) -> Path:
+    return Path(shutil.copytree(built[1], tmp_path / "repository"))
+
+
+@pytest.mark.parametrize("name", ["control", "test"])
+def test_build_publishes_a_parity_checked_version_with_a_triton_config(built, name):
+    _, repository = built
+    config = text_format.Parse((repository / name / "config.pbtxt").read_text(),
+                               model_config_pb2.ModelConfig())
+    meta = json.loads((repository / name / "1" / "metadata.json").read_text())
+    n_features = len(meta["features"])
+    assert (config.name, config.backend) == (name, "onnxruntime")
+    assert list(config.input[0].dims) == [-1, n_features]
+    graph = onnx.load(str(repository / name / "1" / "model.onnx")).graph
+    assert graph.input[0].name == config.input[0].name == meta["input_name"]
+    assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == n_features
+    assert meta["parity"]["passed"] and meta["parity"]["rows"] >= 10_000
+    assert meta["parity"]["max_abs_diff"] <= 1e-5 and meta["parity"]["top5_mismatches"] == 0
+    training, validation, evaluation = (meta["windows"][k] for k in
+                                        ("training", "validation", "evaluation"))
+    assert training[1] == validation[0] and validation[1] == evaluation[0]
+    files = {p.name for p in (repository / name / "1").iterdir()}
+    assert {"model.onnx", "model.cbm", "metadata.json", "post_features.parquet"} <= files
+    assert ("embedding_pipeline" in files) == (name == "test")
+    assert (repository / "router.toml").is_file()
+
+
+def test_test_model_sees_more_features_than_control(built):
+    _, repository = built
+    control, test = (json.loads((repository / m / "1" / "metadata.json").read_text())["features"]
+                     for m in ("control", "test"))
+    assert len(test) > len(control)
+
+
+def test_unchanged_inputs_skip_and_changed_params_add_version_2(built, repository_copy, capsys):
+    world, _ = built
+    before = {m: digests(repository_copy / m / "1") for m in ("control", "test")}
+    router = (repository_copy / "router.toml").read_text()
+    assert build(world, repository_copy) == 0
+    assert "inputs unchanged" in flat(capsys.readouterr().err)
+    assert versions(repository_copy / "control") == ["1"]
+    assert build(world, repository_copy, "--depth", "4") == 0
+    for model in ("control", "test"):
+        assert versions(repository_copy / model) == ["1", "2"]
+        assert digests(repository_copy / model / "1") == before[model]
+        assert json.loads((repository_copy / model / "2" / "metadata.json").read_text())[
+            "catboost"]["depth"] == 4
+    assert (repository_copy / "router.toml").read_text() == router
+
+
+def test_an_export_that_differs_from_catboost_is_not_published(built, repository_copy,
+                                                               monkeypatch, capsys):
+    def broken_export(model, path, *, name):
+        export_onnx(model, path, name=name)
+        graph = onnx.load(str(path))
+        (trees,) = [n for n in graph.graph.node if n.op_type == "TreeEnsembleClassifier"]
+        weights = next(a for a in trees.attribute if a.name == "class_weights")
+        weights.floats[0] += 0.5  # one leaf of one tree
+        onnx.save(graph, str(path))
+
+    monkeypatch.setattr(build_module, "export_onnx", broken_export)
+    assert build(built[0], repository_copy, "--depth", "5") == 2
+    assert "differs from CatBoost, not published" in flat(capsys.readouterr().err)
+    assert versions(repository_copy / "control") == ["1"]
+    assert not any(p.name.startswith(".") for p in (repository_copy / "control").iterdir())
+
+
+def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys):
+    world, _ = built
+    assert main(["evaluate", "--world", str(world), "--repository", str(repository_copy),
+                 "--users", "400"]) == 0
+    out = capsys.readouterr().out
+    for ranker in ("control", "test", "popularity", "random", "oracle"):
+        assert ranker in out
+    rows = {}
+    for model in ("control", "test"):
+        saved = json.loads((repository_copy / model / "1" / "evaluation.json").read_text())
+        meta = json.loads((repository_copy / model / "1" / "metadata.json").read_text())
+        assert meta["evaluation"] == saved and saved["users_evaluated"] == 400
+        rows = {r["ranker"]: r for r in saved["rows"]}
+    assert rows["test"]["simulated_hit_rate"] > rows["random"]["simulated_hit_rate"]
+    assert rows["test"]["hit_rate"] > rows["random"]["hit_rate"]
+    assert rows["oracle"]["simulated_hit_rate"] >= rows["test"]["simulated_hit_rate"]
