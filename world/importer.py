@@ -1,0 +1,216 @@
+"""`feedrank world import`: course tables from CSV or Parquet files (or PostgreSQL) into a world.
+
+Every file is checked with DuckDB before anything is kept: missing columns, values that do not
+parse as the column's type (timestamps included), unknown actions, targets outside 0/1, duplicate
+ids and feed rows pointing at unknown users or posts raise `InputFileError` naming the file, the
+1-based data row (the CSV header is not counted) and the column. `like` rows may carry target 0
+(as the real course data does) or null; both become null. The world is assembled in a temp
+directory next to the destination and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from feedrank.errors import FeedrankError, InputFileError
+from feedrank.world import schema
+from feedrank.world.layout import WorldLayout
+
+SQL_TYPES = {"int64": "BIGINT", "string": "VARCHAR", "timestamp[us]": "TIMESTAMP",
+             "int8": "TINYINT"}
+TYPE_WORDS = {"BIGINT": "an integer", "VARCHAR": "a string", "TIMESTAMP": "a timestamp",
+              "TINYINT": "an integer"}
+TABLE_NAMES = {"users": "user_data", "posts": "post_text_df", "feed": "feed_data"}
+
+
+@dataclass(frozen=True)
+class Sources:
+    users: Path
+    posts: Path
+    feed: list[Path]
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> Sources:
+        """user_data.*, post_text_df.* and feed_data.* or feed_data/ (CSV or Parquet)."""
+        def one(stem: str) -> Path:
+            found = [p for p in sorted(folder.glob(f"{stem}.*")) if _format(p)]
+            if not found:
+                raise FeedrankError(f"{folder}: no {stem}.csv or {stem}.parquet")
+            return found[0]
+
+        feed_dir = folder / "feed_data"
+        feed = ([p for p in sorted(feed_dir.iterdir()) if _format(p)] if feed_dir.is_dir()
+                else [one("feed_data")])
+        if not feed:
+            raise FeedrankError(f"{feed_dir}: no CSV or Parquet files")
+        return cls(one("user_data"), one("post_text_df"), feed)
+
+
+def dump_postgres(dsn: str, folder: Path) -> Sources:
+    """Copy the three course tables out of PostgreSQL into CSV files in `folder`."""
+    try:
+        import psycopg
+    except ImportError:
+        raise FeedrankError("reading from PostgreSQL needs psycopg: "
+                            "pip install 'feedrank[postgres]'") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
+            for name in TABLE_NAMES.values():
+                with (folder / f"{name}.csv").open("wb") as sink, cursor.copy(
+                        f"COPY {name} TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
+                    for block in copy:
+                        sink.write(block)
+    except psycopg.Error as error:
+        raise FeedrankError(f"PostgreSQL: {error}".strip()) from None
+    return Sources.from_folder(folder)
+
+
+def import_world(out: Path, sources: Sources, *, force: bool = False) -> dict:
+    """Validate the sources and write them as a world at `out`; returns the manifest."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FeedrankError(f"{out} already exists and is not empty (use --force to replace it)")
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _import(WorldLayout(tmp), sources)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        return manifest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _import(layout: WorldLayout, sources: Sources) -> dict:
+    db = duckdb.connect(str(layout.root / "import.duckdb"))
+    try:
+        db.execute("SET preserve_insertion_order = true")
+        _load(db, "users", sources.users, schema.USERS, key="user_id")
+        _load(db, "posts", sources.posts, schema.POSTS, key="post_id")
+        for path in sources.feed:
+            _load(db, "feed", path, schema.FEED)
+        _write(db, layout)
+        stats = db.execute("""SELECT count(*), count(*) FILTER (action = 'view'),
+                                     min(timestamp)::DATE, max(timestamp)::DATE FROM feed""").fetchone()
+        manifest = {"kind": "imported", "ground_truth": False,
+                    "users": _count(db, "users"), "posts": _count(db, "posts"),
+                    "views": stats[1], "feed_rows": stats[0], "start": str(stats[2]),
+                    "end": str(stats[3]),
+                    "sources": {"users": str(sources.users), "posts": str(sources.posts),
+                                "feed": [str(p) for p in sources.feed]}}
+    finally:
+        db.close()
+    (layout.root / "import.duckdb").unlink()
+    layout.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _count(db: duckdb.DuckDBPyConnection, table: str) -> int:
+    return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _format(path: Path) -> str | None:
+    return {".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
+
+
+def _load(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Schema,
+          key: str | None = None) -> None:
+    """Check one file and append it to `table` with the schema's exact types."""
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    reader = {"csv": "read_csv(?, all_varchar = true, header = true)",
+              "parquet": "read_parquet(?)"}[_format(path) or "csv"]
+    try:
+        db.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT row_number() OVER () AS _row, * "
+                   f"FROM {reader}", [str(path)])
+        present = {row[0] for row in db.execute("DESCRIBE src").fetchall()}
+    except duckdb.Error as error:
+        raise InputFileError(path, f"cannot be read as {TABLE_NAMES[table]}: {error}") from None
+    for name in target.names:
+        if name not in present:
+            raise InputFileError(path, f"missing column (expected {', '.join(target.names)})",
+                                 column=name)
+    typed = {f.name: SQL_TYPES[str(f.type)] for f in target}
+    for column, sql_type in typed.items():
+        _check_type(db, path, column, sql_type, nullable=column == "target")
+    casts = ", ".join(f'TRY_CAST("{c}" AS {t}) AS "{c}"' for c, t in typed.items())
+    db.execute(f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {casts} FROM src")
+    {"users": _check_users, "posts": _check_posts, "feed": _check_feed}[table](db, path)
+    if key:
+        _first_bad(db, path, key, f"SELECT _row, {key} FROM (SELECT _row, {key}, "
+                   f"count(*) OVER (PARTITION BY {key}) AS n FROM typed) WHERE n > 1",
+                   "duplicate id {}")
+    columns = ", ".join(f'"{c}"' for c in typed)
+    normalise = ("* REPLACE (CASE WHEN action = 'like' THEN NULL ELSE target END AS target)"
+                 if table == "feed" else "*")
+    exists = db.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                        [table]).fetchone()[0]
+    verb = f"INSERT INTO {table}" if exists else f"CREATE TABLE {table} AS"
+    db.execute(f"{verb} SELECT {normalise} FROM (SELECT {columns} FROM typed ORDER BY _row)")
+
+
+def _check_type(db, path: Path, column: str, sql_type: str, *, nullable: bool) -> None:
+    null_rule = "" if nullable else f'OR "{column}" IS NULL'
+    _first_bad(db, path, column,
+               f'SELECT _row, "{column}" FROM src WHERE (TRY_CAST("{column}" AS {sql_type}) '
+               f'IS NULL AND "{column}" IS NOT NULL) {null_rule}',
+               f"{{}} is not {TYPE_WORDS[sql_type]}" if nullable
+               else f"{{}} is missing or not {TYPE_WORDS[sql_type]}")
+
+
+def _first_bad(db, path: Path, column: str, query: str, problem: str) -> None:
+    row = db.execute(f"SELECT * FROM ({query}) ORDER BY _row LIMIT 1").fetchone()
+    if row is not None:
+        value = "a missing value" if row[1] is None else repr(row[1])
+        raise InputFileError(path, problem.format(value), row=int(row[0]), column=column)
+
+
+def _check_users(db, path: Path) -> None:
+    _first_bad(db, path, "gender", "SELECT _row, gender FROM typed WHERE gender NOT IN (0, 1)",
+               "gender {} is not 0 or 1")
+    _first_bad(db, path, "exp_group",
+               "SELECT _row, exp_group FROM typed WHERE exp_group NOT BETWEEN 0 AND 4",
+               "exp_group {} is not in 0..4")
+
+
+def _check_posts(db, path: Path) -> None:
+    _first_bad(db, path, "topic", "SELECT _row, topic FROM typed WHERE topic = ''",
+               "empty topic {}")
+
+
+def _check_feed(db, path: Path) -> None:
+    _first_bad(db, path, "action",
+               "SELECT _row, action FROM typed WHERE action NOT IN ('view', 'like')",
+               "unknown action {} (expected 'view' or 'like')")
+    _first_bad(db, path, "target",
+               "SELECT _row, target FROM typed WHERE (action = 'view' AND target IS NULL) "
+               "OR target NOT IN (0, 1) OR (action = 'like' AND target = 1)",
+               "target {} is not allowed (views: 0 or 1; likes: 0 or null)")
+    for column, table in (("user_id", "users"), ("post_id", "posts")):
+        _first_bad(db, path, column,
+                   f"SELECT _row, {column} FROM typed ANTI JOIN {table} USING ({column})",
+                   f"{{}} is not in {TABLE_NAMES[table]} (dangling id)")
+
+
+def _write(db: duckdb.DuckDBPyConnection, layout: WorldLayout) -> None:
+    for table, path in (("users", layout.users), ("posts", layout.posts)):
+        key = "user_id" if table == "users" else "post_id"
+        db.execute(f"COPY (SELECT * FROM {table} ORDER BY {key}) TO '{path}' "
+                   "(FORMAT parquet, COMPRESSION zstd)")
+    layout.feed_dir.mkdir()
+    days = [d for (d,) in db.execute(
+        "SELECT DISTINCT timestamp::DATE FROM feed ORDER BY 1").fetchall()]
+    for day in days:
+        db.execute(f"COPY (SELECT * FROM feed WHERE timestamp::DATE = DATE '{day}' "
+                   f"ORDER BY timestamp, action = 'like') TO '{layout.feed_dir / f'{day}.parquet'}' "
+                   "(FORMAT parquet, COMPRESSION zstd)")
