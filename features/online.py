@@ -1,0 +1,158 @@
+"""The serving snapshot of a world's features, and per-model request matrices.
+
+`OnlineFeatures.load(W)` reads W/features through DuckDB into numpy once at start-up;
+`ModelInputs` prepares a model's post columns once and per request fills only the user, time and
+history columns, with the same `History` blocks that computed the training set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from feedrank.errors import FeedrankError
+from feedrank.features.history import GROUPINGS, History
+from feedrank.features.layout import FeaturesLayout
+from feedrank.features.specs import FeatureSpec, by_source, groupings_used, parse_specs
+from feedrank.features.timefeatures import time_block
+
+DAY_CACHE = 4   # days of post snapshots kept per model (requests cluster around "now")
+
+
+class UnknownUser(FeedrankError, KeyError):
+    """A user id the world's user table does not have."""
+
+
+def _read(sql: str) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in duckdb.sql(sql).fetchnumpy().items()}
+
+
+@dataclass
+class OnlineFeatures:
+    user_ids: np.ndarray            # int64, sorted
+    user_columns: list[str]
+    user_matrix: np.ndarray         # float32[n_users, n_user_columns]
+    post_ids: np.ndarray            # every post of the world
+    history: History
+    cutoff: np.datetime64           # no event at or after it is known
+    _popular: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    @classmethod
+    def load(cls, world: Path, *, cutoff: np.datetime64 | None = None) -> OnlineFeatures:
+        files = FeaturesLayout(Path(world) / "features")
+        files.require()
+        users = pl.read_parquet(files.users)
+        before = "" if cutoff is None else f"WHERE timestamp < TIMESTAMP '{cutoff}'"
+        events = [_read(f"SELECT user_id, post_id, timestamp FROM read_parquet('{path}') {before}")
+                  for path in (files.views, files.likes)]
+        history = History.from_events(*[(e["user_id"], e["post_id"], e["timestamp"])
+                                        for e in events])
+        if cutoff is None:
+            last = max((e["timestamp"].max() for e in events if e["timestamp"].size),
+                       default=history.epoch)
+            cutoff = np.datetime64(last, "us") + np.timedelta64(1, "us")
+        posts = _read(f"SELECT post_id FROM read_parquet('{files.posts_control}') ORDER BY 1")
+        return cls(users["user_id"].to_numpy().astype(np.int64),
+                   [c for c in users.columns if c != "user_id"],
+                   users.drop("user_id").to_numpy().astype(np.float32),
+                   posts["post_id"].astype(np.int64), history, np.datetime64(cutoff, "us"))
+
+    def user_rows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Row of each user in `user_matrix`, -1 for an unknown user."""
+        rows = np.minimum(np.searchsorted(self.user_ids, user_ids), self.user_ids.size - 1)
+        return np.where(self.user_ids[rows] == user_ids, rows, -1)
+
+    def has_user(self, user_id: int) -> bool:
+        return bool(self.user_rows(np.array([user_id]))[0] >= 0)
+
+    def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
+        return self.history.liked_before(user_id, np.datetime64(at, "us"))
+
+    def popular_posts(self, at: np.datetime64) -> np.ndarray:
+        """Every post, most liked first, by likes known at the start of the day of `at`."""
+        day = np.datetime64(at, "D")
+        if day not in self._popular:
+            likes = self.history.post_block(self.post_ids, np.full(self.post_ids.size, day))
+            self._popular[day] = self.post_ids[np.argsort(-likes["hist_post_likes"],
+                                                          kind="stable")]
+            while len(self._popular) > DAY_CACHE:
+                self._popular.popitem(last=False)
+        return self._popular[day]
+
+
+def group_codes(posts: pl.DataFrame, grouping: str) -> np.ndarray:
+    """Dense array by post id: the post's group code under `grouping`, -1 for no post."""
+    ids = posts["post_id"].to_numpy().astype(np.int64)
+    codes = np.full(int(ids.max()) + 1 if ids.size else 1, -1, dtype=np.int64)
+    codes[ids] = posts[GROUPINGS[grouping]].to_numpy().astype(np.int64)
+    return codes
+
+
+class ModelInputs:
+    """One model's input matrix for a request: every candidate post, in `post_ids` order."""
+
+    def __init__(self, online: OnlineFeatures, feature_specs: list[dict] | list[FeatureSpec],
+                 post_features: pl.DataFrame | Path) -> None:
+        posts = post_features if isinstance(post_features, pl.DataFrame) \
+            else pl.read_parquet(post_features)
+        self.online = online
+        self.specs = parse_specs(feature_specs)
+        self.feature_names = [s.name for s in self.specs]
+        self.post_ids = posts["post_id"].to_numpy().astype(np.int64)
+        self._base = np.zeros((self.post_ids.size, len(self.specs)), dtype=np.float32)
+        for position, name in by_source(self.specs, "post"):
+            self._base[:, position] = posts[name].to_numpy()
+        user = by_source(self.specs, "user")
+        self._user_positions = np.array([p for p, _ in user], dtype=np.int64)
+        self._user_sources = np.array([online.user_columns.index(n) for _, n in user],
+                                      dtype=np.int64)
+        self._filled = by_source(self.specs, "time") + by_source(self.specs, "history")
+        names = [n for _, n in by_source(self.specs, "history")]
+        # per grouping: dense codes by post id, and each candidate's group
+        self._groupings = {g: (codes := group_codes(posts, g), codes[self.post_ids])
+                           for g in groupings_used(names)}
+        self._posts_by_day: OrderedDict = OrderedDict()
+        self.matrix(int(online.user_ids[0]), online.cutoff)   # builds the history indexes now
+
+    @classmethod
+    def from_version_dir(cls, online: OnlineFeatures, version_dir: Path) -> ModelInputs:
+        metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
+        return cls(online, metadata["features"], Path(version_dir) / "post_features.parquet")
+
+    def matrix(self, user_id: int, at: np.datetime64) -> np.ndarray:
+        """float32[n_posts, n_features] for `user_id` at world time `at`."""
+        row = self.online.user_rows(np.array([user_id]))[0]
+        if row < 0:
+            raise UnknownUser(f"unknown user_id {user_id}")
+        out = self._base.copy()
+        out[:, self._user_positions] = self.online.user_matrix[row, self._user_sources]
+        values = self._request_values(user_id, np.datetime64(at, "us"))
+        for position, name in self._filled:
+            out[:, position] = values[name]
+        return out
+
+    def _request_values(self, user_id: int, at: np.datetime64) -> dict[str, np.ndarray]:
+        history = self.online.history
+        users, times = np.array([user_id], dtype=np.int64), np.array([at])
+        values = {**time_block(times), **history.user_block(users, times)}
+        rate = values["hist_user_like_rate"]
+        for grouping, (codes, candidate_groups) in self._groupings.items():
+            groups = np.arange(int(codes.max()) + 1)
+            block = history.group_block(grouping, codes, np.repeat(users, groups.size), groups,
+                                        np.repeat(times, groups.size), np.repeat(rate, groups.size))
+            values.update({k: v[candidate_groups] for k, v in block.items()})
+        return {**values, **self._post_block(np.datetime64(at, "D"))}
+
+    def _post_block(self, day: np.datetime64) -> dict[str, np.ndarray]:
+        if day not in self._posts_by_day:
+            self._posts_by_day[day] = self.online.history.post_block(
+                self.post_ids, np.full(self.post_ids.size, day))
+            while len(self._posts_by_day) > DAY_CACHE:
+                self._posts_by_day.popitem(last=False)
+        return self._posts_by_day[day]
