@@ -50,8 +50,8 @@ HOUR_PEAK = np.array([21, 8, 9, 19, 8, 14, 22])  # the hour each topic is liked 
 HOUR_AMPLITUDE = 0.30
 MONTH_EFFECT = {10: 0.0, 11: 0.22, 12: 0.32}
 SENT_EFFECT = 0.20
-SCALES = {"quality": 0.55, "taste": 0.45, "taste_sub": 0.40, "taste_sent": 0.35,
-          "sub_effect": 0.30, "bias": 0.35, "demo_minor": 0.12}
+SCALES = {"quality": 0.30, "taste": 0.45, "taste_sub": 0.35, "taste_sent": 0.35,
+          "sub_effect": 0.25, "bias": 0.35, "demo_minor": 0.12}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""The planted ground truth is queryable and its effects are recoverable from the feed alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from feedrank.cli import main
+from feedrank.errors import FeedrankError
+from feedrank.world import catalog
+from feedrank.world.ground_truth import HOUR_PEAK, GroundTruth
+from feedrank.world.layout import WorldLayout
+
+
+@pytest.fixture(scope="module")
+def views(small_world: Path) -> pd.DataFrame:
+    """Every view of the issue-size world with its topic and the true P(like) at that moment."""
+    layout = WorldLayout(small_world)
+    frame = duckdb.connect().execute(f"""
+        SELECT f.timestamp, f.user_id, f.post_id, f.target, p.topic
+        FROM '{layout.feed_glob}' f JOIN '{layout.posts}' p USING (post_id)
+        WHERE f.action = 'view' ORDER BY f.timestamp""").df()
+    truth = GroundTruth.load(small_world)
+    frame["truth"] = truth.like_probability(frame["user_id"].to_numpy(),
+                                            frame["post_id"].to_numpy(),
+                                            frame["timestamp"].to_numpy("datetime64[us]"))
+    return frame
+
+
+def test_like_probability_broadcasts_and_rejects_unknown_ids(small_world: Path) -> None:
+    truth = GroundTruth.load(small_world)
+    users, posts = truth.user_ids[:4], truth.post_ids[:6]
+    at = np.datetime64("2021-12-01T20:00:00")
+    grid = truth.like_probability(users[:, None], posts[None, :], at)
+    assert grid.shape == (4, 6) and grid.dtype == np.float64
+    assert ((grid > 0) & (grid < 1)).all()
+    assert grid[2, 3] == truth.like_probability(users[2], posts[3], at)
+    morning = truth.like_probability(users[:, None], posts[None, :], np.datetime64("2021-12-01T08:00"))
+    october = truth.like_probability(users[:, None], posts[None, :], np.datetime64("2021-10-01T20:00"))
+    assert not np.allclose(grid, morning) and (october < grid).all()
+    with pytest.raises(FeedrankError, match="unknown user id"):
+        truth.like_probability(np.array([-1]), posts[:1], at)
+    with pytest.raises(FeedrankError, match="unknown post id"):
+        truth.like_probability(users[:1], np.array([10**9]), at)
+
+
+def test_truth_cli_prints_the_same_probability(small_world: Path, capsys) -> None:
+    truth = GroundTruth.load(small_world)
+    user, post = int(truth.user_ids[5]), int(truth.post_ids[7])
+    expected = truth.like_probability(user, post, np.datetime64("2021-11-20T13:00"))
+    assert main(["world", "truth", str(small_world), "--user", str(user), "--post", str(post),
+                 "--time", "2021-11-20T13:00"]) == 0
+    assert f"{expected:.4f}" in capsys.readouterr().out
+
+
+def test_feed_likes_match_the_truth_overall(views: pd.DataFrame) -> None:
+    # likes are Bernoulli draws from the truth: the means agree within sampling error
+    se = np.sqrt(views["truth"].mean() * (1 - views["truth"].mean()) / len(views))
+    assert abs(views["target"].mean() - views["truth"].mean()) < 4 * se
+
+
+def test_like_rate_differs_by_topic_as_planted(views: pd.DataFrame) -> None:
+    by_topic = views.groupby("topic").agg(rate=("target", "mean"), planted=("truth", "mean"),
+                                          n=("target", "size"))
+    se = np.sqrt(by_topic["rate"] * (1 - by_topic["rate"]) / by_topic["n"])
+    assert (abs(by_topic["rate"] - by_topic["planted"]) < 4 * se).all()
+    assert by_topic["rate"].idxmax() == by_topic["planted"].idxmax()
+    assert by_topic["rate"].idxmin() == by_topic["planted"].idxmin()
+    assert by_topic["rate"].max() - by_topic["rate"].min() > 6 * se.max()
+
+
+@pytest.mark.parametrize("topic", ["movie", "covid"])
+def test_like_rate_by_hour_peaks_where_planted(views: pd.DataFrame, topic: str) -> None:
+    peak = int(HOUR_PEAK[catalog.TOPICS.index(topic)])
+    hours = views[views["topic"] == topic]["timestamp"].dt.hour
+    distance = np.minimum(abs(hours - peak), 24 - abs(hours - peak))
+    near = views.loc[hours.index[distance <= 2], "target"].mean()
+    far = views.loc[hours.index[distance >= 9], "target"].mean()
+    assert near > far * 1.25
+
+
+def test_like_rate_rises_from_november(views: pd.DataFrame) -> None:
+    rate = views.groupby(views["timestamp"].dt.month)["target"].mean()
+    assert rate[11] > rate[10] * 1.1 and rate[12] > rate[10] * 1.1
+
+
+def test_oracle_ranks_held_out_likes_far_above_random(views: pd.DataFrame) -> None:
+    december = views[views["timestamp"].dt.month == 12]
+    assert roc_auc_score(december["target"], december["truth"]) > 0.65
+    rng = np.random.default_rng(0)
+    assert abs(roc_auc_score(december["target"], rng.random(len(december))) - 0.5) < 0.03
+
+
+def test_post_quality_and_user_taste_are_learnable_from_history(views: pd.DataFrame) -> None:
+    train = views[views["timestamp"] < "2021-12-01"]
+    test = views[views["timestamp"] >= "2021-12-01"].copy()
+    prior = train["target"].mean()
+
+    def smoothed(keys: list[str], strength: float) -> pd.Series:
+        stats = train.groupby(keys)["target"].agg(["sum", "count"])
+        rate = (stats["sum"] + strength * prior) / (stats["count"] + strength)
+        return test.join(rate.rename("r"), on=keys)["r"].fillna(prior)
+
+    post_only = smoothed(["post_id"], 20)
+    with_taste = np.log(post_only) + np.log(smoothed(["user_id", "topic"], 10)) - np.log(prior)
+    auc_post = roc_auc_score(test["target"], post_only)
+    auc_taste = roc_auc_score(test["target"], with_taste)
+    auc_oracle = roc_auc_score(test["target"], test["truth"])
+    assert 0.55 < auc_post < auc_taste < auc_oracle
