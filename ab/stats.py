@@ -1,0 +1,117 @@
+"""User-level A/B statistics: Welch's t-test, a bootstrap second opinion, the sample-ratio check.
+
+Users are the randomisation unit, so every test takes one value per user (a user's hit rate, their
+like count, their CTR) and treats users as independent; exposures of one user are not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+LEVEL = 0.95
+SRM_ALARM_P = 0.001
+BOOTSTRAP_REPS = 2000
+_CHUNK_VALUES = 4_000_000   # resampled values held in memory at once by the bootstrap
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Welch:
+    """Welch's t-test of mean(b) - mean(a) with unequal variances."""
+    difference: float
+    low: float
+    high: float
+    t: float
+    df: float
+    p_value: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SampleRatio:
+    """Chi-square goodness of fit of the observed group sizes to the configured split."""
+    observed: dict[str, int]
+    expected: dict[str, float]
+    chi2: float
+    p_value: float
+
+    @property
+    def alarm(self) -> bool:
+        return self.p_value < SRM_ALARM_P
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"alarm": self.alarm, "alarm_below_p": SRM_ALARM_P}
+
+
+def _values(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"{what}: need at least 2 users, got {x.size}")
+    return x
+
+
+def mean_interval(x: np.ndarray, level: float = LEVEL) -> Interval:
+    """The mean of per-user values with its t-based confidence interval."""
+    x = _values(x, "mean_interval")
+    half = stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    m = float(x.mean())
+    return Interval(m, m - half, m + half)
+
+
+def welch(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Welch:
+    """Difference of means b - a, its CI with Welch–Satterthwaite degrees of freedom, and the
+    two-sided p-value. Identical constant groups give difference 0 and p = 1."""
+    a, b = _values(a, "control"), _values(b, "test")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    difference, se = float(b.mean() - a.mean()), float(np.sqrt(va + vb))
+    if se == 0.0:
+        return Welch(difference, difference, difference, 0.0 if difference == 0 else np.inf,
+                     float(len(a) + len(b) - 2), 1.0 if difference == 0 else 0.0)
+    df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
+    t = difference / se
+    half = stats.t.ppf((1 + level) / 2, df) * se
+    return Welch(difference, difference - half, difference + half, float(t), df,
+                 float(2 * stats.t.sf(abs(t), df)))
+
+
+def bootstrap_difference(a: np.ndarray, b: np.ndarray, *, seed: int = 0,
+                         reps: int = BOOTSTRAP_REPS, level: float = LEVEL) -> tuple[float, float]:
+    """Percentile CI of mean(b) - mean(a), resampling users within each group (seeded)."""
+    a, b = _values(a, "control"), _values(b, "test")
+    rng = np.random.default_rng(seed)
+    diff = _resampled_means(b, reps, rng) - _resampled_means(a, reps, rng)
+    tail = (1 - level) / 2
+    low, high = np.quantile(diff, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _resampled_means(x: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    per_chunk = max(1, _CHUNK_VALUES // len(x))
+    return np.concatenate([x[rng.integers(0, len(x), (min(per_chunk, reps - done), len(x)))]
+                           .mean(axis=1) for done in range(0, reps, per_chunk)])
+
+
+def sample_ratio(observed: dict[str, int], shares: dict[str, float]) -> SampleRatio:
+    """SRM check: are the users per group what the configured shares predict?"""
+    missing = set(shares) ^ set(observed)
+    if missing:
+        raise ValueError(f"groups in the split and in the log differ: {sorted(missing)}")
+    names = sorted(shares)
+    counts = np.array([observed[n] for n in names], np.float64)
+    weights = np.array([shares[n] for n in names], np.float64)
+    expected = counts.sum() * weights / weights.sum()
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    p = float(stats.chi2.sf(chi2, len(names) - 1)) if len(names) > 1 else 1.0
+    return SampleRatio({n: int(c) for n, c in zip(names, counts)},
+                       {n: float(e) for n, e in zip(names, expected)}, chi2, p)
