@@ -41,8 +41,8 @@ class PostCatalog:
         rows = duckdb.sql(f"SELECT post_id, text, topic FROM read_parquet("
                           f"'{WorldLayout(world).posts}') ORDER BY post_id").fetchall()
         self.post_ids = np.array([r[0] for r in rows], dtype=np.int64)
-        self._json = {pid: json.dumps({"id": pid, "text": text, "topic": topic},
-                                      ensure_ascii=False) for pid, text, topic in rows}
+        self._json = {pid: _json({"id": pid, "text": text, "topic": topic})
+                      for pid, text, topic in rows}
 
     def json_array(self, post_ids: np.ndarray) -> str:
         return "[" + ",".join(self._json[int(p)] for p in post_ids) + "]"
@@ -145,17 +145,17 @@ class FeedService:
     def record(self, query: FeedQuery, answer: Answer, latency_ms: float) -> dict:
         return {"request_id": answer.request_id,
                 "server_time": datetime.now(UTC).isoformat(),
-                "requested_time": str(query.at),
+                "requested_time": _iso(query.at),
                 "user_id": query.user_id, "exp_group": answer.exp_group,
                 "model": answer.model, "version": answer.version,
                 "post_ids": answer.post_ids.tolist(), "fallback": answer.fallback,
                 "latency_ms": round(latency_ms, 3)}
 
     def body(self, query: FeedQuery, answer: Answer) -> str:
-        extra = json.dumps({"model": answer.model, "version": answer.version,
-                            "request_id": answer.request_id, "fallback": answer.fallback,
-                            "time": str(query.at)})
-        return (f'{{"exp_group":{json.dumps(answer.exp_group)},"recommendations":'
+        extra = _json({"model": answer.model, "version": answer.version,
+                       "request_id": answer.request_id, "fallback": answer.fallback,
+                       "time": _iso(query.at)})
+        return (f'{{"exp_group":{_json(answer.exp_group)},"recommendations":'
                 f'{self.catalog.json_array(answer.post_ids)},{extra[1:]}')
 
 
@@ -181,6 +181,15 @@ async def recommendations(request: Request) -> Response:
 
 async def router_state(request: Request) -> Response:
     return JSONResponse(request.app.state.feed.router.state())
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _iso(at: np.datetime64) -> str:
+    """`2021-12-01T14:30:00`, with a fraction only when there is one."""
+    return at.item().isoformat()
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
