@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
+import threading
 from pathlib import Path
 
 import numpy as np
+import uvicorn
 from catboost import CatBoostClassifier
-from tritonclient.grpc import model_config_pb2 as mc
 
 from feedrank.export.onnx_export import export_onnx
 from feedrank.export.publish import model_config
@@ -77,4 +79,23 @@ def make_repository(root: Path, models: dict[str, list[int]], **config: object) 
     return root
 
 
-__all__ = ["mc", "make_repository", "rows", "trained", "write_config", "write_version"]
+class UvicornThread:
+    """A real uvicorn server on 127.0.0.1 (free port) in a thread, for tests in this process."""
+
+    def __init__(self, app: object) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            self.thread.join(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join()

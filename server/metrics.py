@@ -1,0 +1,142 @@
+"""`GET /metrics` in Prometheus text format.
+
+Two families:
+- Triton's per-model counters, same names, labels {model, version} and units as Triton's
+  (`nv_inference_request_success`, ..., durations cumulative in microseconds). Triton exposes
+  them as counters without the `_total` suffix that prometheus_client would add, so this module
+  renders them itself.
+- feedrank's own, through prometheus_client: requests by endpoint, group, model, version and
+  status; queue / compute / total latency histograms; the batch size each request was scored
+  in; loaded versions per model.
+
+The feed server records through `observe_feed` (one per answered feed request) and
+`observe_scoring` (one per scored request); the KServe routes through `observe_infer`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+# (name, help) in Triton's order; durations in microseconds, as Triton counts them
+TRITON_COUNTERS = (
+    ("nv_inference_request_success", "Number of successful inference requests, all batch sizes"),
+    ("nv_inference_request_failure", "Number of failed inference requests, all batch sizes"),
+    ("nv_inference_count", "Number of inferences performed (does not include cached requests)"),
+    ("nv_inference_exec_count", "Number of model executions performed"),
+    ("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds"),
+    ("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds"),
+    ("nv_inference_compute_infer_duration_us",
+     "Cumulative compute inference duration in microseconds"),
+)
+
+
+class _TritonCounters:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, str], dict[str, float]] = defaultdict(
+            lambda: dict.fromkeys([name for name, _ in TRITON_COUNTERS], 0.0))
+
+    def add(self, model: str, version: int, **increments: float) -> None:
+        with self._lock:
+            values = self._values[(model, str(version))]
+            for key, amount in increments.items():
+                values[f"nv_inference_{key}"] += amount
+
+    def render(self) -> str:
+        with self._lock:
+            snapshot = {key: dict(values) for key, values in sorted(self._values.items())}
+        lines = []
+        for name, doc in TRITON_COUNTERS:
+            lines += [f"# HELP {name} {doc}", f"# TYPE {name} counter"]
+            lines += [f'{name}{{model="{model}",version="{version}"}} {values[name]:.0f}'
+                      for (model, version), values in snapshot.items()]
+        return "\n".join(lines) + "\n"
+
+
+class _LoadedVersions:
+    """`feedrank_model_versions_loaded{model}`, read from the repository at scrape time."""
+
+    def __init__(self, repository: Any) -> None:
+        self.repository = repository
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("feedrank_model_versions_loaded",
+                                   "Model versions loaded and serving", labels=["model"])
+        for model in self.repository.models():
+            family.add_metric([model], len(self.repository.versions(model)))
+        yield family
+
+
+class Metrics:
+    def __init__(self, repository: Any = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._triton = _TritonCounters()
+        labels = ["endpoint", "model", "version"]
+        self.requests = Counter("feedrank_requests", "Answered requests",
+                                [*labels, "group", "status"], registry=self.registry)
+        self.queue = Histogram("feedrank_queue_duration_seconds",
+                               "Wait before the backend call started", labels,
+                               buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.compute = Histogram("feedrank_compute_duration_seconds",
+                                 "Feature filling and the backend call", labels,
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.total = Histogram("feedrank_request_duration_seconds",
+                               "Whole request, arrival to answer", labels,
+                               buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch = Histogram("feedrank_batch_size",
+                               "Requests in the backend call that scored each request",
+                               ["model", "version"], buckets=BATCH_BUCKETS,
+                               registry=self.registry)
+        if repository is not None:
+            self.registry.register(_LoadedVersions(repository))
+
+    def observe_infer(self, model: str, version: int, *, ok: bool, queue_s: float = 0.0,
+                      compute_s: float = 0.0, total_s: float = 0.0) -> None:
+        """One KServe v2 infer request (one model execution when it got that far)."""
+        if ok:
+            self._triton.add(model, version, request_success=1, count=1, exec_count=1,
+                             request_duration_us=total_s * 1e6, queue_duration_us=queue_s * 1e6,
+                             compute_infer_duration_us=compute_s * 1e6)
+            self._phases("infer", model, version, queue_s, compute_s)
+        else:
+            self._triton.add(model, version, request_failure=1)
+        self._finish("infer", model, version, "", "ok" if ok else "error", total_s)
+
+    def observe_scoring(self, model: str, version: int, scored: Any) -> None:
+        """One feed request scored; `scored` has queue_ms, compute_ms and batch_size
+        (feedrank.server.batching.Scored)."""
+        queue_s, compute_s = scored.queue_ms / 1e3, scored.compute_ms / 1e3
+        self._triton.add(model, version, request_success=1, count=1,
+                         exec_count=1 / scored.batch_size,
+                         request_duration_us=(queue_s + compute_s) * 1e6,
+                         queue_duration_us=queue_s * 1e6, compute_infer_duration_us=compute_s * 1e6)
+        self._phases("feed", model, version, queue_s, compute_s)
+        self.batch.labels(model, str(version)).observe(scored.batch_size)
+
+    def observe_feed(self, group: str, model: str, version: int, status: int | str,
+                     total_s: float) -> None:
+        """One answered feed request (any status; model "" when none was resolved)."""
+        self._finish("feed", model, version, group, str(status), total_s)
+
+    def _phases(self, endpoint: str, model: str, version: int, queue_s: float,
+                compute_s: float) -> None:
+        self.queue.labels(endpoint, model, str(version)).observe(queue_s)
+        self.compute.labels(endpoint, model, str(version)).observe(compute_s)
+
+    def _finish(self, endpoint: str, model: str, version: int, group: str, status: str,
+                total_s: float) -> None:
+        self.requests.labels(endpoint, model, str(version), group, status).inc()
+        self.total.labels(endpoint, model, str(version)).observe(total_s)
+
+    def render(self) -> bytes:
+        return self._triton.render().encode() + generate_latest(self.registry)
