@@ -14,15 +14,18 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from feedrank.errors import FeedrankError
+from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.feed import FeedService, InputsCache, PostCatalog, recommendations, router_state
+from feedrank.server.kserve import kserve_routes
+from feedrank.server.metrics import Metrics
+from feedrank.server.repository import ModelRepository
 from feedrank.server.router import Router, RouterConfigError, Servable
 from feedrank.settings import Settings
 
@@ -34,16 +37,21 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        poll = asyncio.create_task(_poll_router(service.router, settings.server.poll_interval_s))
+        interval = settings.server.poll_interval_s
+        poll = asyncio.create_task(_poll_router(service.router, interval))
+        if settings.server.repository_poll:
+            service.repository.start_polling(interval)
         try:
             yield
         finally:
             poll.cancel()
+            service.repository.stop_polling()
             service.exposure_log.close()
             executor.shutdown(wait=False)
 
     routes = [Route("/post/recommendations/", recommendations, methods=["GET"]),
-              Route("/router", router_state, methods=["GET"])]
+              Route("/router", router_state, methods=["GET"]),
+              *kserve_routes(service.repository, settings, service.metrics)]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings, app.state.feed = settings, service
     app.state.repository = service.repository
@@ -51,9 +59,6 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
-    from feedrank.features.online import OnlineFeatures
-    from feedrank.server.repository import ModelRepository
-
     for path, what in ((settings.world, "world"), (settings.repository, "model repository")):
         if not path.is_dir():
             raise FeedrankError(f"{path}: {what} folder not found")
@@ -79,11 +84,12 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
                         max_delay_us=server.max_queue_delay_us),
         exposure_log=ExposureLog(settings.log_dir, rotate_bytes=settings.exposure_log.rotate_bytes,
                                  rotate_seconds=settings.exposure_log.rotate_seconds,
-                                 fsync=settings.exposure_log.fsync))
+                                 fsync=settings.exposure_log.fsync),
+        metrics=Metrics(repository))
     return service, executor
 
 
-def _servable(repository: Any, inputs: InputsCache) -> Servable:
+def _servable(repository: ModelRepository, inputs: InputsCache) -> Servable:
     """A routed version must be loaded and its inputs buildable; they are built here, during
     validation, so the first request after a router change finds them ready."""
     def reason(model: str, version: int) -> str | None:

@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from feedrank.features.online import ModelInputs
+
 
 @dataclass(frozen=True)
 class Job:
-    inputs: Any  # feedrank.features.online.ModelInputs
+    inputs: ModelInputs
     user_id: int
     at: np.datetime64
 

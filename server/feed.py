@@ -25,9 +25,12 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.batching import Batcher, Job
 from feedrank.server.exposure_log import ExposureLog
+from feedrank.server.metrics import Metrics
 from feedrank.server.params import FeedQuery, QueryError, parse_feed_query
+from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
 from feedrank.server.router import Router
 from feedrank.world.layout import WorldLayout
 
@@ -51,20 +54,18 @@ class PostCatalog:
 class InputsCache:
     """One `ModelInputs` per loaded version, built on first use off the event loop."""
 
-    def __init__(self, online: Any, executor: Executor) -> None:
-        from feedrank.features.online import ModelInputs
-
+    def __init__(self, online: OnlineFeatures, executor: Executor) -> None:
         self._build = lambda path: ModelInputs.from_version_dir(online, path)
         self._executor = executor
         self._ready: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._building: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def warm(self, loaded: Any) -> None:
+    def warm(self, loaded: LoadedVersion) -> None:
         """Build a version's inputs now (blocking); used while validating a router config."""
         if loaded.backend not in self._ready:
             self._ready[loaded.backend] = self._build(loaded.path)
 
-    async def get(self, loaded: Any) -> Any:
+    async def get(self, loaded: LoadedVersion) -> ModelInputs:
         inputs = self._ready.get(loaded.backend)
         if inputs is not None:
             return inputs
@@ -116,9 +117,9 @@ class ModelUnavailable(RuntimeError):
 class FeedService:
     """Everything one feed request needs, wired once by the app's lifespan."""
 
-    def __init__(self, *, online: Any, repository: Any, router: Router, catalog: PostCatalog,
-                 inputs: InputsCache, batcher: Batcher, exposure_log: ExposureLog,
-                 metrics: Any = None) -> None:
+    def __init__(self, *, online: OnlineFeatures, repository: ModelRepository, router: Router,
+                 catalog: PostCatalog, inputs: InputsCache, batcher: Batcher,
+                 exposure_log: ExposureLog, metrics: Metrics) -> None:
         self.online, self.repository, self.router, self.catalog = online, repository, router, catalog
         self.inputs, self.batcher, self.exposure_log = inputs, batcher, exposure_log
         self.metrics = metrics
@@ -133,12 +134,11 @@ class FeedService:
             return Answer(request_id, group.name, FALLBACK_MODEL, 0, ids, True)
         try:
             loaded = self.repository.get(group.model, group.version)
-        except Exception as error:  # the repository's ModelNotFound, whatever its module
+        except ModelNotFound as error:
             raise ModelUnavailable(f"group '{group.name}': {error}") from error
         inputs = await self.inputs.get(loaded)
         scored = await self.batcher.score(loaded.backend, Job(inputs, query.user_id, query.at))
-        if self.metrics is not None:
-            self.metrics.observe_scoring(loaded.model, loaded.version, scored)
+        self.metrics.observe_scoring(loaded.model, loaded.version, scored)
         ids = rank(inputs.post_ids, scored.scores, liked, query.limit)
         return Answer(request_id, group.name, loaded.model, loaded.version, ids, False)
 
@@ -162,21 +162,24 @@ class FeedService:
 async def recommendations(request: Request) -> Response:
     started = time.perf_counter()
     service: FeedService = request.app.state.feed
+    answer: Answer | None = None
     try:
         query = parse_feed_query(request.query_params.multi_items())
-    except QueryError as error:
-        return _error(422, "invalid query parameters", fields=error.problems)
-    try:
         answer = await service.recommend(query)
-    except ModelUnavailable as error:
-        return _error(503, str(error))
-    try:
         await service.exposure_log.write(
             service.record(query, answer, (time.perf_counter() - started) * 1e3))
+        response = Response(service.body(query, answer), media_type="application/json")
+    except QueryError as error:
+        response = _error(422, "invalid query parameters", fields=error.problems)
+    except ModelUnavailable as error:
+        response = _error(503, str(error))
     except OSError as error:
         # an answer that cannot be logged is not sent: the A/B analysis must see every exposure
-        return _error(503, f"exposure log unavailable: {error}")
-    return Response(service.body(query, answer), media_type="application/json")
+        response = _error(503, f"exposure log unavailable: {error}")
+    service.metrics.observe_feed(*((answer.exp_group, answer.model, answer.version)
+                                   if answer else ("", "", 0)),
+                                 response.status_code, time.perf_counter() - started)
+    return response
 
 
 async def router_state(request: Request) -> Response:
