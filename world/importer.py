@@ -45,12 +45,12 @@ class Sources:
                 raise FeedrankError(f"{folder}: no {stem}.csv or {stem}.parquet")
             return found[0]
 
-        feed_dir = folder / "feed_data"
+        users, posts, feed_dir = one("user_data"), one("post_text_df"), folder / "feed_data"
         feed = ([p for p in sorted(feed_dir.iterdir()) if _format(p)] if feed_dir.is_dir()
                 else [one("feed_data")])
         if not feed:
             raise FeedrankError(f"{feed_dir}: no CSV or Parquet files")
-        return cls(one("user_data"), one("post_text_df"), feed)
+        return cls(users, posts, feed)
 
 
 def dump_postgres(dsn: str, folder: Path) -> Sources:
@@ -95,8 +95,8 @@ def _import(layout: WorldLayout, sources: Sources) -> dict:
     db = duckdb.connect(str(layout.root / "import.duckdb"))
     try:
         db.execute("SET preserve_insertion_order = true")
-        _load(db, "users", sources.users, schema.USERS, key="user_id")
-        _load(db, "posts", sources.posts, schema.POSTS, key="post_id")
+        _load(db, "users", sources.users, schema.USERS)
+        _load(db, "posts", sources.posts, schema.POSTS)
         for path in sources.feed:
             _load(db, "feed", path, schema.FEED)
         _write(db, layout)
@@ -119,20 +119,45 @@ def _count(db: duckdb.DuckDBPyConnection, table: str) -> int:
     return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
+def _quote(path: Path) -> str:
+    """A path as a SQL string literal (DuckDB cannot take parameters in views or COPY)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 def _format(path: Path) -> str | None:
     return {".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
 
 
-def _load(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Schema,
-          key: str | None = None) -> None:
+# per table: (column, condition that marks a bad row of the typed view, problem with {} = value)
+RULES = {
+    "users": [("gender", "gender NOT IN (0, 1)", "gender {} is not 0 or 1"),
+              ("exp_group", "exp_group NOT BETWEEN 0 AND 4", "exp_group {} is not in 0..4"),
+              ("user_id", "count(*) OVER (PARTITION BY user_id) > 1", "duplicate id {}")],
+    "posts": [("topic", "topic = ''", "empty topic {}"),
+              ("post_id", "count(*) OVER (PARTITION BY post_id) > 1", "duplicate id {}")],
+    "feed": [("action", "action NOT IN ('view', 'like')",
+              "unknown action {} (expected 'view' or 'like')"),
+             ("target", "(action = 'view' AND target IS NULL) OR target NOT IN (0, 1) "
+                        "OR (action = 'like' AND target = 1)",
+              "target {} is not allowed (views: 0 or 1; likes: 0 or null)"),
+             ("user_id", "user_id NOT IN (SELECT user_id FROM users)",
+              "{} is not in user_data (dangling id)"),
+             ("post_id", "post_id NOT IN (SELECT post_id FROM posts)",
+              "{} is not in post_text_df (dangling id)")],
+}
+
+
+def _load(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Schema) -> None:
     """Check one file and append it to `table` with the schema's exact types."""
     if not path.is_file():
         raise InputFileError(path, "file not found")
-    reader = {"csv": "read_csv(?, all_varchar = true, header = true)",
-              "parquet": "read_parquet(?)"}[_format(path) or "csv"]
+    # a fixed dialect (RFC 4180): sniffing it costs more than reading a small file
+    reader = {"csv": f"read_csv({_quote(path)}, all_varchar = true, header = true, "
+                     "delim = ',', quote = '\"', escape = '\"')",
+              "parquet": f"read_parquet({_quote(path)})"}[_format(path) or "csv"]
     try:
         db.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT row_number() OVER () AS _row, * "
-                   f"FROM {reader}", [str(path)])
+                   f"FROM {reader}")
         present = {row[0] for row in db.execute("DESCRIBE src").fetchall()}
     except duckdb.Error as error:
         raise InputFileError(path, f"cannot be read as {TABLE_NAMES[table]}: {error}") from None
@@ -141,15 +166,14 @@ def _load(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Sche
             raise InputFileError(path, f"missing column (expected {', '.join(target.names)})",
                                  column=name)
     typed = {f.name: SQL_TYPES[str(f.type)] for f in target}
-    for column, sql_type in typed.items():
-        _check_type(db, path, column, sql_type, nullable=column == "target")
+    _check(db, path, "src", [
+        (c, f'(TRY_CAST("{c}" AS {t}) IS NULL AND "{c}" IS NOT NULL)'
+            + ("" if c == "target" else f' OR "{c}" IS NULL'),
+         f"{{}} is not {TYPE_WORDS[t]}" if c == "target" else f"{{}} is missing or not {TYPE_WORDS[t]}")
+        for c, t in typed.items()])
     casts = ", ".join(f'TRY_CAST("{c}" AS {t}) AS "{c}"' for c, t in typed.items())
     db.execute(f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {casts} FROM src")
-    {"users": _check_users, "posts": _check_posts, "feed": _check_feed}[table](db, path)
-    if key:
-        _first_bad(db, path, key, f"SELECT _row, {key} FROM (SELECT _row, {key}, "
-                   f"count(*) OVER (PARTITION BY {key}) AS n FROM typed) WHERE n > 1",
-                   "duplicate id {}")
+    _check(db, path, "typed", RULES[table])
     columns = ", ".join(f'"{c}"' for c in typed)
     normalise = ("* REPLACE (CASE WHEN action = 'like' THEN NULL ELSE target END AS target)"
                  if table == "feed" else "*")
@@ -159,58 +183,28 @@ def _load(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Sche
     db.execute(f"{verb} SELECT {normalise} FROM (SELECT {columns} FROM typed ORDER BY _row)")
 
 
-def _check_type(db, path: Path, column: str, sql_type: str, *, nullable: bool) -> None:
-    null_rule = "" if nullable else f'OR "{column}" IS NULL'
-    _first_bad(db, path, column,
-               f'SELECT _row, "{column}" FROM src WHERE (TRY_CAST("{column}" AS {sql_type}) '
-               f'IS NULL AND "{column}" IS NOT NULL) {null_rule}',
-               f"{{}} is not {TYPE_WORDS[sql_type]}" if nullable
-               else f"{{}} is missing or not {TYPE_WORDS[sql_type]}")
-
-
-def _first_bad(db, path: Path, column: str, query: str, problem: str) -> None:
-    row = db.execute(f"SELECT * FROM ({query}) ORDER BY _row LIMIT 1").fetchone()
-    if row is not None:
-        value = "a missing value" if row[1] is None else repr(row[1])
-        raise InputFileError(path, problem.format(value), row=int(row[0]), column=column)
-
-
-def _check_users(db, path: Path) -> None:
-    _first_bad(db, path, "gender", "SELECT _row, gender FROM typed WHERE gender NOT IN (0, 1)",
-               "gender {} is not 0 or 1")
-    _first_bad(db, path, "exp_group",
-               "SELECT _row, exp_group FROM typed WHERE exp_group NOT BETWEEN 0 AND 4",
-               "exp_group {} is not in 0..4")
-
-
-def _check_posts(db, path: Path) -> None:
-    _first_bad(db, path, "topic", "SELECT _row, topic FROM typed WHERE topic = ''",
-               "empty topic {}")
-
-
-def _check_feed(db, path: Path) -> None:
-    _first_bad(db, path, "action",
-               "SELECT _row, action FROM typed WHERE action NOT IN ('view', 'like')",
-               "unknown action {} (expected 'view' or 'like')")
-    _first_bad(db, path, "target",
-               "SELECT _row, target FROM typed WHERE (action = 'view' AND target IS NULL) "
-               "OR target NOT IN (0, 1) OR (action = 'like' AND target = 1)",
-               "target {} is not allowed (views: 0 or 1; likes: 0 or null)")
-    for column, table in (("user_id", "users"), ("post_id", "posts")):
-        _first_bad(db, path, column,
-                   f"SELECT _row, {column} FROM typed ANTI JOIN {table} USING ({column})",
-                   f"{{}} is not in {TABLE_NAMES[table]} (dangling id)")
+def _check(db: duckdb.DuckDBPyConnection, path: Path, view: str,
+           rules: list[tuple[str, str, str]]) -> None:
+    """One pass over `view`: the first row breaking each rule; raise for the first rule broken."""
+    flags = ", ".join(f"({condition}) AS bad{i}" for i, (_, condition, _) in enumerate(rules))
+    firsts = ", ".join(f"min(_row) FILTER (WHERE bad{i})" for i in range(len(rules)))
+    rows = db.execute(f"SELECT {firsts} FROM (SELECT _row, {flags} FROM {view})").fetchone()
+    for (column, _, problem), row in zip(rules, rows):
+        if row is not None:
+            value = db.execute(f'SELECT "{column}" FROM {view} WHERE _row = ?', [row]).fetchone()[0]
+            shown = "a missing value" if value is None else repr(value)
+            raise InputFileError(path, problem.format(shown), row=int(row), column=column)
 
 
 def _write(db: duckdb.DuckDBPyConnection, layout: WorldLayout) -> None:
     for table, path in (("users", layout.users), ("posts", layout.posts)):
         key = "user_id" if table == "users" else "post_id"
-        db.execute(f"COPY (SELECT * FROM {table} ORDER BY {key}) TO '{path}' "
+        db.execute(f"COPY (SELECT * FROM {table} ORDER BY {key}) TO {_quote(path)} "
                    "(FORMAT parquet, COMPRESSION zstd)")
     layout.feed_dir.mkdir()
     days = [d for (d,) in db.execute(
         "SELECT DISTINCT timestamp::DATE FROM feed ORDER BY 1").fetchall()]
     for day in days:
         db.execute(f"COPY (SELECT * FROM feed WHERE timestamp::DATE = DATE '{day}' "
-                   f"ORDER BY timestamp, action = 'like') TO '{layout.feed_dir / f'{day}.parquet'}' "
+                   f"ORDER BY timestamp, action = 'like') TO {_quote(layout.feed_dir / f'{day}.parquet')} "
                    "(FORMAT parquet, COMPRESSION zstd)")
