@@ -40,6 +40,7 @@ def test_cli_prints_the_tables(tiny_world: Path, capsys, monkeypatch) -> None:
         assert text in out
 
 
-def test_describe_of_a_non_world_is_a_clear_error(tmp_path: Path, capsys) -> None:
+def test_describe_of_a_non_world_is_a_clear_error(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
     assert main(["world", "describe", str(tmp_path)]) == 2
     assert "is not a world" in capsys.readouterr().err
