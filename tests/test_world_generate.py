@@ -58,7 +58,8 @@ def test_same_arguments_and_seed_give_identical_files(tmp_path: Path) -> None:
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
-def test_refuses_to_overwrite_without_force(tiny_world: Path, capsys) -> None:
+def test_refuses_to_overwrite_without_force(tiny_world: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
     assert main(["world", "generate", "--users", "10", "--posts", "10", "--views", "10",
                  "--out", str(tiny_world)]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -49,7 +49,8 @@ def test_like_probability_broadcasts_and_rejects_unknown_ids(small_world: Path) 
         truth.like_probability(users[:1], np.array([10**9]), at)
 
 
-def test_truth_cli_prints_the_same_probability(small_world: Path, capsys) -> None:
+def test_truth_cli_prints_the_same_probability(small_world: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
     truth = GroundTruth.load(small_world)
     user, post = int(truth.user_ids[5]), int(truth.post_ids[7])
     expected = truth.like_probability(user, post, np.datetime64("2021-11-20T13:00"))
