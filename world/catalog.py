@@ -53,8 +53,10 @@ SUBTHEMES: dict[str, tuple[str, ...]] = {
 # (topic, sub-theme) pairs in a fixed order: the sub-theme index used everywhere
 SUBTHEME_INDEX: tuple[tuple[str, str], ...] = tuple(
     (topic, sub) for topic in TOPICS for sub in SUBTHEMES[topic])
-# share of posts with a positive / negative tone per topic (the rest are neutral)
-SENTIMENT_SHARES = {"movie": (0.55, 0.45), "covid": (0.4, 0.4)}
+# share of posts with a positive / negative tone (the rest are neutral), by topic or sub-theme
+SENTIMENT_SHARES = {"movie": (0.55, 0.45), "vaccines": (0.7, 0.1), "recovery": (0.8, 0.05),
+                    "hospitals": (0.05, 0.8), "lockdown": (0.1, 0.7),
+                    "remote_life": (0.3, 0.4), "masks_tests": (0.3, 0.4)}
 
 
 def scaled_counts(counts: dict[str, int], total: int) -> np.ndarray:

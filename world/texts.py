@@ -24,8 +24,9 @@ def make_posts(n: int, rng: np.random.Generator) -> pd.DataFrame:
     subtheme = np.array([catalog.SUBTHEMES[t][k % len(catalog.SUBTHEMES[t])]
                          for t, k in zip(topic, rng.integers(0, 1 << 30, n))], dtype=object)
     draw = rng.random(n)
-    pos, neg = (np.array([catalog.SENTIMENT_SHARES.get(t, (0.0, 0.0))[i] for t in topic])
-                for i in (0, 1))
+    shares = [catalog.SENTIMENT_SHARES.get(t, catalog.SENTIMENT_SHARES.get(s, (0.0, 0.0)))
+              for t, s in zip(topic, subtheme)]
+    pos, neg = (np.array([share[i] for share in shares]) for i in (0, 1))
     sentiment = np.select([draw < pos, draw < pos + neg], [1, -1], 0).astype(np.int64)
     seen: set[str] = set()
     texts = [_distinct(seen, lambda: write(t, s, m, rng))
@@ -69,6 +70,8 @@ def movie_review(genre: str, sentiment: int, rng: np.random.Generator) -> str:
     details = [_pick(rng, V.LOVE_DETAIL if love else V.PAN_DETAIL).format(detail=d)
                for d in _pick(rng, V.GENRE_DETAIL[genre], int(rng.integers(1, 4)))]
     body = " ".join(d[0].upper() + d[1:] + "." for d in details)
+    if rng.random() < 0.7:
+        body = _pick(rng, V.PREMISE_LEADS).format(premise=_pick(rng, V.PREMISE[genre])) + " " + body
     acting = _pick(rng, V.LOVE_ACTING if love else V.PAN_ACTING).format(
         actor=_person(rng), director=_person(rng))
     closer = _pick(rng, V.LOVE_CLOSERS if love else V.PAN_CLOSERS)
@@ -78,10 +81,12 @@ def movie_review(genre: str, sentiment: int, rng: np.random.Generator) -> str:
 def covid_post(subtheme: str, sentiment: int, rng: np.random.Generator) -> str:
     mood = _pick(rng, {1: V.COVID_UP, -1: V.COVID_DOWN, 0: V.COVID_FLAT}[sentiment])
     text = f"{mood}: {_pick(rng, V.COVID_CORE[subtheme])}."
+    if rng.random() < 0.5:
+        text += " " + _pick(rng, V.COVID_TAILS)
     extras = [" ".join(_pick(rng, V.COVID_TAGS, int(rng.integers(1, 4)))),
               _pick(rng, V.HANDLES),
               "https://t.co/" + "".join(_pick(rng, "abcdefghijkmnpqrstuvwxyz0123456789", 10))]
-    for extra in (extras[i] for i in rng.permutation(3)):
+    for extra in (extras[i] for i in rng.permutation(len(extras))):
         if len(text) + len(extra) < 140:
             text += " " + extra
     return text
@@ -96,7 +101,7 @@ def news_article(topic: str, subtheme: str, rng: np.random.Generator) -> str:
     headline = event()
     long_topic = topic in ("tech", "politics")
     paragraphs = []
-    for _ in range(int(rng.integers(4, 10) if long_topic else rng.integers(3, 7))):
+    for _ in range(int(rng.integers(6, 14) if long_topic else rng.integers(4, 9))):
         sentences = [_sentence(event(), rng) for _ in range(int(rng.integers(2, 4)))]
         paragraphs.append(" ".join(sentences))
     paragraphs.append(_pick(rng, V.NEWS_CLOSERS))

@@ -1,0 +1,89 @@
+"""The simulated users of `feedrank ab simulate`: who asks for a feed when, and what they like.
+
+A population is a seeded sample of the world's users, each with a heavy-tailed activity level (as
+in the world's own feed, `policy.ACTIVITY_SIGMA`). Each user requests feeds on each simulated day
+as a Poisson count around their activity, at hours drawn from the world's daily rhythm. Every
+post shown is liked with the world's ground-truth probability at the request moment; a user likes
+a post at most once (a later showing of a post they already liked is a view without a like).
+The result is the world's own event schema (feed_data): view rows with `target` and like rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from feedrank.world import policy
+from feedrank.world.generate import LIKE_DELAY_S
+from feedrank.world.ground_truth import GroundTruth
+
+REQUESTS_PER_DAY = 1.5        # mean feed requests per simulated user and day
+
+
+@dataclass(frozen=True)
+class Population:
+    user_ids: np.ndarray      # int64
+    activity: np.ndarray      # expected requests per day, mean REQUESTS_PER_DAY
+
+    @classmethod
+    def sample(cls, world_user_ids: np.ndarray, n: int, rng: np.random.Generator,
+               requests_per_day: float = REQUESTS_PER_DAY) -> Population:
+        """`n` distinct users of the world (all of them if it has fewer)."""
+        ids = np.sort(rng.choice(np.asarray(world_user_ids, np.int64),
+                                 min(n, len(world_user_ids)), replace=False))
+        activity = rng.lognormal(0, policy.ACTIVITY_SIGMA, len(ids))
+        return cls(ids, activity / activity.mean() * requests_per_day)
+
+    def requests(self, days: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+        """Feed requests over `days` (datetime64[D]): user_id, requested_time; in time order."""
+        weekday = (np.asarray(days, "datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01: Thu
+        counts = rng.poisson(self.activity[:, None] * policy.WEEKDAY_FACTOR[weekday][None, :])
+        user_index, day_index = np.nonzero(counts)
+        repeat = counts[user_index, day_index]
+        users = np.repeat(self.user_ids[user_index], repeat)
+        day = np.repeat(np.asarray(days, "datetime64[D]")[day_index], repeat)
+        seconds = (policy.sample_hours(len(users), rng) * 3600
+                   + rng.integers(0, 3600, len(users)))
+        times = day.astype("datetime64[s]") + seconds.astype("timedelta64[s]")
+        order = np.argsort(times, kind="stable")
+        return pd.DataFrame({"user_id": users[order], "requested_time": times[order]
+                             .astype("datetime64[us]")})
+
+
+def draw_likes(truth: GroundTruth, views: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """For view rows (user_id, post_id, timestamp), whether each was liked (bool per row).
+
+    Draws are independent Bernoulli(p_true); only the first successful draw per (user, post) in
+    time order is a like, which is a sequential user who cannot like a post twice.
+    """
+    p = truth.like_probability(views["user_id"].to_numpy(), views["post_id"].to_numpy(),
+                               views["timestamp"].to_numpy("datetime64[us]"))
+    drawn = rng.random(len(p)) < p
+    order = np.lexsort((views["timestamp"].to_numpy(), views["post_id"].to_numpy(),
+                        views["user_id"].to_numpy()))
+    keys = views[["user_id", "post_id"]].to_numpy()[order]
+    new_pair = np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)]
+    hits = drawn[order].astype(np.int64)
+    before = np.cumsum(hits) - hits                                 # likes earlier in the array
+    pair_start = np.maximum.accumulate(np.where(new_pair, np.arange(len(hits)), 0))
+    first = drawn[order] & (before - before[pair_start] == 0)       # none earlier for this pair
+    liked = np.empty(len(p), bool)
+    liked[order] = first
+    return liked
+
+
+def feed_events(views: pd.DataFrame, liked: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """feed_data rows: one `view` per shown post (target = liked) and one `like` after it."""
+    view_rows = pd.DataFrame({"timestamp": views["timestamp"].to_numpy("datetime64[us]"),
+                              "user_id": views["user_id"].to_numpy(np.int64),
+                              "post_id": views["post_id"].to_numpy(np.int64),
+                              "action": "view", "target": liked.astype(np.int8)})
+    likes = view_rows[liked].assign(action="like", target=None)
+    delay = rng.integers(LIKE_DELAY_S[0], LIKE_DELAY_S[1] + 1, len(likes))
+    likes["timestamp"] = likes["timestamp"] + pd.to_timedelta(delay, unit="s")
+    rows = pd.concat([view_rows, likes], ignore_index=True)
+    rows["target"] = rows["target"].astype("Int8")
+    return rows.sort_values(["timestamp", "user_id", "post_id"], kind="stable",
+                            ignore_index=True)
