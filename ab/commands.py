@@ -1,9 +1,78 @@
-"""Sub-commands of this stage (placeholder until the stage lands)."""
+"""`feedrank ab report` and `feedrank ab simulate`."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
+    ab = subparsers.add_parser("ab", help="A/B analysis of the exposure log and its simulation")
+    commands = ab.add_subparsers(dest="ab_command", required=True, metavar="COMMAND")
+
+    report = commands.add_parser("report", help="per-group metrics, differences, split check",
+                                 description="Join the exposure log with the likes that "
+                                 "followed each exposure and compare the groups per user.")
+    report.add_argument("--log", type=Path, required=True, help="exposure log folder")
+    report.add_argument("--world", type=Path, help="world (likes from its feed_data)")
+    report.add_argument("--events", type=Path,
+                        help="feed events folder appended by `ab simulate` (used instead of the "
+                        "world's feed_data)")
+    _analysis_options(report)
+    report.add_argument("--out", type=Path, default=Path("report"), help="report folder")
+    report.set_defaults(handler=report_command)
+
+    simulate = commands.add_parser("simulate", help="simulated users against the real server",
+                                   description="Start `feedrank serve`, let simulated users "
+                                   "request feeds over the world's last days, draw their likes "
+                                   "from the ground truth, then report.")
+    simulate.add_argument("--world", type=Path, required=True, help="generated world")
+    simulate.add_argument("--repository", type=Path, required=True, help="model repository")
+    simulate.add_argument("--users", type=int, default=3000, help="simulated users")
+    simulate.add_argument("--days", type=int, default=7, help="the world's last D days")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--requests-per-day", type=float, default=1.5,
+                          help="mean feed requests per user and day")
+    simulate.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    simulate.add_argument("--aa", action="store_true",
+                          help="A/A: both groups on the control group's model version")
+    simulate.add_argument("--drop-share", type=float, default=0.0,
+                          help="broken split: drop this share of the test group's users from "
+                          "the log (a logging bug), so the SRM check must fire")
+    simulate.add_argument("--window", default="1h", help="like attribution window")
+    simulate.add_argument("--out", type=Path, default=Path("data/ab-simulation"),
+                          help="folder for log/, events/, report/")
+    simulate.set_defaults(handler=simulate_command)
+
+
+def _analysis_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", default="1h", help="like attribution window (1h, 30m, 90s)")
+    parser.add_argument("--split", help="configured split, e.g. control=50,test=50")
+    parser.add_argument("--repository", type=Path,
+                        help="read the configured split from REPOSITORY/router.toml")
+    parser.add_argument("--control", default="control", help="the control group's name")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from feedrank.ab.analysis import run_report
+    from feedrank.ab.attribution import like_files, parse_window
+    from feedrank.ab.split import parse_split, router_shares
+
+    shares = (parse_split(args.split) if args.split else
+              router_shares(args.repository / "router.toml") if args.repository else None)
+    run_report(args.log, like_files(args.world, args.events), window_s=parse_window(args.window),
+               shares=shares, out=args.out, control=args.control, seed=args.seed)
+    return 0
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    from feedrank.ab.attribution import parse_window
+    from feedrank.ab.simulate import Simulation
+
+    Simulation(world=args.world, repository=args.repository, out=args.out, users=args.users,
+               days=args.days, seed=args.seed, requests_per_day=args.requests_per_day,
+               concurrency=args.concurrency, aa=args.aa, drop_share=args.drop_share,
+               window_s=parse_window(args.window)).run()
+    return 0

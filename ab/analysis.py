@@ -1,0 +1,31 @@
+"""`feedrank ab report` end to end: log + likes -> per-user table -> report -> terminal, JSON, HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from feedrank.ab.attribution import attribute, connect_log
+from feedrank.ab.html import write_html
+from feedrank.ab.report import Report, analyse, print_report, write_json
+from feedrank.errors import FeedrankError
+
+
+def run_report(log_dir: Path, like_files: list[Path], *, window_s: int,
+               shares: dict[str, float] | None, out: Path, control: str = "control",
+               seed: int = 0, console: Console | None = None) -> Report:
+    con = connect_log(log_dir, like_files)
+    per_user, daily = attribute(con, window_s)
+    try:
+        report = analyse(per_user, daily, window_s=window_s, shares=shares, control=control,
+                         seed=seed)
+    except ValueError as error:
+        raise FeedrankError(f"{log_dir}: {error}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(report, out / "report.json")
+    html = write_html(report, out)
+    console = console or Console()
+    print_report(report, console)
+    console.print(f"wrote {out / 'report.json'} and {html}", highlight=False)
+    return report

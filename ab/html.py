@@ -1,0 +1,65 @@
+"""The HTML report: the tables of `report.py` and the PNG figures beside it in the same folder."""
+
+from __future__ import annotations
+
+from html import escape
+from importlib.resources import files
+from pathlib import Path
+from string import Template
+
+from feedrank.ab import stats
+from feedrank.ab.plots import write_plots
+from feedrank.ab.report import METRICS, Report
+
+
+def write_html(report: Report, out: Path) -> Path:
+    """Write the figures and `report.html` into `out`; return the HTML path."""
+    plots = write_plots(report, out)
+    template = Template(files("feedrank.ab").joinpath("report.html").read_text())
+    page = template.substitute(
+        method=escape(f"Likes count when they follow the exposure within {report.window_s} s. "
+                      f"{report.as_dict()['statistics']}."),
+        control=escape(report.control), srm=_srm(report), groups=_groups(report),
+        comparisons=_comparisons(report),
+        notes="".join(f"<p>note: {escape(n)}</p>" for n in report.notes),
+        **{f"{name}_png": path.name for name, path in plots.items()})
+    path = out / "report.html"
+    path.write_text(page)
+    return path
+
+
+def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(f"<tr class='{c}'>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>"
+                   for row, c in zip(rows, classes or [""] * len(rows)))
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _groups(report: Report) -> str:
+    rows = [[g.name, f"{g.users:,}", f"{g.exposures:,}",
+             *(f"{g.metrics[m].mean:.4f} [{g.metrics[m].low:.4f}, {g.metrics[m].high:.4f}]"
+               for m in METRICS)] for g in report.groups]
+    return _table(["group", "users", "exposures", *METRICS.values()], rows)
+
+
+def _comparisons(report: Report) -> str:
+    rows = [[c.group, METRICS[c.metric], f"{c.control:.4f}", f"{c.test:.4f}",
+             f"{c.welch.difference:+.4f}", f"{c.relative:+.1%}",
+             f"[{c.welch.low:+.4f}, {c.welch.high:+.4f}]", f"{c.welch.p_value:.3g}",
+             f"[{c.bootstrap[0]:+.4f}, {c.bootstrap[1]:+.4f}]"] for c in report.comparisons]
+    classes = ["significant" if c.welch.p_value < 0.05 else "" for c in report.comparisons]
+    return _table(["group", "metric", report.control, "group value", "difference", "relative",
+                   "95% CI (Welch)", "p-value", "95% CI (bootstrap)"], rows, classes)
+
+
+def _srm(report: Report) -> str:
+    srm = report.srm
+    if srm is None:
+        return "<p>Sample ratio not checked: no split given.</p>"
+    text = (f"users per group {srm.observed}, expected "
+            f"{ {k: round(v, 1) for k, v in srm.expected.items()} }: chi2 = {srm.chi2:.2f}, "
+            f"p = {srm.p_value:.3g}")
+    if srm.alarm:
+        return (f"<p class='alarm'>SAMPLE RATIO MISMATCH (p &lt; {stats.SRM_ALARM_P}): "
+                f"{escape(text)}. The split is broken; do not trust the differences.</p>")
+    return f"<p class='ok'>Sample ratio ok: {escape(text)}.</p>"

@@ -1,0 +1,168 @@
+"""`feedrank ab simulate`: simulated users against the real server, then the A/B report.
+
+Requests fall in the world's last `days` days: the server's features are a snapshot of the whole
+world with point-in-time history, so a request at time t sees exactly the history before t, the
+calendar stays inside the months the models were trained on, and the window is the held-out
+evaluation window of `feedrank evaluate` (whose simulated hit rate this run should reproduce).
+The world's own feed in those days is not used for likes: every like the report counts was drawn
+here, from the ground truth, on a post the server showed. The server does not learn of these
+likes (its snapshot is fixed); both groups share that limitation.
+
+    OUT/log/        the server's exposure log
+    OUT/events/     the drawn feed events (feed_data schema), one Parquet file per day
+    OUT/report/     report.json, report.html, figures
+    OUT/repository/ with --aa: links to the models and an A/A router.toml
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import httpx
+import numpy as np
+import pandas as pd
+
+from feedrank.ab.analysis import run_report
+from feedrank.ab.report import Report
+from feedrank.ab.server_process import ServerProcess
+from feedrank.ab.split import router_shares
+from feedrank.errors import FeedrankError
+from feedrank.progress import progress_bar
+from feedrank.server.exposure_log import query as exposure_query
+from feedrank.world import schema
+from feedrank.world.ground_truth import GroundTruth
+from feedrank.world.layout import WorldLayout
+from feedrank.world.simulated_users import Population, draw_likes, feed_events
+
+LIMIT = 5
+
+
+@dataclass
+class Simulation:
+    world: Path
+    repository: Path
+    out: Path
+    users: int = 3000
+    days: int = 7
+    seed: int = 0
+    requests_per_day: float = 1.5
+    concurrency: int = 8
+    aa: bool = False
+    drop_share: float = 0.0
+    window_s: int = 3600
+
+    def run(self) -> Report:
+        self._check()
+        truth = GroundTruth.load(self.world)
+        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(4)]
+        population = Population.sample(truth.user_ids, self.users, streams[0],
+                                       self.requests_per_day)
+        requests = population.requests(self._days(), streams[1])
+        for sub in ("log", "events", "report", "repository"):
+            shutil.rmtree(self.out / sub, ignore_errors=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        repository = self._aa_repository() if self.aa else self.repository
+        with ServerProcess(self.world, repository, self.out / "log",
+                           self.out / "server.out") as server:
+            views = asyncio.run(self._request(server.url, requests))
+        if self.drop_share > 0:
+            drop_users(self.out / "log", "test", self.drop_share, streams[2])
+        self._write_events(feed_events(views, draw_likes(truth, views, streams[3]), streams[3]))
+        return run_report(self.out / "log", sorted((self.out / "events").glob("*.parquet")),
+                          window_s=self.window_s, out=self.out / "report", seed=self.seed,
+                          shares=router_shares(repository / "router.toml"))
+
+    def _check(self) -> None:
+        if self.users < 2 or self.days < 1 or self.concurrency < 1:
+            raise FeedrankError("--users must be >= 2, --days and --concurrency >= 1")
+        if not 0 <= self.drop_share < 1:
+            raise FeedrankError(f"--drop-share must be in [0, 1), got {self.drop_share}")
+        if not (self.repository / "router.toml").is_file():
+            raise FeedrankError(f"{self.repository / 'router.toml'}: router config not found")
+
+    def _days(self) -> np.ndarray:
+        feed = WorldLayout(self.world).feed_dir
+        days = sorted(date.fromisoformat(p.stem) for p in feed.glob("*.parquet"))
+        if len(days) < self.days:
+            raise FeedrankError(f"{feed}: {len(days)} days of feed, fewer than --days "
+                                f"{self.days}")
+        return np.array(days[-self.days:], "datetime64[D]")
+
+    def _aa_repository(self) -> Path:
+        """A repository of links to the real models whose router sends every group to the
+        control group's model version: the same buckets, so the split is unchanged."""
+        target = self.out / "repository"
+        target.mkdir(parents=True)
+        for entry in self.repository.iterdir():
+            if entry.is_dir():
+                (target / entry.name).symlink_to(entry.resolve(), target_is_directory=True)
+        config = tomllib.loads((self.repository / "router.toml").read_text())
+        control = next(g for g in config["groups"] if g["name"] == "control")
+        lines = [f'salt = "{config["salt"]}"']
+        for g in config["groups"]:
+            lines += ["", "[[groups]]", f'name = "{g["name"]}"',
+                      f"buckets = [{g['buckets'][0]}, {g['buckets'][1]}]",
+                      f'model = "{control["model"]}"', f"version = {control['version']}"]
+        (target / "router.toml").write_text("\n".join(lines) + "\n")
+        return target
+
+    async def _request(self, url: str, requests: pd.DataFrame) -> pd.DataFrame:
+        """Every request through the server, at most `concurrency` in flight; the shown posts as
+        view rows (user_id, post_id, timestamp)."""
+        gate = asyncio.Semaphore(self.concurrency)
+        shown: list[list[int]] = [[] for _ in range(len(requests))]
+        failures: list[str] = []
+        times = [t.isoformat() for t in requests["requested_time"]]
+        users = requests["user_id"].tolist()
+        with progress_bar() as progress:
+            task = progress.add_task("simulated feed requests", total=len(requests))
+            async with httpx.AsyncClient(base_url=url, timeout=120.0) as client:
+                async def one(i: int) -> None:
+                    async with gate:
+                        response = await client.get("/post/recommendations/", params={
+                            "id": users[i], "time": times[i], "limit": LIMIT})
+                    if response.status_code == 200:
+                        shown[i] = [p["id"] for p in response.json()["recommendations"]]
+                    else:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+                    progress.advance(task)
+                await asyncio.gather(*(one(i) for i in range(len(requests))))
+        if failures:
+            raise FeedrankError(f"{len(failures)} of {len(requests)} feed requests failed; "
+                                f"first: {failures[0]}")
+        counts = np.array([len(s) for s in shown])
+        return pd.DataFrame({"user_id": np.repeat(requests["user_id"].to_numpy(), counts),
+                             "post_id": np.concatenate(shown).astype(np.int64),
+                             "timestamp": np.repeat(requests["requested_time"].to_numpy(),
+                                                    counts)})
+
+    def _write_events(self, events: pd.DataFrame) -> None:
+        folder = self.out / "events"
+        folder.mkdir(parents=True)
+        for day, rows in events.groupby(events["timestamp"].dt.date):
+            schema.write(rows, schema.FEED, folder / f"{day}.parquet")
+
+
+def drop_users(log_dir: Path, group: str, share: float, rng: np.random.Generator) -> int:
+    """A logging bug: remove every record of a random `share` of `group`'s users from the log
+    (rewritten as one file). Returns how many users were dropped."""
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE log AS {exposure_query(log_dir)}")
+    users = con.execute("SELECT DISTINCT user_id FROM log WHERE exp_group = $g ORDER BY 1",
+                        {"g": group}).fetchnumpy()["user_id"]
+    dropped = rng.choice(users, int(round(share * len(users))), replace=False)
+    con.register("dropped", pd.DataFrame({"user_id": dropped}))
+    files = sorted(log_dir.glob("exposures-*.jsonl"))
+    target = files[0].with_name(files[0].stem + "-dropped.jsonl.tmp")
+    con.execute(f"COPY (SELECT * FROM log WHERE user_id NOT IN (SELECT user_id FROM dropped) "
+                f"ORDER BY server_time) TO '{target}' (FORMAT JSON)")
+    for path in files:
+        path.unlink()
+    target.rename(files[0])
+    return len(dropped)
