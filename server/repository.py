@@ -135,7 +135,8 @@ class ModelRepository:
         self._unloaded: set[str] = set()  # explicitly unloaded: the poll leaves them alone
         self._seen: dict[str, tuple] = {}  # disk snapshot at the last load attempt
         self._signatures: dict[tuple[str, int], tuple] = {}  # files of each loaded version
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # serialises loads; held for seconds
+        self._state = threading.Lock()  # status tables only: never held across a load
         self._poller: tuple[threading.Thread, threading.Event] | None = None
 
     # -- reading (lock-free: the serving dicts are never mutated in place) --
@@ -160,14 +161,15 @@ class ModelRepository:
 
     def ready(self) -> bool:
         """Every model in the repository that is not explicitly unloaded has a version serving."""
-        with self._lock:
+        with self._state:
             wanted = (set(self._status) | set(self._model_error)) - self._unloaded
         return all(self._serving.get(m) for m in wanted)
 
     def index(self) -> list[dict[str, Any]]:
         """Triton's repository index: one entry per known version, plus models never loaded."""
-        with self._lock:
-            names = sorted(set(self.names_on_disk()) | set(self._status) | set(self._model_error))
+        on_disk = self.names_on_disk()
+        with self._state:
+            names = sorted(set(on_disk) | set(self._status) | set(self._model_error))
             entries = []
             for name in names:
                 statuses = self._status.get(name, {})
@@ -199,7 +201,8 @@ class ModelRepository:
         version was refused (the versions serving before keep serving)."""
         check_name(model)
         with self._lock:
-            self._unloaded.discard(model)
+            with self._state:
+                self._unloaded.discard(model)
             self._load_locked(model)
 
     def unload(self, model: str) -> None:
@@ -207,11 +210,12 @@ class ModelRepository:
         with self._lock:
             if model not in self._serving and not (self.root / model).is_dir():
                 raise ModelNotFound(f"model '{model}' is not in the repository")
-            self._unloaded.add(model)
             self._seen.pop(model, None)
             removed = self._serving.pop(model, {})
-            self._status[model] = {v: VersionStatus(UNAVAILABLE, "unloaded") for v in
-                                   self._status.get(model, {})}
+            with self._state:
+                self._unloaded.add(model)
+                self._status[model] = {v: VersionStatus(UNAVAILABLE, "unloaded") for v in
+                                       self._status.get(model, {})}
         if removed:
             log.info("unloaded %s versions %s", model, sorted(removed))
 
@@ -226,10 +230,12 @@ class ModelRepository:
             if not wanted:
                 raise ModelLoadError(f"{model_dir}: no version folder matches the version_policy")
         except FeedrankError as error:
-            self._model_error[model] = str(error)
+            with self._state:
+                self._model_error[model] = str(error)
             log.error("model %s refused: %s", model, error)
             raise ModelLoadError(str(error)) from error
-        self._model_error.pop(model, None)
+        with self._state:
+            self._model_error.pop(model, None)
         self._swap(model, config, wanted)
 
     def _swap(self, model: str, config: ModelConfig, wanted: list[int]) -> None:
@@ -267,7 +273,8 @@ class ModelRepository:
             status[version] = VersionStatus(UNAVAILABLE, "unloaded: not in the version_policy "
                                             "or removed from disk")
             log.info("unloaded %s version %d", model, version)
-        self._status[model] = status
+        with self._state:
+            self._status[model] = status
         if failures:
             raise ModelLoadError("; ".join(f"{model} version {v}: {r}"
                                            for v, r in failures.items()))
