@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -117,3 +119,34 @@ def test_router_change_under_load_fails_no_request(tiny_world, tmp_path):
     assert state["groups"][1] == {"name": "test", "buckets": [20, 99], "share": 0.8,
                                   "model": "control", "version": 1}
     assert "router config refused" in server.logs()
+
+
+def test_server_refuses_to_start_with_an_invalid_router(tiny_world, tmp_path):
+    repository = copy_repository(built_repository(tiny_world), tmp_path)
+    edit(repository / "router.toml", OVERLAPPING)
+    run = subprocess.run([sys.executable, "-m", "feedrank", "serve", "--world", str(tiny_world),
+                          "--repository", str(repository), "--log", str(tmp_path / "log"),
+                          "--port", "1"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "bucket 10 is in both 'control' and 'test'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_routed_model_unloaded_answers_503_not_500(tiny_world, tmp_path):
+    repository = copy_repository(built_repository(tiny_world), tmp_path)
+    server = ServerProcess(tiny_world, repository, tmp_path / "log",
+                           env={"FEEDRANK_SERVER__ADMIN_TOKEN": "secret"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+            unload = client.post("/v2/repository/models/test/unload", json={},
+                                 headers={"Authorization": "Bearer secret"})
+            assert unload.status_code == 200, unload.text
+            users = [u for u in range(200, 260) if bucket(u, "feedrank") >= 50]
+            answers = [client.get("/post/recommendations/", params={"id": u}) for u in users]
+            fallback = client.get("/post/recommendations/", params={"id": 10**12})
+    finally:
+        server.stop()
+    scored = [a for a in answers if a.status_code == 503]
+    assert scored and all("group 'test'" in a.json()["error"] for a in scored)
+    assert {a.status_code for a in answers} <= {200, 503}  # 200: users the world lacks
+    assert fallback.status_code == 200 and fallback.json()["fallback"] is True
