@@ -152,8 +152,9 @@ class Builder:
 
 def training_summary(model: CatBoostClassifier, data: ModelData) -> dict:
     final = {metric: values[-1] for metric, values in model.get_evals_result()["validation"].items()}
-    importance = dict(zip(data.names, model.get_feature_importance().round(3).tolist()))
+    importance = sorted(zip(data.names, model.get_feature_importance().round(3).tolist()),
+                        key=lambda pair: -pair[1])
     return {"train_rows": len(data.train[1]), "validation_rows": len(data.valid[1]),
             "train_positive_rate": float(data.train[1].mean()),
             "validation_auc": final["AUC"], "validation_logloss": final["Logloss"],
-            "feature_importance": dict(sorted(importance.items(), key=lambda kv: -kv[1]))}
+            "feature_importance": importance}  # a list: JSON objects lose the order

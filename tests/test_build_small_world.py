@@ -16,12 +16,9 @@ import feedrank.export.build as build_module
 from feedrank.cli import main
 from feedrank.export.onnx_export import export_onnx
 
-ITERATIONS = "60"
-
-
-def build(world: Path, repository: Path, *extra: str) -> int:
+def build(world: Path, repository: Path, iterations: int = 60) -> int:
     return main(["build", "--world", str(world), "--repository", str(repository),
-                 "--iterations", ITERATIONS, *extra])
+                 "--iterations", str(iterations)])
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -86,12 +83,12 @@ def test_unchanged_inputs_skip_and_changed_params_add_version_2(built, repositor
     assert build(world, repository_copy) == 0
     assert "inputs unchanged" in flat(capsys.readouterr().err)
     assert versions(repository_copy / "control") == ["1"]
-    assert build(world, repository_copy, "--depth", "4") == 0
+    assert build(world, repository_copy, iterations=20) == 0
     for model in ("control", "test"):
         assert versions(repository_copy / model) == ["1", "2"]
         assert digests(repository_copy / model / "1") == before[model]
         assert json.loads((repository_copy / model / "2" / "metadata.json").read_text())[
-            "catboost"]["depth"] == 4
+            "catboost"]["iterations"] == 20
     assert (repository_copy / "router.toml").read_text() == router
 
 
@@ -101,12 +98,15 @@ def test_an_export_that_differs_from_catboost_is_not_published(built, repository
         export_onnx(model, path, name=name)
         graph = onnx.load(str(path))
         (trees,) = [n for n in graph.graph.node if n.op_type == "TreeEnsembleClassifier"]
-        weights = next(a for a in trees.attribute if a.name == "class_weights")
-        weights.floats[0] += 0.5  # one leaf of one tree
+        attributes = {a.name: a for a in trees.attribute}
+        for i, (tree, label) in enumerate(zip(attributes["class_treeids"].ints,
+                                              attributes["class_ids"].ints)):
+            if tree == 0 and label == 1:  # shift the leaves of the first tree
+                attributes["class_weights"].floats[i] += 0.05
         onnx.save(graph, str(path))
 
     monkeypatch.setattr(build_module, "export_onnx", broken_export)
-    assert build(built[0], repository_copy, "--depth", "5") == 2
+    assert build(built[0], repository_copy, iterations=10) == 2
     assert "differs from CatBoost, not published" in flat(capsys.readouterr().err)
     assert versions(repository_copy / "control") == ["1"]
     assert not any(p.name.startswith(".") for p in (repository_copy / "control").iterdir())
