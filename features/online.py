@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from feedrank.errors import FeedrankError
-from feedrank.features.history import GROUPINGS, History
+from feedrank.features.history import GROUPINGS, POST_COLUMNS, History, group_columns
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.specs import FeatureSpec, by_source, groupings_used, parse_specs
 from feedrank.features.timefeatures import time_block
@@ -112,12 +112,17 @@ class ModelInputs:
         self._user_positions = np.array([p for p, _ in user], dtype=np.int64)
         self._user_sources = np.array([online.user_columns.index(n) for _, n in user],
                                       dtype=np.int64)
-        self._filled = by_source(self.specs, "time") + by_source(self.specs, "history")
-        names = [n for _, n in by_source(self.specs, "history")]
+        history = by_source(self.specs, "history")
+        names = [n for _, n in history]
         # per grouping: dense codes by post id, and each candidate's group
         self._groupings = {g: (codes := group_codes(posts, g), codes[self.post_ids])
                            for g in groupings_used(names)}
-        self._posts_by_day: OrderedDict = OrderedDict()
+        per_post = {n for g in self._groupings for n in group_columns(g)}
+        self._per_post = [(p, n) for p, n in history if n in per_post]
+        self._daily = [(p, n) for p, n in history if n in POST_COLUMNS]
+        self._constant = by_source(self.specs, "time") + [
+            (p, n) for p, n in history if n not in per_post and n not in POST_COLUMNS]
+        self._bases_by_day: OrderedDict = OrderedDict()
         self.matrix(int(online.user_ids[0]), online.cutoff)   # builds the history indexes now
 
     @classmethod
@@ -126,33 +131,49 @@ class ModelInputs:
         return cls(online, metadata["features"], Path(version_dir) / "post_features.parquet")
 
     def matrix(self, user_id: int, at: np.datetime64) -> np.ndarray:
-        """float32[n_posts, n_features] for `user_id` at world time `at`."""
+        """float32[n_posts, n_features] for `user_id` at world time `at`.
+
+        One pass adds the request's constant row (user, time, the user's own history) to the
+        day's base matrix (post columns and post history, zero elsewhere); x + 0 is exact, so the
+        values equal the training set's bit for bit. Only the per-group history columns are
+        written one by one."""
         row = self.online.user_rows(np.array([user_id]))[0]
         if row < 0:
             raise UnknownUser(f"unknown user_id {user_id}")
-        out = self._base.copy()
-        out[:, self._user_positions] = self.online.user_matrix[row, self._user_sources]
-        values = self._request_values(user_id, np.datetime64(at, "us"))
-        for position, name in self._filled:
+        at = np.datetime64(at, "us")
+        users, times = np.array([user_id], dtype=np.int64), np.array([at])
+        values = {**time_block(times), **self.online.history.user_block(users, times)}
+        constant = np.zeros(len(self.specs), dtype=np.float32)
+        constant[self._user_positions] = self.online.user_matrix[row, self._user_sources]
+        for position, name in self._constant:
+            constant[position] = values[name][0]
+        out = self._day_base(np.datetime64(at, "D")) + constant
+        values.update(self._group_values(users, times, values["hist_user_like_rate"]))
+        for position, name in self._per_post:
             out[:, position] = values[name]
         return out
 
-    def _request_values(self, user_id: int, at: np.datetime64) -> dict[str, np.ndarray]:
-        history = self.online.history
-        users, times = np.array([user_id], dtype=np.int64), np.array([at])
-        values = {**time_block(times), **history.user_block(users, times)}
-        rate = values["hist_user_like_rate"]
+    def _group_values(self, users: np.ndarray, times: np.ndarray,
+                      rate: np.ndarray) -> dict[str, np.ndarray]:
+        """The user's history on every group, then spread to the candidates of each group."""
+        values = {}
         for grouping, (codes, candidate_groups) in self._groupings.items():
             groups = np.arange(int(codes.max()) + 1)
-            block = history.group_block(grouping, codes, np.repeat(users, groups.size), groups,
-                                        np.repeat(times, groups.size), np.repeat(rate, groups.size))
+            block = self.online.history.group_block(
+                grouping, codes, np.repeat(users, groups.size), groups,
+                np.repeat(times, groups.size), np.repeat(rate, groups.size))
             values.update({k: v[candidate_groups] for k, v in block.items()})
-        return {**values, **self._post_block(np.datetime64(at, "D"))}
+        return values
 
-    def _post_block(self, day: np.datetime64) -> dict[str, np.ndarray]:
-        if day not in self._posts_by_day:
-            self._posts_by_day[day] = self.online.history.post_block(
-                self.post_ids, np.full(self.post_ids.size, day))
-            while len(self._posts_by_day) > DAY_CACHE:
-                self._posts_by_day.popitem(last=False)
-        return self._posts_by_day[day]
+    def _day_base(self, day: np.datetime64) -> np.ndarray:
+        """Post columns and the posts' history as of the start of `day`, zeros elsewhere."""
+        if day not in self._bases_by_day:
+            base = self._base.copy()
+            block = self.online.history.post_block(self.post_ids,
+                                                   np.full(self.post_ids.size, day))
+            for position, name in self._daily:
+                base[:, position] = block[name]
+            self._bases_by_day[day] = base
+            while len(self._bases_by_day) > DAY_CACHE:
+                self._bases_by_day.popitem(last=False)
+        return self._bases_by_day[day]
