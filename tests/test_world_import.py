@@ -1,4 +1,4 @@
-"""`feedrank world import`: course files in, a world out; malformed files named by file, row, column."""
+"""`feedrank world import`: course files in, a world out; bad files named by file, row, column."""
 
 from __future__ import annotations
 

@@ -40,8 +40,10 @@ def test_like_probability_broadcasts_and_rejects_unknown_ids(small_world: Path) 
     assert grid.shape == (4, 6) and grid.dtype == np.float64
     assert ((grid > 0) & (grid < 1)).all()
     assert grid[2, 3] == truth.like_probability(users[2], posts[3], at)
-    morning = truth.like_probability(users[:, None], posts[None, :], np.datetime64("2021-12-01T08:00"))
-    october = truth.like_probability(users[:, None], posts[None, :], np.datetime64("2021-10-01T20:00"))
+    morning = truth.like_probability(users[:, None], posts[None, :],
+                                     np.datetime64("2021-12-01T08:00"))
+    october = truth.like_probability(users[:, None], posts[None, :],
+                                     np.datetime64("2021-10-01T20:00"))
     assert not np.allclose(grid, morning) and (october < grid).all()
     with pytest.raises(FeedrankError, match="unknown user id"):
         truth.like_probability(np.array([-1]), posts[:1], at)

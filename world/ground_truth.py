@@ -72,7 +72,7 @@ class GroundTruth:
 
     # -- querying ----------------------------------------------------------------------------
     def like_probability(self, user_ids, post_ids, times) -> np.ndarray:
-        """True P(like) for broadcastable arrays of user ids, post ids and naive datetime64 times."""
+        """True P(like) for broadcastable arrays of user ids, post ids and naive datetime64s."""
         users, posts, times = np.broadcast_arrays(np.asarray(user_ids, np.int64),
                                                   np.asarray(post_ids, np.int64),
                                                   np.asarray(times, "datetime64[us]"))
@@ -91,7 +91,8 @@ class GroundTruth:
         topic = self.post_topic[p]
         month_effect = np.select([month == 11, month == 12],
                                  [MONTH_EFFECT[11], MONTH_EFFECT[12]], MONTH_EFFECT[10])
-        return (self.base + self.bias[u] + self.user_topic[u, topic] + self.taste_sub[u, self.post_sub[p]]
+        return (self.base + self.bias[u] + self.user_topic[u, topic]
+                + self.taste_sub[u, self.post_sub[p]]
                 + self.taste_sent[u] * self.post_sent[p] + self.post_score[p]
                 + self.hour_topic[hour, topic] + month_effect)
 
@@ -106,8 +107,9 @@ class GroundTruth:
 
     # -- drawing -----------------------------------------------------------------------------
     @classmethod
-    def draw(cls, users: pd.DataFrame, posts: pd.DataFrame, rng: np.random.Generator) -> GroundTruth:
-        """Draw every user's and post's hidden parameters. `posts` has topic, subtheme, sentiment."""
+    def draw(cls, users: pd.DataFrame, posts: pd.DataFrame,
+             rng: np.random.Generator) -> GroundTruth:
+        """Draw the hidden parameters of users and posts (posts: topic, subtheme, sentiment)."""
         n_users, n_topics, n_subs = len(users), len(catalog.TOPICS), len(catalog.SUBTHEME_INDEX)
         s = SCALES
         country_topic = rng.normal(0, s["demo_minor"], (len(catalog.COUNTRIES), n_topics))

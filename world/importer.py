@@ -101,7 +101,7 @@ def _import(layout: WorldLayout, sources: Sources) -> dict:
             _load(db, "feed", path, schema.FEED)
         _write(db, layout)
         stats = db.execute("""SELECT count(*), count(*) FILTER (action = 'view'),
-                                     min(timestamp)::DATE, max(timestamp)::DATE FROM feed""").fetchone()
+                              min(timestamp)::DATE, max(timestamp)::DATE FROM feed""").fetchone()
         manifest = {"kind": "imported", "ground_truth": False,
                     "users": _count(db, "users"), "posts": _count(db, "posts"),
                     "views": stats[1], "feed_rows": stats[0], "start": str(stats[2]),
@@ -169,7 +169,7 @@ def _load(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Sche
     _check(db, path, "src", [
         (c, f'(TRY_CAST("{c}" AS {t}) IS NULL AND "{c}" IS NOT NULL)'
             + ("" if c == "target" else f' OR "{c}" IS NULL'),
-         f"{{}} is not {TYPE_WORDS[t]}" if c == "target" else f"{{}} is missing or not {TYPE_WORDS[t]}")
+         f"{{}} is {'' if c == 'target' else 'missing or '}not {TYPE_WORDS[t]}")
         for c, t in typed.items()])
     casts = ", ".join(f'TRY_CAST("{c}" AS {t}) AS "{c}"' for c, t in typed.items())
     db.execute(f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {casts} FROM src")
@@ -206,5 +206,6 @@ def _write(db: duckdb.DuckDBPyConnection, layout: WorldLayout) -> None:
         "SELECT DISTINCT timestamp::DATE FROM feed ORDER BY 1").fetchall()]
     for day in days:
         db.execute(f"COPY (SELECT * FROM feed WHERE timestamp::DATE = DATE '{day}' "
-                   f"ORDER BY timestamp, action = 'like') TO {_quote(layout.feed_dir / f'{day}.parquet')} "
+                   f"ORDER BY timestamp, action = 'like') "
+                   f"TO {_quote(layout.feed_dir / f'{day}.parquet')} "
                    "(FORMAT parquet, COMPRESSION zstd)")

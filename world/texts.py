@@ -111,7 +111,8 @@ def news_article(topic: str, subtheme: str, rng: np.random.Generator) -> str:
 def _sentence(event: str, rng: np.random.Generator) -> str:
     kind = rng.integers(4)
     if kind == 0:
-        return f"{event[0].upper()}{event[1:]}, {_pick(rng, V.NEWS_SOURCES)} {_pick(rng, V.NEWS_SAID)}."
+        source, said = _pick(rng, V.NEWS_SOURCES), _pick(rng, V.NEWS_SAID)
+        return f"{event[0].upper()}{event[1:]}, {source} {said}."
     if kind == 1:
         return f'"{_pick(rng, V.NEWS_QUOTES)}," {_person(rng)} {_pick(rng, V.NEWS_SAID)}.'
     if kind == 2:

@@ -171,7 +171,8 @@ COVID_CORE = {
                     "another day of video calls", "office closed until January",
                     "remote classes all week", "my laptop is my whole office now",
                     "school moved online", "zoom meetings from 9 to 6"],
-    "masks_tests": ["masks mandatory on the metro", "negative PCR test", "queued two hours for a test",
+    "masks_tests": ["masks mandatory on the metro", "negative PCR test",
+                    "queued two hours for a test",
                     "QR codes needed for the cafe", "rapid test came back clean",
                     "bought another box of masks", "testing site by the station is packed",
                     "face coverings required indoors"],
@@ -180,7 +181,8 @@ COVID_CORE = {
                  "my dad is home from hospital", "recovered and grateful",
                  "isolation is finally over", "beat the virus this month"],
 }
-COVID_UP = ["So relieved", "Good news", "Feeling hopeful", "Grateful today", "Things are looking up",
+COVID_UP = ["So relieved", "Good news", "Feeling hopeful", "Grateful today",
+            "Things are looking up",
             "Thank you doctors", "Small wins", "Great to hear"]
 COVID_DOWN = ["So tired of this", "Terrible news", "Feeling anxious", "Frustrated again",
               "This is getting worse", "Sick of it", "Scary times", "Cannot believe it"]
