@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from feedrank.errors import FeedrankError
 from feedrank.server.exposure_log import query as exposure_query
@@ -81,6 +82,17 @@ def connect_log(log_dir: Path, like_files: list[Path]) -> duckdb.DuckDBPyConnect
     files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in like_files)
     con.execute("CREATE VIEW likes AS SELECT user_id, post_id, timestamp "
                 f"FROM read_parquet([{files}]) WHERE action = 'like'")
+    return con
+
+
+def connect_frames(exposures: pd.DataFrame, likes: pd.DataFrame) -> duckdb.DuckDBPyConnection:
+    """The same views from in-memory frames (exposure-log columns; feed_data rows)."""
+    con = duckdb.connect()
+    con.register("exposure_frame", pa.Table.from_pandas(exposures, preserve_index=False))
+    con.register("event_frame", likes)
+    con.execute("CREATE VIEW exposures AS SELECT * FROM exposure_frame")
+    con.execute("CREATE VIEW likes AS SELECT user_id, post_id, timestamp FROM event_frame "
+                "WHERE action = 'like'")
     return con
 
 

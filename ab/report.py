@@ -80,6 +80,10 @@ def analyse(per_user: pd.DataFrame, daily: pd.DataFrame, *, window_s: int,
     if control not in by_group:
         raise ValueError(f"no exposures of the control group '{control}' in the log "
                          f"(groups: {sorted(by_group)})")
+    small = [f"group '{name}' has {len(frame)} user" for name, frame in by_group.items()
+             if len(frame) < 2]
+    if small:
+        raise ValueError(f"{'; '.join(small)}: comparing groups needs at least 2 users each")
     notes = []
     twice = values["user_id"].duplicated(keep=False)
     if twice.any():

@@ -1,0 +1,93 @@
+"""A/A at the statistics level: both groups see the same feed policy, likes come from the world's
+ground truth, the report's own attribution and tests run on each of 200 seeds (no HTTP: the
+server's part is covered once by the end-to-end test). The user-level Welch test must then
+reject at about its nominal 5%, and the SRM check must stay quiet unless the split is broken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binom
+
+from feedrank.ab.attribution import attribute, connect_frames
+from feedrank.ab.report import METRICS, Report, analyse
+from feedrank.server.router import bucket
+from feedrank.world.ground_truth import GroundTruth
+from feedrank.world.simulated_users import Population, draw_likes, feed_events
+
+SEEDS = 200
+ALPHA = 0.05
+DAYS = np.arange(np.datetime64("2021-12-27"), np.datetime64("2021-12-30"))
+SPLIT = {"control": 0.5, "test": 0.5}
+# If the test's real false-positive rate is 5%, the count of rejections in 200 independent A/A
+# runs is Binomial(200, 0.05): it falls in [2, 21] (1% to 10.5%) with probability 99.9%, so this
+# band fails an honest test once in a thousand runs, while a test whose rate is 10% or more (e.g.
+# one treating a user's exposures as independent) falls outside it often.
+BAND = (int(binom.ppf(0.0005, SEEDS, ALPHA)), int(binom.isf(0.0005, SEEDS, ALPHA)))
+
+
+def aa_experiment(truth: GroundTruth, seed: int,
+                  users: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One A/A experiment's per-user and daily tables: random assignment by the router's md5 with a per-seed salt, the same
+    feed policy in both groups (5 distinct random posts), likes drawn from the ground truth."""
+    rng = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+    requests = Population.sample(truth.user_ids, users, rng[0]).requests(DAYS, rng[0])
+    n = len(requests)
+    shown = truth.post_ids[np.argpartition(rng[1].random((n, len(truth.post_ids))), 5,
+                                           axis=1)[:, :5]]
+    group = {u: "control" if bucket(u, f"aa-{seed}") < 50 else "test"
+             for u in np.unique(requests["user_id"]).tolist()}
+    exposures = requests.assign(request_id=[f"r{i}" for i in range(n)],
+                                exp_group=requests["user_id"].map(group), post_ids=list(shown))
+    views = pd.DataFrame({"user_id": np.repeat(requests["user_id"].to_numpy(), 5),
+                          "post_id": shown.ravel(),
+                          "timestamp": np.repeat(requests["requested_time"].to_numpy(), 5)})
+    events = feed_events(views, draw_likes(truth, views, rng[2]), rng[2])
+    return attribute(connect_frames(exposures, events), 3600)
+
+
+def aa_run(truth: GroundTruth, seed: int) -> Report:
+    return analyse(*aa_experiment(truth, seed), window_s=3600, shares=SPLIT, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def aa_reports(tiny_world: Path) -> list[Report]:
+    truth = GroundTruth.load(tiny_world)
+    return [aa_run(truth, seed) for seed in range(SEEDS)]
+
+
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_aa_false_positive_rate_is_nominal(aa_reports: list[Report], metric: str) -> None:
+    rejections = sum(r.comparison("test", metric).welch.p_value < ALPHA for r in aa_reports)
+    print(f"A/A {metric}: {rejections} of {SEEDS} rejected at {ALPHA}; band {BAND}")
+    assert BAND[0] <= rejections <= BAND[1], f"{rejections} of {SEEDS} A/A runs rejected"
+
+
+def test_aa_runs_are_real_experiments(aa_reports: list[Report]) -> None:
+    """Guards the band against a degenerate simulation (no likes, one group, constant data)."""
+    report = aa_reports[0]
+    assert {g.name for g in report.groups} == {"control", "test"}
+    assert all(g.users > 100 and 0.05 < g.metrics["hit_rate"].mean < 0.95 for g in report.groups)
+    p_values = [r.comparison("test", "hit_rate").welch.p_value for r in aa_reports]
+    assert len(set(p_values)) == SEEDS
+
+
+def test_srm_quiet_on_a_correct_split(aa_reports: list[Report]) -> None:
+    # alarms at p < 0.001: Binomial(200, 0.001) exceeds 3 with probability < 0.1%
+    assert sum(r.srm.alarm for r in aa_reports) <= int(binom.isf(0.001, SEEDS, 0.001))
+
+
+def test_srm_alarm_on_a_broken_split(tiny_world: Path) -> None:
+    """A logging bug loses 30% of the test group's users: the split check must fire."""
+    per_user, daily = aa_experiment(GroundTruth.load(tiny_world), seed=1, users=600)
+    healthy = analyse(per_user, daily, window_s=3600, shares=SPLIT)
+    assert not healthy.srm.alarm
+    test_users = per_user.loc[per_user["exp_group"] == "test", "user_id"]
+    lost = test_users.sample(frac=0.3, random_state=1)
+    broken = analyse(per_user[~per_user["user_id"].isin(lost)], daily, window_s=3600,
+                     shares=SPLIT)
+    assert broken.srm.alarm and broken.srm.p_value < 0.001
+    assert broken.srm.observed["test"] == healthy.srm.observed["test"] - len(lost)
