@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from feedrank.errors import FeedrankError
 from feedrank.server.admin import ApiError, check_admin, check_name, read_body
-from feedrank.server.backends.base import DATATYPES, ModelLoadError, TensorSpec
+from feedrank.server.backends.base import DATATYPES, TensorSpec
 from feedrank.server.metrics import CONTENT_TYPE, Metrics
 from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
 from feedrank.settings import Settings
@@ -311,7 +311,7 @@ class KServe:
             return error(problem.status, problem.message, problem.headers)
         except ModelNotFound as problem:
             return error(404, str(problem))
-        except (ModelLoadError, FeedrankError) as problem:  # InvalidName, refused versions
+        except FeedrankError as problem:  # InvalidName, ModelLoadError (refused versions)
             return error(400, str(problem))
         return Response(status_code=200)
 

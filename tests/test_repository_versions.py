@@ -74,6 +74,17 @@ def test_corrupt_new_version_is_refused_and_the_previous_keeps_serving(tmp_path,
     assert any("m version 3 refused" in r.getMessage() for r in caplog.records)
 
 
+def test_a_serving_version_whose_files_turn_corrupt_keeps_its_loaded_copy(tmp_path):
+    repository = loaded_repository(tmp_path, {"m": [1, 2]})
+    serving = repository.get("m", 2)
+    (tmp_path / "m" / "2" / "model.onnx").write_bytes(b"truncated")
+    with pytest.raises(ModelLoadError, match="m version 2"):
+        repository.load("m")
+    assert repository.get("m", 2) is serving
+    entry = {e["version"]: e for e in repository.index()}["2"]
+    assert entry["state"] == "READY" and entry["reason"].startswith("reload refused")
+
+
 def test_inputs_that_do_not_match_metadata_are_refused(tmp_path):
     repository = loaded_repository(tmp_path, {"m": [1]})
     write_version(tmp_path, "m", 2)
