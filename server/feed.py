@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 import weakref
@@ -34,6 +35,7 @@ from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelReposi
 from feedrank.server.router import Router
 from feedrank.world.layout import WorldLayout
 
+log = logging.getLogger("feedrank.feed")
 FALLBACK_MODEL = "popular"  # model name logged for fallback answers (version 0)
 
 
@@ -176,6 +178,9 @@ async def recommendations(request: Request) -> Response:
     except OSError as error:
         # an answer that cannot be logged is not sent: the A/B analysis must see every exposure
         response = _error(503, f"exposure log unavailable: {error}")
+    except Exception as error:  # a backend fault: a JSON 500 and a logged traceback
+        log.exception("feed request failed")
+        response = _error(500, f"internal error: {type(error).__name__}: {error}")
     service.metrics.observe_feed(*((answer.exp_group, answer.model, answer.version)
                                    if answer else ("", "", 0)),
                                  response.status_code, time.perf_counter() - started)

@@ -88,5 +88,8 @@ def _time(text: str | None) -> np.datetime64:
                 from None
     if moment.tzinfo is not None:
         # world time is UTC without an offset: an offset moves the moment into UTC
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError(f"out of range once converted to UTC: {text!r}") from None
     return np.datetime64(moment, "us")

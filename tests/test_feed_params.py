@@ -40,6 +40,7 @@ def test_absent_time_is_now():
     ([], "id", "required"),
     ([("id", "1"), ("time", "yesterday")], "time", "not an ISO-8601"),
     ([("id", "1"), ("time", "2021-13-01T00:00")], "time", "not an ISO-8601"),
+    ([("id", "1"), ("time", "0001-01-01T00:00+01:00")], "time", "out of range"),
     ([("id", "1"), ("limit", "0")], "limit", "between 1 and 100"),
     ([("id", "1"), ("limit", "101")], "limit", "between 1 and 100"),
     ([("id", "1"), ("limit", "five")], "limit", "must be an integer"),
