@@ -26,7 +26,7 @@ async def client_loop(url: str, received: list[str], seed: int) -> None:
 
 async def load_then_kill(server: ServerProcess, received: list[str]) -> None:
     clients = [asyncio.create_task(client_loop(server.url, received, seed)) for seed in range(8)]
-    while len(received) < 300:
+    while len(received) < 300 and not any(c.done() for c in clients):
         await asyncio.sleep(0.01)
     server.kill()  # SIGKILL while requests are in flight
     await asyncio.gather(*clients)
