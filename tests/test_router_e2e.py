@@ -78,7 +78,7 @@ async def scenario(server: ServerProcess, router_file: Path) -> tuple[list, list
     async def answered(more: int) -> None:
         target = len(answers) + more
         while len(answers) < target and not failures:
-            assert not any(w.done() for w in workers), [w.exception() for w in workers]
+            assert not any(w.done() for w in workers), [w.exception() for w in workers if w.done()]
             await asyncio.sleep(0.01)
 
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
