@@ -1,0 +1,83 @@
+"""`feedrank ab simulate` end to end: the real `feedrank serve` on 127.0.0.1, simulated users over
+HTTP, likes drawn from the ground truth, the report; then a broken split on the same log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from feed_serving import built_repository
+
+from feedrank.ab.simulate import Simulation, drop_users
+from feedrank.ab.split import router_shares
+from feedrank.cli import main
+from feedrank.server.exposure_log import query
+from feedrank.world import schema
+
+
+@pytest.fixture(scope="module")
+def simulation(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ab") / "sim"
+    assert main(["ab", "simulate", "--world", str(tiny_world),
+                 "--repository", str(built_repository(tiny_world)), "--users", "200",
+                 "--days", "2", "--seed", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_report_of_the_simulation(simulation: Path) -> None:
+    report = json.loads((simulation / "report" / "report.json").read_text())
+    assert [g["name"] for g in report["groups"]] == ["control", "test"]
+    assert all(g["users"] > 50 and g["exposures"] > g["users"] for g in report["groups"])
+    assert not report["srm"]["alarm"]
+    assert {c["metric"] for c in report["comparisons"]} == {"hit_rate", "likes", "ctr"}
+    assert (simulation / "report" / "report.html").exists()
+
+
+def test_log_answers_and_events_agree(simulation: Path) -> None:
+    con = duckdb.connect()
+    served = con.execute(f"SELECT exp_group, model, count(*) FROM ({query(simulation / 'log')}) "
+                         "GROUP BY ALL ORDER BY 1").fetchall()
+    assert [(g, m) for g, m, _ in served] == [("control", "control"), ("test", "test")]
+    logged = con.execute(f"SELECT user_id, requested_time AS timestamp, unnest(post_ids) AS post_id "
+                         f"FROM ({query(simulation / 'log')}) ORDER BY ALL").fetchnumpy()
+    events = simulation / "events"
+    views = con.execute(f"SELECT user_id, timestamp, post_id FROM read_parquet('{events}/*.parquet')"
+                        " WHERE action = 'view' ORDER BY ALL").fetchnumpy()
+    for column in ("user_id", "timestamp", "post_id"):
+        np.testing.assert_array_equal(logged[column], views[column])
+    assert all(pq.read_schema(p).equals(schema.FEED) for p in events.glob("*.parquet"))
+    likes = con.execute(f"""SELECT count(*), count_if(v.timestamp IS NULL) FROM
+        read_parquet('{events}/*.parquet') l LEFT JOIN read_parquet('{events}/*.parquet') v
+        ON v.action = 'view' AND v.target = 1 AND v.user_id = l.user_id AND v.post_id = l.post_id
+        AND l.timestamp > v.timestamp AND l.timestamp < v.timestamp + INTERVAL 3 MINUTE
+        WHERE l.action = 'like'""").fetchone()
+    assert likes[0] > 0 and likes[1] == 0          # every like follows a liked view
+
+
+def test_broken_split_fires_the_alarm(simulation: Path, tiny_world: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    for path in (simulation / "log").glob("*.jsonl"):
+        (log / path.name).write_bytes(path.read_bytes())
+    dropped = drop_users(log, "test", 0.5, np.random.default_rng(0))
+    assert dropped > 20
+    repository = built_repository(tiny_world)
+    assert main(["ab", "report", "--log", str(log), "--events", str(simulation / "events"),
+                 "--repository", str(repository), "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["srm"]["alarm"] and report["srm"]["p_value"] < 0.001
+    assert "SAMPLE RATIO MISMATCH" in capsys.readouterr().out
+
+
+def test_aa_repository_routes_every_group_to_control(tiny_world: Path, tmp_path: Path) -> None:
+    repository = built_repository(tiny_world)
+    aa = Simulation(world=tiny_world, repository=repository, out=tmp_path)._aa_repository()
+    assert router_shares(aa / "router.toml") == router_shares(repository / "router.toml")
+    text = (aa / "router.toml").read_text()
+    assert text.count('model = "control"') == 2 and 'model = "test"' not in text
+    assert (aa / "test" / "config.pbtxt").exists()     # the other models stay reachable
