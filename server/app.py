@@ -22,7 +22,8 @@ from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher
 from feedrank.server.exposure_log import ExposureLog
-from feedrank.server.feed import FeedService, InputsCache, PostCatalog, recommendations, router_state
+from feedrank.server.feed import (FeedService, InputsCache, PostCatalog, recommendations,
+                                  router_state)
 from feedrank.server.kserve import kserve_routes
 from feedrank.server.metrics import Metrics
 from feedrank.server.repository import ModelRepository

@@ -122,9 +122,9 @@ class FeedService:
     def __init__(self, *, online: OnlineFeatures, repository: ModelRepository, router: Router,
                  catalog: PostCatalog, inputs: InputsCache, batcher: Batcher,
                  exposure_log: ExposureLog, metrics: Metrics) -> None:
-        self.online, self.repository, self.router, self.catalog = online, repository, router, catalog
-        self.inputs, self.batcher, self.exposure_log = inputs, batcher, exposure_log
-        self.metrics = metrics
+        self.online, self.repository, self.router = online, repository, router
+        self.catalog, self.inputs, self.batcher = catalog, inputs, batcher
+        self.exposure_log, self.metrics = exposure_log, metrics
 
     async def recommend(self, query: FeedQuery) -> Answer:
         group = self.router.config.assign(query.user_id)

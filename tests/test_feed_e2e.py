@@ -95,7 +95,8 @@ def test_posts_liked_before_time_are_excluded_and_only_those(client, tiny_world,
     assert liked, "the tiny world should have a user with likes"
     n_posts = duckdb.sql(f"SELECT count(*) FROM read_parquet('{WorldLayout(tiny_world).posts}')"
                          ).fetchall()[0][0]
-    ids = [p["id"] for p in recommend(client, id=user_id, time=moment, limit=100)["recommendations"]]
+    body = recommend(client, id=user_id, time=moment, limit=100)
+    ids = [p["id"] for p in body["recommendations"]]
     assert not set(ids) & liked
     assert len(ids) == min(100, n_posts - len(liked))
     # a moment before the world began: nothing is liked yet, so liked posts may come back
