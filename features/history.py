@@ -55,7 +55,7 @@ class EventIndex:
 
     def _bounds(self, keys: np.ndarray, t_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         base = keys.astype(np.int64) << self.bits
-        t = np.clip(t_ms, 0, (1 << self.bits) - 1)
+        t = np.minimum(np.maximum(t_ms, 0), (1 << self.bits) - 1)
         return (np.searchsorted(self.composite, base, side="left"),
                 np.searchsorted(self.composite, base | t, side="left"))
 
@@ -66,6 +66,17 @@ class EventIndex:
     def payload_before(self, key: int, t_ms: int) -> np.ndarray:
         lo, hi = self._bounds(np.array([key]), np.array([t_ms]))
         return self.payload[lo[0]:hi[0]]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """Posts grouped by a code (topic, embedding cluster) and the user × group event indexes."""
+
+    name: str
+    codes: np.ndarray          # codes[post_id] = group, -1 for no such post
+    n_groups: int
+    views: EventIndex
+    likes: EventIndex
 
 
 def smoothed(likes: np.ndarray, views: np.ndarray, prior: np.ndarray | float,
@@ -117,20 +128,20 @@ class History:
         return self._index(f"post/{action}",
                            lambda: EventIndex(events.post_ids, events.t_ms, self.bits))
 
-    def _by_group(self, action: str, codes: np.ndarray) -> EventIndex:
-        """Index of (user × group of the event's post); `codes[post_id]` is the group, -1 none."""
+    def grouping(self, name: str, codes: np.ndarray) -> Grouping:
+        """The user × group indexes for `codes` (built once per distinct mapping)."""
         digest = hashlib.sha1(codes.tobytes()).hexdigest()
-        events = getattr(self, action)
+        n_groups = int(codes.max()) + 1
 
-        def build() -> EventIndex:
+        def by_group(events: Events) -> EventIndex:
             known = events.post_ids < codes.size
             group = np.full(events.post_ids.shape, -1, dtype=np.int64)
             group[known] = codes[events.post_ids[known]]
             keep = group >= 0
-            n_groups = int(codes.max()) + 1
             return EventIndex(events.user_ids[keep] * n_groups + group[keep],
                               events.t_ms[keep], self.bits)
-        return self._index(f"group/{action}/{digest}", build)
+        return self._index(f"group/{name}/{digest}", lambda: Grouping(
+            name, codes, n_groups, by_group(self.views), by_group(self.likes)))
 
     def user_block(self, users: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
         t = self.to_ms(times)
@@ -139,18 +150,16 @@ class History:
         return dict(zip(USER_COLUMNS, (views, likes,
                                        smoothed(likes, views, PRIOR_RATE, USER_WEIGHT))))
 
-    def group_block(self, grouping: str, codes: np.ndarray, users: np.ndarray,
-                    groups: np.ndarray, times: np.ndarray,
-                    user_rate: np.ndarray) -> dict[str, np.ndarray]:
+    def group_block(self, grouping: Grouping, users: np.ndarray, groups: np.ndarray,
+                    times: np.ndarray, user_rate: np.ndarray) -> dict[str, np.ndarray]:
         """A user's views/likes on posts of one group (topic, cluster), rate and lift over the
         user's overall rate: the user's own taste for that group, as known before `times`."""
-        n_groups = int(codes.max()) + 1
-        keys = users * n_groups + groups
+        keys = users * grouping.n_groups + groups
         t = self.to_ms(times)
-        views = self._by_group("views", codes).count_before(keys, t)
-        likes = self._by_group("likes", codes).count_before(keys, t)
+        views = grouping.views.count_before(keys, t)
+        likes = grouping.likes.count_before(keys, t)
         rate = smoothed(likes, views, user_rate, GROUP_WEIGHT)
-        return dict(zip(group_columns(grouping), (views, likes, rate, rate / user_rate)))
+        return dict(zip(group_columns(grouping.name), (views, likes, rate, rate / user_rate)))
 
     def post_block(self, posts: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
         """A post's views/likes before the start of the day of `times`: one snapshot a day."""

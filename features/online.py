@@ -115,9 +115,9 @@ class ModelInputs:
         history = by_source(self.specs, "history")
         names = [n for _, n in history]
         # per grouping: dense codes by post id, and each candidate's group
-        self._groupings = {g: (codes := group_codes(posts, g), codes[self.post_ids])
-                           for g in groupings_used(names)}
-        per_post = {n for g in self._groupings for n in group_columns(g)}
+        self._groupings = [(grouping := online.history.grouping(g, group_codes(posts, g)),
+                            grouping.codes[self.post_ids]) for g in groupings_used(names)]
+        per_post = {n for g, _ in self._groupings for n in group_columns(g.name)}
         self._per_post = [(p, n) for p, n in history if n in per_post]
         self._daily = [(p, n) for p, n in history if n in POST_COLUMNS]
         self._constant = by_source(self.specs, "time") + [
@@ -157,10 +157,10 @@ class ModelInputs:
                       rate: np.ndarray) -> dict[str, np.ndarray]:
         """The user's history on every group, then spread to the candidates of each group."""
         values = {}
-        for grouping, (codes, candidate_groups) in self._groupings.items():
-            groups = np.arange(int(codes.max()) + 1)
+        for grouping, candidate_groups in self._groupings:
+            groups = np.arange(grouping.n_groups)
             block = self.online.history.group_block(
-                grouping, codes, np.repeat(users, groups.size), groups,
+                grouping, np.repeat(users, groups.size), groups,
                 np.repeat(times, groups.size), np.repeat(rate, groups.size))
             values.update({k: v[candidate_groups] for k, v in block.items()})
         return values

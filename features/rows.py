@@ -40,9 +40,10 @@ def feature_rows(online: OnlineFeatures, specs: list[FeatureSpec], posts: pl.Dat
     values.update(time_block(times))
     values.update(history.user_block(user_ids, times))
     for grouping in groupings_used([s.name for s in specs]):
-        codes = group_codes(posts, grouping)
+        groups_of = history.grouping(grouping, group_codes(posts, grouping))
+        codes = groups_of.codes
         groups = np.where(post_rows >= 0, codes[np.minimum(post_ids, codes.size - 1)], -1)
-        block = history.group_block(grouping, codes, user_ids, np.maximum(groups, 0), times,
+        block = history.group_block(groups_of, user_ids, np.maximum(groups, 0), times,
                                     values["hist_user_like_rate"])
         values.update({k: np.where(groups >= 0, v, np.nan) for k, v in block.items()})
     values.update(history.post_block(post_ids, times))
