@@ -1,4 +1,5 @@
-"""`feedrank ab report` end to end: log + likes -> per-user table -> report -> terminal, JSON, HTML."""
+"""`feedrank ab report` end to end: log + likes -> per-user table -> report -> terminal, JSON,
+HTML."""
 
 from __future__ import annotations
 

@@ -31,8 +31,9 @@ BAND = (int(binom.ppf(0.0005, SEEDS, ALPHA)), int(binom.isf(0.0005, SEEDS, ALPHA
 
 def aa_experiment(truth: GroundTruth, seed: int,
                   users: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One A/A experiment's per-user and daily tables: random assignment by the router's md5 with a per-seed salt, the same
-    feed policy in both groups (5 distinct random posts), likes drawn from the ground truth."""
+    """One A/A experiment's per-user and daily tables: random assignment by the router's md5
+    with a per-seed salt, the same feed policy in both groups (5 distinct random posts), likes
+    drawn from the ground truth."""
     rng = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
     requests = Population.sample(truth.user_ids, users, rng[0]).requests(DAYS, rng[0])
     n = len(requests)

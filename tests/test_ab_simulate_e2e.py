@@ -42,11 +42,11 @@ def test_log_answers_and_events_agree(simulation: Path) -> None:
     served = con.execute(f"SELECT exp_group, model, count(*) FROM ({query(simulation / 'log')}) "
                          "GROUP BY ALL ORDER BY 1").fetchall()
     assert [(g, m) for g, m, _ in served] == [("control", "control"), ("test", "test")]
-    logged = con.execute(f"SELECT user_id, requested_time AS timestamp, unnest(post_ids) AS post_id "
-                         f"FROM ({query(simulation / 'log')}) ORDER BY ALL").fetchnumpy()
+    logged = con.execute(f"SELECT user_id, requested_time AS timestamp, unnest(post_ids) AS "
+                         f"post_id FROM ({query(simulation / 'log')}) ORDER BY ALL").fetchnumpy()
     events = simulation / "events"
-    views = con.execute(f"SELECT user_id, timestamp, post_id FROM read_parquet('{events}/*.parquet')"
-                        " WHERE action = 'view' ORDER BY ALL").fetchnumpy()
+    views = con.execute(f"SELECT user_id, timestamp, post_id FROM read_parquet("
+                        f"'{events}/*.parquet') WHERE action = 'view' ORDER BY ALL").fetchnumpy()
     for column in ("user_id", "timestamp", "post_id"):
         np.testing.assert_array_equal(logged[column], views[column])
     assert all(pq.read_schema(p).equals(schema.FEED) for p in events.glob("*.parquet"))
