@@ -51,6 +51,19 @@ def test_like_probability_broadcasts_and_rejects_unknown_ids(small_world: Path) 
         truth.like_probability(users[:1], np.array([10**9]), at)
 
 
+def test_simulated_users_like_at_the_true_rate_and_hits_combine_a_feed(small_world) -> None:
+    truth = GroundTruth.load(small_world)
+    users, posts = truth.user_ids[:200], truth.post_ids[:50]
+    at = np.datetime64("2021-11-02T21:15")
+    probability = truth.like_probability(users[:, None], posts[None, :], at)
+    likes = truth.sample_likes(users[:, None], posts[None, :], at, np.random.default_rng(1))
+    assert likes.shape == probability.shape and likes.dtype == bool
+    assert abs(likes.mean() - probability.mean()) < 4 * np.sqrt(0.25 / likes.size)
+    feeds = np.tile(posts[:5], (200, 1))
+    hits = truth.hit_probability(users, feeds, np.full(200, at))
+    assert np.allclose(hits, 1 - np.prod(1 - probability[:, :5], axis=1))
+
+
 def test_truth_cli_prints_the_same_probability(small_world: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "1000")
     truth = GroundTruth.load(small_world)

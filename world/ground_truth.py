@@ -73,14 +73,25 @@ class GroundTruth:
     # -- querying ----------------------------------------------------------------------------
     def like_probability(self, user_ids, post_ids, times) -> np.ndarray:
         """True P(like) for broadcastable arrays of user ids, post ids and naive datetime64s."""
-        users, posts, times = np.broadcast_arrays(np.asarray(user_ids, np.int64),
-                                                  np.asarray(post_ids, np.int64),
-                                                  np.asarray(times, "datetime64[us]"))
-        u = _index_of(self.user_ids, users, "user")
-        p = _index_of(self.post_ids, posts, "post")
-        hour = (times.astype("datetime64[h]").astype(np.int64) % 24)
+        # ids and times are converted in their own shapes; indexing then broadcasts them
+        u = _index_of(self.user_ids, np.asarray(user_ids, np.int64), "user")
+        p = _index_of(self.post_ids, np.asarray(post_ids, np.int64), "post")
+        times = np.asarray(times, "datetime64[us]")
+        hour = times.astype("datetime64[h]").astype(np.int64) % 24
         month = times.astype("datetime64[M]").astype(np.int64) % 12 + 1
-        return self.probability_at(u, p, hour, month)
+        shape = np.broadcast_shapes(u.shape, p.shape, times.shape)
+        return np.broadcast_to(self.probability_at(u, p, hour, month), shape).copy()
+
+    def sample_likes(self, user_ids, post_ids, times, rng: np.random.Generator) -> np.ndarray:
+        """What simulated users do with the posts shown to them: True where they like it."""
+        probability = self.like_probability(user_ids, post_ids, times)
+        return rng.random(probability.shape) < probability
+
+    def hit_probability(self, user_ids, post_lists, times) -> np.ndarray:
+        """P(at least one like) per feed: `post_lists` [..., k] ranked lists, users/times [...]."""
+        p = self.like_probability(np.asarray(user_ids)[..., None], post_lists,
+                                  np.asarray(times, "datetime64[us]")[..., None])
+        return 1.0 - np.prod(1.0 - p, axis=-1)
 
     def probability_at(self, u: np.ndarray, p: np.ndarray, hour: np.ndarray,
                        month: np.ndarray) -> np.ndarray:
