@@ -1,0 +1,367 @@
+"""The ranking fast path: a CatBoost model specialised to one post catalogue, as an ONNX graph.
+
+CatBoost's trees are oblivious: level d of tree t tests one feature against one border and the
+leaf is Σ_d bit_d << d. For one feed request every candidate row shares its *request* columns
+(user, time); *post* columns are fixed between catalogue updates; *pair* columns (user × topic
+history, ...) depend on the post only through a small group code. So, per tree, the post bits
+are known at load and only the request/pair bits change per request.
+
+Build (once per catalogue): trees are put into groups; a group's request/pair conditions span
+P_g patterns (a feature with k borders in the group contributes k+1 patterns, not 2^k: its bits
+are a thermometer code). For every pattern and post the table holds the sum of the group's leaf
+values; trees with post conditions only are folded into group 0. Tables are float32 (centred per
+group); the rows are summed in float64, so scores match CatBoost's double sums to ~1e-7.
+
+Per request (the graph): conditions → one pattern index per (post group, tree group) with one
+small MatMul, then per post group one row Gather from its table block and a ReduceSum. The rows
+read are G × N floats, one per tree group — the graph does no per-row tree work at all.
+Merging trees into groups trades table memory (more patterns) for fewer rows read per request.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from feedrank.errors import FeedrankError
+
+Kind = Literal["request", "post", "pair"]
+SOURCE_KINDS: dict[str, Kind] = {"user": "request", "time": "request", "post": "post",
+                                 "history": "pair"}
+REQUEST_INPUT, PAIR_INPUT, SCORES_OUTPUT = "request", "pair", "scores"
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Which kind each model input column is, in the model's feature order."""
+
+    kinds: tuple[Kind, ...]
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kinds) - {"request", "post", "pair"})
+        if unknown:
+            raise FeedrankError(f"unknown column kinds {unknown}: use request, post or pair")
+
+    @classmethod
+    def from_sources(cls, sources: list[str], mapping: dict[str, Kind] = SOURCE_KINDS
+                     ) -> Partition:
+        """Feature sources as metadata.json names them ("user", "post", "history", "time")."""
+        missing = sorted(set(sources) - set(mapping))
+        if missing:
+            raise FeedrankError(f"feature sources {missing} have no column kind")
+        return cls(tuple(mapping[s] for s in sources))
+
+    def columns(self, kind: Kind) -> np.ndarray:
+        return np.flatnonzero(np.array(self.kinds) == kind)
+
+
+@dataclass(frozen=True)
+class Trees:
+    """An oblivious CatBoost model as arrays; `leaves` already include the model's scale."""
+
+    features: list[np.ndarray]   # per tree: feature index of each level
+    borders: list[np.ndarray]    # per tree: border of each level (bit = value > border)
+    leaves: list[np.ndarray]     # per tree: float64[2^depth]
+    bias: float
+    n_features: int
+
+    @classmethod
+    def from_json(cls, model: dict) -> Trees:
+        if "oblivious_trees" not in model or model["features_info"].get("categorical_features"):
+            raise FeedrankError("the fast path needs oblivious trees over float features only")
+        for feature in model["features_info"]["float_features"]:
+            if feature.get("nan_value_treatment") == "AsTrue" and feature.get("has_nans"):
+                raise FeedrankError("the fast path treats NaN as below every border (Min)")
+        scale, biases = model.get("scale_and_bias", [1.0, [0.0]])
+        trees = model["oblivious_trees"]
+        return cls(
+            features=[np.array([s["float_feature_index"] for s in t["splits"]], np.int64)
+                      for t in trees],
+            borders=[np.array([s["border"] for s in t["splits"]], np.float32) for t in trees],
+            leaves=[scale * np.asarray(t["leaf_values"], np.float64) for t in trees],
+            bias=float(biases[0]),
+            n_features=len(model["features_info"]["float_features"]))
+
+    @classmethod
+    def from_catboost(cls, model) -> Trees:
+        """From a fitted CatBoost model object, through CatBoost's own JSON dump."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.json"
+            model.save_model(str(path), format="json")
+            return cls.from_json(json.loads(path.read_text()))
+
+    @classmethod
+    def from_cbm(cls, path: Path) -> Trees:
+        from catboost import CatBoost
+        model = CatBoost()
+        model.load_model(str(path))
+        return cls.from_catboost(model)
+
+
+@dataclass
+class Conditions:
+    """The distinct request/pair conditions (feature, border) the trees test."""
+
+    feature: list[int] = field(default_factory=list)
+    border: list[float] = field(default_factory=list)
+    index: dict[tuple[int, float], int] = field(default_factory=dict)
+
+    def id(self, feature: int, border: float) -> int:
+        key = (int(feature), float(border))
+        if key not in self.index:
+            self.index[key] = len(self.feature)
+            self.feature.append(key[0])
+            self.border.append(key[1])
+        return self.index[key]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Trees sharing one table; `radix` maps each feature to its weight in the pattern index."""
+
+    trees: list[int]
+    conditions: list[int]            # condition ids, sorted by (feature, border)
+    radix: dict[int, int]            # feature -> weight
+    patterns: int
+
+
+def _group(trees: list[int], conditions: set[int], conds: Conditions) -> Group:
+    ordered = sorted(conditions, key=lambda c: (conds.feature[c], conds.border[c]))
+    radix, weight = {}, 1
+    for feature in dict.fromkeys(conds.feature[c] for c in ordered):
+        radix[feature] = weight
+        weight *= 1 + sum(conds.feature[c] == feature for c in ordered)
+    return Group(sorted(trees), ordered, radix, weight)
+
+
+def _log_patterns(members: np.ndarray, conds_of_feature: list[np.ndarray]) -> np.ndarray:
+    """log(patterns) of the union of every pair of groups: [G, G]."""
+    out = np.zeros((members.shape[0],) * 2, np.float32)
+    for cols in conds_of_feature:
+        block = members[:, cols].astype(np.float32)
+        counts = block.sum(1)
+        union = block @ block.T
+        np.subtract(counts[:, None], union, out=union)
+        union += counts[None, :]
+        out += np.log1p(union, out=union)
+    return out
+
+
+def merge_groups(tree_conditions: list[set[int]], conds: Conditions, *, max_rows: int,
+                 merge_cost: float, max_patterns: int = 4096) -> list[Group]:
+    """Greedy rounds of disjoint pair merges, cheapest first.
+
+    A merge saves one row read per post per request and costs (patterns of the union − patterns
+    of both) table rows; it is taken while that cost is at most `merge_cost` and the total stays
+    within `max_rows`. Trees with identical condition sets merge for free first.
+    """
+    by_set: dict[frozenset, list[int]] = {}
+    for tree, cs in enumerate(tree_conditions):
+        if cs:
+            by_set.setdefault(frozenset(cs), []).append(tree)
+    groups = [(trees, set(cs)) for cs, trees in by_set.items()]
+    features = np.array(conds.feature)
+    conds_of_feature = [np.flatnonzero(features == f) for f in np.unique(features)]
+    while len(groups) > 1:
+        members = np.zeros((len(groups), len(conds.feature)), bool)
+        for i, (_, cs) in enumerate(groups):
+            members[i, list(cs)] = True
+        own = np.array([_group(t, cs, conds).patterns for t, cs in groups], np.float64)
+        union = np.exp(_log_patterns(members, conds_of_feature))
+        cost = np.rint(union) - own[:, None] - own[None, :]
+        cost[np.rint(union) > max_patterns] = np.inf
+        np.fill_diagonal(cost, np.inf)
+        pairs = np.argwhere(np.triu(cost <= merge_cost, 1))
+        if not len(pairs):
+            break
+        pairs = pairs[np.argsort(cost[pairs[:, 0], pairs[:, 1]], kind="stable")]
+        rows, used, merged = own.sum(), set(), []
+        for i, j in pairs:
+            if i in used or j in used or rows + cost[i, j] > max_rows:
+                continue
+            used.update((i, j))
+            rows += cost[i, j]
+            merged.append((groups[i][0] + groups[j][0], groups[i][1] | groups[j][1]))
+        if not merged:
+            break
+        groups = merged + [g for k, g in enumerate(groups) if k not in used]
+    return [_group(t, cs, conds) for t, cs in groups]
+
+
+@dataclass
+class FastPath:
+    """The specialised graph and the tables it reads (kept outside the protobuf)."""
+
+    graph: onnx.ModelProto           # tables are external initializers named table_<q>
+    tables: dict[str, np.ndarray]    # float32 [rows, posts of block q]
+    groups: list[Group]
+    n_groups: int                    # post groups (rows of the pair input)
+    request_columns: np.ndarray
+    pair_columns: np.ndarray
+
+    @property
+    def table_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tables.values())
+
+    def embedded(self) -> onnx.ModelProto:
+        """A self-contained copy with the tables as ordinary initializers."""
+        model = onnx.ModelProto()
+        model.CopyFrom(self.graph)
+        kept = [i for i in model.graph.initializer if i.name not in self.tables]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept + [numpy_helper.from_array(t, n)
+                                               for n, t in self.tables.items()])
+        return model
+
+
+def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
+          post_group: np.ndarray | None = None, n_groups: int | None = None, *,
+          max_table_bytes: int = 512 << 20, merge_cost: float = 4.0) -> FastPath:
+    """Specialise `trees` to the catalogue `post_matrix` (float32 [N, F]; only post columns read).
+
+    `post_group` (int [N], codes 0..n_groups-1) says which row of the per-request pair values
+    applies to each post; without pair columns every post is in group 0.
+    """
+    n_posts = post_matrix.shape[0]
+    if len(partition.kinds) != trees.n_features or post_matrix.shape[1] != trees.n_features:
+        raise FeedrankError(f"the model has {trees.n_features} features; the partition has "
+                            f"{len(partition.kinds)} and the post matrix {post_matrix.shape[1]}")
+    post_group = np.zeros(n_posts, np.int64) if post_group is None else np.asarray(post_group)
+    n_groups = int(post_group.max(initial=-1)) + 1 if n_groups is None else n_groups
+    if n_posts and (post_group.min() < 0 or post_group.max() >= n_groups):
+        raise FeedrankError(f"post groups must be codes in 0..{n_groups - 1}")
+    kinds = list(partition.kinds)
+    conds = Conditions()
+    tree_conditions = [{conds.id(f, b) for f, b in zip(fs.tolist(), bs.tolist())
+                        if kinds[f] != "post"}
+                       for fs, bs in zip(trees.features, trees.borders)]
+    groups = merge_groups(tree_conditions, conds, merge_cost=merge_cost,
+                          max_rows=max_table_bytes // (4 * max(n_posts, 1)))
+    if not groups:
+        groups = [_group([], set(), conds)]
+    folded = [t for t, cs in enumerate(tree_conditions) if not cs]
+    groups[0] = Group(groups[0].trees + folded, groups[0].conditions, groups[0].radix,
+                      groups[0].patterns)
+    order = np.argsort(post_group, kind="stable")
+    posts = post_matrix[order]
+    # centred groups keep float32 table values small, so their rounding stays ~1e-8; the
+    # centres and the bias are added once, in float64, at the end of the graph
+    centred, offset = [], trees.bias
+    for group in groups:
+        table = _group_table(group, trees, conds, posts)
+        centre = float(table.mean()) if table.size else 0.0
+        centred.append((table - centre).astype(np.float32))
+        offset += centre
+    bounds = np.searchsorted(post_group[order], np.arange(n_groups + 1))
+    tables = {f"table_{q}": np.concatenate([t[:, a:b] for t in centred])
+              for q, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a}
+    graph = _graph(groups, conds, partition, tables, n_groups, np.argsort(order), offset)
+    return FastPath(graph, tables, groups, n_groups, partition.columns("request"),
+                    partition.columns("pair"))
+
+
+def _group_table(group: Group, trees: Trees, conds: Conditions, posts: np.ndarray
+                 ) -> np.ndarray:
+    """float64 [patterns, N]: Σ over the group's trees of the leaf each (pattern, post) reaches."""
+    pattern = np.arange(group.patterns)
+    # how many of the group's borders each pattern's feature value exceeds
+    count = {f: (pattern // w) % (1 + sum(conds.feature[c] == f for c in group.conditions))
+             for f, w in group.radix.items()}
+    rank = {c: 1 + [conds.border[k] for k in group.conditions
+                    if conds.feature[k] == conds.feature[c]].index(conds.border[c])
+            for c in group.conditions}
+    out = np.zeros((group.patterns, posts.shape[0]))
+    for t in group.trees:
+        pattern_leaf = np.zeros(group.patterns, np.int64)
+        post_leaf = np.zeros(posts.shape[0], np.int64)
+        for level, (f, b) in enumerate(zip(trees.features[t], trees.borders[t])):
+            c = conds.index.get((int(f), float(b)))
+            if c is not None and c in rank:
+                pattern_leaf |= (count[int(f)] >= rank[c]).astype(np.int64) << level
+            else:
+                post_leaf |= (posts[:, f] > b).astype(np.int64) << level
+        out += trees.leaves[t][pattern_leaf[:, None] | post_leaf[None, :]]
+    return out
+
+
+def _external(name: str, table: np.ndarray) -> onnx.TensorProto:
+    """A placeholder the session fills with `add_external_initializers` (no protobuf copy)."""
+    tensor = onnx.TensorProto(name=name, data_type=TensorProto.FLOAT, dims=table.shape,
+                              data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", f"{name}.bin"), ("offset", "0"),
+                       ("length", str(table.nbytes))):
+        tensor.external_data.add(key=key, value=value)
+    return tensor
+
+
+def _graph(groups: list[Group], conds: Conditions, partition: Partition,
+           tables: dict[str, np.ndarray], n_groups: int, inverse: np.ndarray,
+           offset: float) -> onnx.ModelProto:
+    """Conditions → pattern rows [n_groups, G] → per block Gather + ReduceSum → scores [N]."""
+    kinds = np.array(partition.kinds)
+    position = {k: {int(c): i for i, c in enumerate(partition.columns(k))}
+                for k in ("request", "pair")}
+    offsets = np.cumsum([0] + [g.patterns for g in groups[:-1]]).astype(np.float32)
+    nodes, inits = [], [numpy_helper.from_array(offsets, "offsets"),
+                        numpy_helper.from_array(np.zeros((n_groups, len(groups)), np.float32),
+                                                "zeros")]
+    terms = ["zeros"]
+    for kind, source, axis in (("request", REQUEST_INPUT, 0), ("pair", PAIR_INPUT, 1)):
+        ids = [c for c in range(len(conds.feature)) if kinds[conds.feature[c]] == kind]
+        if not ids:
+            continue
+        weight = np.zeros((len(ids), len(groups)), np.float32)
+        for g, group in enumerate(groups):
+            for i, c in enumerate(ids):
+                if c in group.conditions:
+                    weight[i, g] = group.radix[conds.feature[c]]
+        cols = np.array([position[kind][conds.feature[c]] for c in ids], np.int64)
+        inits += [numpy_helper.from_array(cols, f"{kind}_cols"),
+                  numpy_helper.from_array(np.array([conds.border[c] for c in ids], np.float32),
+                                          f"{kind}_borders"),
+                  numpy_helper.from_array(weight, f"{kind}_weights")]
+        nodes += [helper.make_node("Gather", [source, f"{kind}_cols"], [f"{kind}_x"], axis=axis),
+                  helper.make_node("Greater", [f"{kind}_x", f"{kind}_borders"], [f"{kind}_b"]),
+                  helper.make_node("Cast", [f"{kind}_b"], [f"{kind}_bits"], to=TensorProto.FLOAT),
+                  helper.make_node("MatMul", [f"{kind}_bits", f"{kind}_weights"],
+                                   [f"{kind}_rows"])]
+        terms.append(f"{kind}_rows")
+    terms.append("offsets")
+    for i in range(1, len(terms)):
+        nodes.append(helper.make_node("Add", [terms[i - 1] if i == 1 else f"sum{i - 1}",
+                                              terms[i]], [f"sum{i}"]))
+    nodes.append(helper.make_node("Cast", [f"sum{len(terms) - 1}"], ["rows"],
+                                  to=TensorProto.INT64))
+    inits.append(numpy_helper.from_array(np.array([0], np.int64), "axis0"))
+    parts = []
+    for name in tables:
+        q = int(name.split("_")[1])
+        inits.append(numpy_helper.from_array(np.array(q, np.int64), f"q{q}"))
+        nodes += [helper.make_node("Gather", ["rows", f"q{q}"], [f"rows{q}"], axis=0),
+                  helper.make_node("Gather", [name, f"rows{q}"], [f"picked{q}"], axis=0),
+                  helper.make_node("Cast", [f"picked{q}"], [f"wide{q}"], to=TensorProto.DOUBLE),
+                  helper.make_node("ReduceSum", [f"wide{q}", "axis0"], [f"part{q}"],
+                                   keepdims=0)]
+        parts.append(f"part{q}")
+    inits += [numpy_helper.from_array(inverse.astype(np.int64), "inverse"),
+              numpy_helper.from_array(np.array(offset, np.float64), "offset")]
+    nodes += [helper.make_node("Concat", parts, ["by_group"], axis=0),
+              helper.make_node("Gather", ["by_group", "inverse"], ["centred"], axis=0),
+              helper.make_node("Add", ["centred", "offset"], [SCORES_OUTPUT])]
+    inputs = [helper.make_tensor_value_info(REQUEST_INPUT, TensorProto.FLOAT,
+                                            [len(position["request"])]),
+              helper.make_tensor_value_info(PAIR_INPUT, TensorProto.FLOAT,
+                                            [n_groups, len(position["pair"])])]
+    inits += [_external(n, t) for n, t in tables.items()]
+    graph = helper.make_graph(nodes, "feedrank_fastpath", inputs,
+                              [helper.make_tensor_value_info(SCORES_OUTPUT, TensorProto.DOUBLE,
+                                                             [len(inverse)])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

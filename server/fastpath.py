@@ -1,0 +1,83 @@
+"""Scores one request's candidate posts through the fast-path ONNX graph (see export/fastpath.py).
+
+The tables are handed to onnxruntime with `add_external_initializers`, which uses the numpy buffers in
+place: the graph's memory is the tables once, not a protobuf copy plus a session copy.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from feedrank.errors import FeedrankError
+from feedrank.export.fastpath import (PAIR_INPUT, REQUEST_INPUT, SCORES_OUTPUT, FastPath,
+                                      Partition, Trees, build)
+
+
+class FastRanker:
+    """Raw CatBoost scores of every catalogue post for one request, in catalogue order."""
+
+    def __init__(self, model: Path | Trees, post_matrix: np.ndarray, partition: Partition,
+                 post_group: np.ndarray | None = None, n_groups: int | None = None, *,
+                 threads: int = 1, **build_options) -> None:
+        started = time.perf_counter()
+        trees = model if isinstance(model, Trees) else Trees.from_cbm(_cbm(Path(model)))
+        self.fastpath: FastPath = build(trees, np.asarray(post_matrix, np.float32), partition,
+                                        post_group, n_groups, **build_options)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._values = {n: ort.OrtValue.ortvalue_from_numpy(t)
+                        for n, t in self.fastpath.tables.items()}
+        options.add_external_initializers(list(self._values), list(self._values.values()))
+        self.session = ort.InferenceSession(self.fastpath.graph.SerializeToString(), options,
+                                            providers=["CPUExecutionProvider"])
+        self.n_posts = len(post_matrix)
+        self.post_group = (np.zeros(self.n_posts, np.int64) if post_group is None
+                           else np.asarray(post_group))
+        # the first post of each group carries that group's pair values in a full matrix
+        codes, first = np.unique(self.post_group, return_index=True)
+        self._group_rows = np.full(self.fastpath.n_groups, -1)
+        self._group_rows[codes] = first
+        self.build_seconds = time.perf_counter() - started
+
+    @property
+    def table_bytes(self) -> int:
+        return self.fastpath.table_bytes
+
+    def scores(self, request_row: np.ndarray, pair_values: np.ndarray | None = None
+               ) -> np.ndarray:
+        """request_row: float32[request columns]; pair_values: float32[n_groups, pair columns]."""
+        fp = self.fastpath
+        request = np.ascontiguousarray(request_row, np.float32).reshape(-1)
+        pair = (np.zeros((fp.n_groups, 0), np.float32) if pair_values is None
+                else np.ascontiguousarray(pair_values, np.float32))
+        if request.shape != (len(fp.request_columns),) or pair.shape != (fp.n_groups,
+                                                                          len(fp.pair_columns)):
+            raise FeedrankError(f"expected request values [{len(fp.request_columns)}] and pair "
+                                f"values [{fp.n_groups}, {len(fp.pair_columns)}], got "
+                                f"{list(request.shape)} and {list(pair.shape)}")
+        (raw,) = self.session.run([SCORES_OUTPUT], {REQUEST_INPUT: request, PAIR_INPUT: pair})
+        return raw
+
+    def scores_for_matrix(self, features: np.ndarray) -> np.ndarray:
+        """The same scores from a full model-input matrix [N, F] (as ModelInputs.matrix builds
+        it): the request row is row 0's request columns, a group's pair values its first post's."""
+        fp = self.fastpath
+        rows = np.where(self._group_rows >= 0, self._group_rows, 0)
+        pair = features[rows][:, fp.pair_columns]
+        return self.scores(features[0, fp.request_columns], pair)
+
+    def like_probability(self, request_row: np.ndarray, pair_values: np.ndarray | None = None
+                         ) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.scores(request_row, pair_values)))
+
+
+def _cbm(path: Path) -> Path:
+    candidate = path / "model.cbm" if path.is_dir() else path
+    if not candidate.is_file():
+        raise FeedrankError(f"{candidate}: no CatBoost model to build the fast path from")
+    return candidate
