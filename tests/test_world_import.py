@@ -147,6 +147,19 @@ def test_malformed_files_are_named_and_nothing_is_left(tmp_path: Path, tables, c
     assert not out.exists() and list(tmp_path.glob(".out*")) == []
 
 
+def test_parquet_errors_name_the_file_row(tmp_path: Path, tiny_world: Path, tables,
+                                          capsys) -> None:
+    users = tables["user_data"].copy()
+    users.loc[6, "gender"] = 3
+    users.to_parquet(tmp_path / "users.parquet", row_group_size=4)   # rows over many groups
+    layout = WorldLayout(tiny_world)
+    assert main(["world", "import", "--users", str(tmp_path / "users.parquet"), "--posts",
+                 str(layout.posts), "--feed", str(layout.feed_dir / "2021-10-01.parquet"),
+                 "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "users.parquet, row 7, column 'gender': gender 3 is not 0 or 1" in error
+
+
 def test_unreadable_and_absent_sources_are_clear_errors(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "src"
     folder.mkdir()

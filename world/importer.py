@@ -152,12 +152,14 @@ def _load(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Sche
     if not path.is_file():
         raise InputFileError(path, "file not found")
     # a fixed dialect (RFC 4180): sniffing it costs more than reading a small file
-    reader = {"csv": f"read_csv({_quote(path)}, all_varchar = true, header = true, "
-                     "delim = ',', quote = '\"', escape = '\"')",
-              "parquet": f"read_parquet({_quote(path)})"}[_format(path) or "csv"]
+    # numbered rows: Parquet knows its row numbers; a CSV scan keeps file order
+    reader = {"csv": f"row_number() OVER () AS _row, * FROM read_csv({_quote(path)}, "
+                     "all_varchar = true, header = true, delim = ',', quote = '\"', escape = '\"')",
+              "parquet": f"file_row_number + 1 AS _row, * EXCLUDE (file_row_number) "
+                         f"FROM read_parquet({_quote(path)}, file_row_number = true)",
+              }[_format(path) or "csv"]
     try:
-        db.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT row_number() OVER () AS _row, * "
-                   f"FROM {reader}")
+        db.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT {reader}")
         present = {row[0] for row in db.execute("DESCRIBE src").fetchall()}
     except duckdb.Error as error:
         raise InputFileError(path, f"cannot be read as {TABLE_NAMES[table]}: {error}") from None
