@@ -185,7 +185,7 @@ def merge_groups(tree_conditions: list[set[int]], conds: Conditions, *, max_rows
         pairs = pairs[np.argsort(cost[pairs[:, 0], pairs[:, 1]], kind="stable")]
         rows, used, merged = own.sum(), set(), []
         for i, j in pairs:
-            if i in used or j in used or rows + cost[i, j] > max_rows:
+            if i in used or j in used or (cost[i, j] > 0 and rows + cost[i, j] > max_rows):
                 continue
             used.update((i, j))
             rows += cost[i, j]

@@ -1,0 +1,127 @@
+"""The ranking fast path against CatBoost itself and against CatBoost's plain ONNX export."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from feedrank.errors import FeedrankError
+from feedrank.export.fastpath import Partition, Trees
+from feedrank.export.fastpath_synthetic import synthetic_problem
+from feedrank.export.onnx_export import OnnxScorer, export_onnx
+from feedrank.server.fastpath import FastRanker
+
+TOP_K = 50
+REQUESTS = 25
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return synthetic_problem(n_posts=600, n_groups=8, iterations=200, train_rows=6000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trees(problem):
+    return Trees.from_catboost(problem.model)
+
+
+@pytest.fixture(scope="module")
+def ranker(problem, trees):
+    return FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
+                      problem.n_groups)
+
+
+def catboost_raw(problem, matrix):
+    return problem.model.predict(matrix, prediction_type="RawFormulaVal", thread_count=1)
+
+
+def top_k(scores):
+    return np.argsort(-scores, kind="stable")[:TOP_K]
+
+
+def test_scores_equal_catboost_and_top_k_identical(problem, ranker):
+    for _ in range(REQUESTS):
+        request, pair = problem.request()
+        expected = catboost_raw(problem, problem.matrix(request, pair))
+        got = ranker.scores(request, pair)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(top_k(got), top_k(expected))
+        np.testing.assert_allclose(ranker.like_probability(request, pair),
+                                   1 / (1 + np.exp(-expected)), rtol=0, atol=1e-5)
+
+
+def test_probabilities_equal_plain_onnx_export(problem, ranker, tmp_path):
+    path = tmp_path / "model.onnx"
+    export_onnx(problem.model, path, name="synthetic")
+    plain = OnnxScorer(path)
+    for _ in range(10):
+        request, pair = problem.request()
+        expected = plain.like_probability(problem.matrix(request, pair))
+        got = ranker.like_probability(request, pair)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(top_k(got), top_k(expected))
+
+
+def test_full_matrix_entry_point_matches(problem, ranker):
+    request, pair = problem.request()
+    np.testing.assert_array_equal(ranker.scores_for_matrix(problem.matrix(request, pair)),
+                                  ranker.scores(request, pair))
+
+
+def test_catalogue_change_is_reflected(problem, trees):
+    rng = np.random.default_rng(11)
+    removed = 17
+    keep = np.delete(np.arange(len(problem.post_matrix)), removed)
+    new_post = problem.post_matrix[rng.integers(len(keep))] + rng.normal(size=problem.post_matrix.shape[1]).astype(np.float32)
+    posts = np.vstack([problem.post_matrix[keep], new_post]).astype(np.float32)
+    groups = np.append(problem.post_group[keep], 2)
+    ranker = FastRanker(trees, posts, problem.partition, groups, problem.n_groups)
+    request, pair = problem.request()
+    matrix = posts.copy()
+    matrix[:, problem.partition.columns("request")] = request
+    matrix[:, problem.partition.columns("pair")] = pair[groups]
+    got = ranker.scores(request, pair)
+    assert got.shape == (len(posts),)
+    np.testing.assert_allclose(got, catboost_raw(problem, matrix), rtol=0, atol=1e-5)
+
+
+def test_merging_and_table_budget_do_not_change_scores(problem, trees, ranker):
+    unmerged = FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
+                          problem.n_groups, merge_cost=0)
+    tight = FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
+                       problem.n_groups, merge_cost=64, max_table_bytes=unmerged.table_bytes)
+    assert len(ranker.fastpath.groups) < len(unmerged.fastpath.groups)
+    assert tight.table_bytes <= unmerged.table_bytes
+    request, pair = problem.request()
+    for other in (unmerged, tight):
+        np.testing.assert_allclose(other.scores(request, pair), ranker.scores(request, pair),
+                                   rtol=0, atol=1e-6)
+
+
+def test_embedded_graph_runs_alone(problem, ranker):
+    session = ort.InferenceSession(ranker.fastpath.embedded().SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    request, pair = problem.request()
+    (scores,) = session.run(["scores"], {"request": request, "pair": pair})
+    np.testing.assert_array_equal(scores, ranker.scores(request, pair))
+
+
+def test_model_without_pair_columns(problem):
+    request_only = Partition(tuple("post" if k == "pair" else k for k in problem.partition.kinds))
+    posts = problem.matrix(*problem.request())   # pair columns now fixed per post
+    ranker = FastRanker(Trees.from_catboost(problem.model), posts, request_only)
+    request, _ = problem.request()
+    matrix = posts.copy()
+    matrix[:, request_only.columns("request")] = request
+    np.testing.assert_allclose(ranker.scores(request), catboost_raw(problem, matrix),
+                               rtol=0, atol=1e-5)
+
+
+def test_partition_from_sources_and_bad_inputs(ranker):
+    assert Partition.from_sources(["user", "post", "history", "time"]).kinds == (
+        "request", "post", "pair", "request")
+    with pytest.raises(FeedrankError, match="sources"):
+        Partition.from_sources(["user", "weather"])
+    with pytest.raises(FeedrankError, match="expected request values"):
+        ranker.scores(np.zeros(3, np.float32), np.zeros((8, 8), np.float32))
