@@ -10,8 +10,6 @@ memory is bounded by one day's rows whatever the total size. Every random stream
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from feedrank.world import catalog, policy, schema
 from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.layout import WorldLayout
 from feedrank.world.population import make_users
+from feedrank.world.staging import staged
 from feedrank.world.texts import make_posts
 
 # ~4.5 million feed rows (~570 views per post, ~25 per user): generated in seconds here
@@ -37,20 +36,10 @@ def generate_world(out: Path, *, users: int = catalog.COURSE_USERS,
                    posts: int = catalog.COURSE_POSTS, views: int = DEFAULT_VIEWS, seed: int = 0,
                    progress: bool = True, force: bool = False) -> None:
     """Write a generated world to `out` (built in a sibling temp dir, then renamed into place)."""
-    out = Path(out)
     if min(users, posts, views) < 1:
         raise FeedrankError("--users, --posts and --views must be positive")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FeedrankError(f"{out} already exists and is not empty (use --force to replace it)")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged(out, force=force) as tmp:
         _write(WorldLayout(tmp), users, posts, views, seed, progress)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write(layout: WorldLayout, n_users: int, n_posts: int, views: int, seed: int,

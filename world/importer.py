@@ -11,8 +11,6 @@ directory next to the destination and renamed into place only when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pyarrow as pa
 from feedrank.errors import FeedrankError, InputFileError
 from feedrank.world import schema
 from feedrank.world.layout import WorldLayout
+from feedrank.world.staging import staged
 
 SQL_TYPES = {"int64": "BIGINT", "string": "VARCHAR", "timestamp[us]": "TIMESTAMP",
              "int8": "TINYINT"}
@@ -75,20 +74,8 @@ def dump_postgres(dsn: str, folder: Path) -> Sources:
 
 def import_world(out: Path, sources: Sources, *, force: bool = False) -> dict:
     """Validate the sources and write them as a world at `out`; returns the manifest."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FeedrankError(f"{out} already exists and is not empty (use --force to replace it)")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        manifest = _import(WorldLayout(tmp), sources)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-        return manifest
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with staged(out, force=force) as tmp:
+        return _import(WorldLayout(tmp), sources)
 
 
 def _import(layout: WorldLayout, sources: Sources) -> dict:
