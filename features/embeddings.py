@@ -23,6 +23,7 @@ EMBEDDING_DIM = 384
 # MiniLM reads up to 256 word pieces; the first 128 (a headline and its lede, a whole tweet or a
 # short review) carry the theme and the sentiment at half the encoding time
 MAX_TOKENS = 128
+SAVE_EVERY = 16   # batches
 
 
 @cache
@@ -72,6 +73,8 @@ class EmbeddingCache:
             self._known.update(zip((h for h, _ in chunk), vectors.astype(np.float32)))
             if progress:
                 progress.advance(task, len(chunk))
+            if (start // BATCH) % SAVE_EVERY == SAVE_EVERY - 1:
+                self._save()   # an interrupted encoding resumes from here
         self._save()
 
     def _save(self) -> None:
@@ -103,7 +106,8 @@ class PostEmbedder:
         vectors = self.cache.encode(texts, progress)
         self.n_components = min(self.n_components, *vectors.shape)
         pca = PCA(n_components=self.n_components, random_state=self.seed).fit(vectors)
-        self.mean, self.components = pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+        self.mean = pca.mean_.astype(np.float32)
+        self.components = pca.components_.astype(np.float32)
         reduced = self._reduce(vectors)
         self.n_clusters = min(self.n_clusters, len(np.unique(reduced, axis=0)))
         kmeans = KMeans(self.n_clusters, n_init=4, random_state=self.seed).fit(reduced)

@@ -1,4 +1,4 @@
-"""Point-in-time history: how often a key (a user, a user × topic, a post...) was seen before a time.
+"""Point-in-time history: how many events a key (user, user × topic, post) had before a time.
 
 Every event table is held as one sorted int64 array of composite keys `key << bits | t`, where
 `t` is the event's time in milliseconds since the history's epoch. The number of events of a key
