@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -125,3 +130,15 @@ def test_partition_from_sources_and_bad_inputs(ranker):
         Partition.from_sources(["user", "weather"])
     with pytest.raises(FeedrankError, match="expected request values"):
         ranker.scores(np.zeros(3, np.float32), np.zeros((8, 8), np.float32))
+
+
+def test_ranking_kernel_benchmark_quick_mode(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "ranking_kernel.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True,
+                   capture_output=True)
+    result = json.loads((tmp_path / "ranking_kernel-quick.json").read_text())
+    assert [run["threads"] for run in result["runs"]] == [1, 2]
+    assert all(run["top_k_identical"] and run["max_abs_raw_diff_vs_catboost"] < 1e-5
+               for run in result["runs"])
+    assert (tmp_path / "ranking_kernel-quick.png").stat().st_size > 0
+    assert "fastpath" in (tmp_path / "ranking_kernel-quick.md").read_text()
