@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 
 import duckdb
+import pytest
 
 from feedrank.server.exposure_log import ExposureLog, query
 
@@ -64,3 +67,17 @@ def test_rotation_by_age_and_a_second_log_never_share_a_file(tmp_path):
     assert len(list(tmp_path.glob("exposures-*.jsonl"))) >= 10
     ids = duckdb.sql(f"SELECT user_id FROM ({query(tmp_path)}) ORDER BY 1").fetchall()
     assert [i for (i,) in ids] == list(range(20)) + list(range(100, 120))
+
+
+def test_a_failed_write_reaches_the_waiting_request(tmp_path):
+    log = ExposureLog(tmp_path, rotate_bytes=1 << 20, rotate_seconds=3600, fsync=True)
+    os.close(log._fd)
+    log._fd = os.open("/dev/full", os.O_WRONLY)  # every write fails: ENOSPC, a full disk
+
+    async def write() -> None:
+        await log.write(record(1))
+
+    with pytest.raises(OSError) as error:
+        asyncio.run(write())
+    log.close()
+    assert error.value.errno == errno.ENOSPC
