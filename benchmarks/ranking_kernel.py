@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repetitions", type=int, default=200)
     parser.add_argument("--plain-every", type=int, default=10,
                         help="time the (slow) plain ONNX export on every n-th repetition")
-    parser.add_argument("--merge-cost", type=float, default=4.0)
+    parser.add_argument("--merge-cost", type=float, default=64.0)
+    parser.add_argument("--max-table-mb", type=int, default=384)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -185,13 +186,15 @@ def main(argv: list[str] | None = None) -> dict:
         "posts": args.posts, "iterations": args.iterations, "depth": args.depth,
         "features": problem.post_matrix.shape[1], "post_groups": args.groups,
         "kinds": {k: int(len(problem.partition.columns(k))) for k in ("request", "post", "pair")},
-        "repetitions": args.repetitions, "merge_cost": args.merge_cost}, "runs": []}
+        "repetitions": args.repetitions, "merge_cost": args.merge_cost,
+        "max_table_mb": args.max_table_mb}, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         model_path = Path(tmp) / "model.onnx"
         export_onnx(problem.model, model_path, name="synthetic")
         for threads in (1, 2):
             result["runs"].append(run_threads(problem, model_path, threads, args.repetitions,
-                                              args.plain_every, merge_cost=args.merge_cost))
+                                              args.plain_every, merge_cost=args.merge_cost,
+                                              max_table_bytes=args.max_table_mb << 20))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / ("ranking_kernel-quick" if args.quick else "ranking_kernel")
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))

@@ -10,7 +10,7 @@ Build (once per catalogue): trees are put into groups; a group's request/pair co
 P_g patterns (a feature with k borders in the group contributes k+1 patterns, not 2^k: its bits
 are a thermometer code). For every pattern and post the table holds the sum of the group's leaf
 values; trees with post conditions only are folded into group 0. Tables are float32 (centred per
-group); the rows are summed in float64, so scores match CatBoost's double sums to ~1e-7.
+group) and summed in two float32 stages, so scores match CatBoost's double sums to ~1e-6.
 
 Per request (the graph): conditions → one pattern index per (post group, tree group) with one
 small MatMul, then per post group one row Gather from its table block and a ReduceSum. The rows
@@ -160,8 +160,9 @@ def merge_groups(tree_conditions: list[set[int]], conds: Conditions, *, max_rows
     """Greedy rounds of disjoint pair merges, cheapest first.
 
     A merge saves one row read per post per request and costs (patterns of the union − patterns
-    of both) table rows; it is taken while that cost is at most `merge_cost` and the total stays
-    within `max_rows`. Trees with identical condition sets merge for free first.
+    of both) table rows. Rounds take merges costing at most a threshold that doubles, up to
+    `merge_cost`, whenever a round finds none, so cheap merges go first; the total stays within
+    `max_rows`. Trees with identical condition sets merge for free first.
     """
     by_set: dict[frozenset, list[int]] = {}
     for tree, cs in enumerate(tree_conditions):
@@ -170,30 +171,40 @@ def merge_groups(tree_conditions: list[set[int]], conds: Conditions, *, max_rows
     groups = [(trees, set(cs)) for cs, trees in by_set.items()]
     features = np.array(conds.feature)
     conds_of_feature = [np.flatnonzero(features == f) for f in np.unique(features)]
+    threshold = min(1.0, merge_cost)
     while len(groups) > 1:
-        members = np.zeros((len(groups), len(conds.feature)), bool)
-        for i, (_, cs) in enumerate(groups):
-            members[i, list(cs)] = True
-        own = np.array([_group(t, cs, conds).patterns for t, cs in groups], np.float64)
-        union = np.exp(_log_patterns(members, conds_of_feature))
-        cost = np.rint(union) - own[:, None] - own[None, :]
-        cost[np.rint(union) > max_patterns] = np.inf
-        np.fill_diagonal(cost, np.inf)
-        pairs = np.argwhere(np.triu(cost <= merge_cost, 1))
-        if not len(pairs):
+        merged, used = _merge_round(groups, conds, conds_of_feature, threshold, max_rows,
+                                    max_patterns)
+        if merged:
+            groups = merged + [g for k, g in enumerate(groups) if k not in used]
+        elif threshold < merge_cost:
+            threshold = min(2 * threshold, merge_cost)
+        else:
             break
-        pairs = pairs[np.argsort(cost[pairs[:, 0], pairs[:, 1]], kind="stable")]
-        rows, used, merged = own.sum(), set(), []
-        for i, j in pairs:
-            if i in used or j in used or (cost[i, j] > 0 and rows + cost[i, j] > max_rows):
-                continue
-            used.update((i, j))
-            rows += cost[i, j]
-            merged.append((groups[i][0] + groups[j][0], groups[i][1] | groups[j][1]))
-        if not merged:
-            break
-        groups = merged + [g for k, g in enumerate(groups) if k not in used]
     return [_group(t, cs, conds) for t, cs in groups]
+
+
+def _merge_round(groups: list[tuple[list[int], set[int]]], conds: Conditions,
+                 conds_of_feature: list[np.ndarray], threshold: float, max_rows: int,
+                 max_patterns: int) -> tuple[list, set[int]]:
+    members = np.zeros((len(groups), len(conds.feature)), bool)
+    for i, (_, cs) in enumerate(groups):
+        members[i, list(cs)] = True
+    own = np.array([_group(t, cs, conds).patterns for t, cs in groups], np.float64)
+    union = np.rint(np.exp(_log_patterns(members, conds_of_feature)))
+    cost = union - own[:, None] - own[None, :]
+    cost[union > max_patterns] = np.inf
+    np.fill_diagonal(cost, np.inf)
+    pairs = np.argwhere(np.triu(cost <= threshold, 1))
+    pairs = pairs[np.argsort(cost[pairs[:, 0], pairs[:, 1]], kind="stable")]
+    rows, used, merged = own.sum(), set(), []
+    for i, j in pairs.tolist():
+        if i in used or j in used or (cost[i, j] > 0 and rows + cost[i, j] > max_rows):
+            continue
+        used.update((i, j))
+        rows += cost[i, j]
+        merged.append((groups[i][0] + groups[j][0], groups[i][1] | groups[j][1]))
+    return merged, used
 
 
 @dataclass
@@ -224,7 +235,7 @@ class FastPath:
 
 def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
           post_group: np.ndarray | None = None, n_groups: int | None = None, *,
-          max_table_bytes: int = 512 << 20, merge_cost: float = 4.0) -> FastPath:
+          max_table_bytes: int = 384 << 20, merge_cost: float = 64.0) -> FastPath:
     """Specialise `trees` to the catalogue `post_matrix` (float32 [N, F]; only post columns read).
 
     `post_group` (int [N], codes 0..n_groups-1) says which row of the per-request pair values
@@ -250,6 +261,10 @@ def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
     folded = [t for t, cs in enumerate(tree_conditions) if not cs]
     groups[0] = Group(groups[0].trees + folded, groups[0].conditions, groups[0].radix,
                       groups[0].patterns)
+    # rows are summed in two float32 stages of ~√G terms each (error ~√G·ulp instead of G);
+    # empty groups (one zero row each) pad G to a multiple of the stage size
+    stage = int(np.ceil(np.sqrt(len(groups))))
+    groups += [_group([], set(), conds)] * (-len(groups) % stage)
     order = np.argsort(post_group, kind="stable")
     posts = post_matrix[order]
     # centred groups keep float32 table values small, so their rounding stays ~1e-8; the
@@ -340,22 +355,28 @@ def _graph(groups: list[Group], conds: Conditions, partition: Partition,
                                               terms[i]], [f"sum{i}"]))
     nodes.append(helper.make_node("Cast", [f"sum{len(terms) - 1}"], ["rows"],
                                   to=TensorProto.INT64))
-    inits.append(numpy_helper.from_array(np.array([0], np.int64), "axis0"))
+    stage = int(np.ceil(np.sqrt(len(groups))))
+    inits += [numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+              numpy_helper.from_array(np.array([stage, len(groups) // stage, -1], np.int64),
+                                      "stages")]
     parts = []
     for name in tables:
         q = int(name.split("_")[1])
         inits.append(numpy_helper.from_array(np.array(q, np.int64), f"q{q}"))
         nodes += [helper.make_node("Gather", ["rows", f"q{q}"], [f"rows{q}"], axis=0),
                   helper.make_node("Gather", [name, f"rows{q}"], [f"picked{q}"], axis=0),
-                  helper.make_node("Cast", [f"picked{q}"], [f"wide{q}"], to=TensorProto.DOUBLE),
-                  helper.make_node("ReduceSum", [f"wide{q}", "axis0"], [f"part{q}"],
+                  helper.make_node("Reshape", [f"picked{q}", "stages"], [f"staged{q}"]),
+                  helper.make_node("ReduceSum", [f"staged{q}", "axis0"], [f"inner{q}"],
+                                   keepdims=0),
+                  helper.make_node("ReduceSum", [f"inner{q}", "axis0"], [f"part{q}"],
                                    keepdims=0)]
         parts.append(f"part{q}")
     inits += [numpy_helper.from_array(inverse.astype(np.int64), "inverse"),
               numpy_helper.from_array(np.array(offset, np.float64), "offset")]
     nodes += [helper.make_node("Concat", parts, ["by_group"], axis=0),
               helper.make_node("Gather", ["by_group", "inverse"], ["centred"], axis=0),
-              helper.make_node("Add", ["centred", "offset"], [SCORES_OUTPUT])]
+              helper.make_node("Cast", ["centred"], ["centred64"], to=TensorProto.DOUBLE),
+              helper.make_node("Add", ["centred64", "offset"], [SCORES_OUTPUT])]
     inputs = [helper.make_tensor_value_info(REQUEST_INPUT, TensorProto.FLOAT,
                                             [len(position["request"])]),
               helper.make_tensor_value_info(PAIR_INPUT, TensorProto.FLOAT,
