@@ -6,9 +6,11 @@ feature list, training parameters, windows) is compared with the latest publishe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,7 +100,8 @@ class Builder:
         features = build_features(self.world, progress=self.progress)
         manifest = json.loads((features / "manifest.json").read_text())
         windows = world_windows(WorldLayout(self.world))
-        table = pl.read_parquet(features / "training_set.parquet")
+        # read lazily: an unchanged rebuild should not pay for loading the training set
+        table = functools.cache(lambda: pl.read_parquet(features / "training_set.parquet"))
         versions = {name: self.build_model(name, features, manifest, windows, table)
                     for name in MODELS}
         if ensure_router(self.repository, versions):
@@ -106,14 +109,14 @@ class Builder:
         return versions
 
     def build_model(self, name: str, features: Path, manifest: dict, windows: Windows,
-                    table: pl.DataFrame) -> int:
+                    table: Callable[[], pl.DataFrame]) -> int:
         specs = manifest["models"][name]
         key = fingerprint(manifest["fingerprint"], specs, self.params.identity(), windows.as_dict())
         latest = latest_metadata(self.repository / name)
         if latest and latest[1].get("build_fingerprint") == key:
             self.console.print(f"{name}: inputs unchanged, keeping version {latest[0]}")
             return latest[0]
-        data = split(table, name, specs, windows, self.params.seed)
+        data = split(table(), name, specs, windows, self.params.seed)
         model = fit(name, self.params, data.train, data.valid, progress=self.progress)
         meta = {"model": name, "features": specs, "input_name": INPUT_NAME,
                 "output_name": PROBABILITY_OUTPUT, "windows": windows.as_dict(),
@@ -144,7 +147,8 @@ class Builder:
             "version": version, "parity": report.as_dict(),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
-    def ranking_requests(self, data: ModelData, folder: Path):
+    def ranking_requests(self, data: ModelData,
+                         folder: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         inputs = ModelInputs(self.online, data.specs, folder / "post_features.parquet")
         for user_id, at in data.requests.iter_rows():
             yield inputs.matrix(user_id, np.datetime64(at, "us")), inputs.post_ids
