@@ -16,7 +16,8 @@ def summarize(layout: WorldLayout) -> dict:
     """Row counts, date range, like rates, topic shares, top countries, users with history."""
     if not layout.manifest.exists():
         raise FeedrankError(f"{layout.root} is not a world (no world.json)")
-    db = duckdb.connect(config={"enable_progress_bar": False})   # keeps the tables clean
+    db = duckdb.connect()
+    db.execute("SET enable_progress_bar = false")      # keeps the output to the tables
     db.execute(f"""CREATE VIEW feed AS SELECT * FROM read_parquet('{layout.feed_glob}');
                    CREATE VIEW users AS SELECT * FROM '{layout.users}';
                    CREATE VIEW posts AS SELECT * FROM '{layout.posts}';""")
