@@ -19,10 +19,17 @@ import polars as pl
 from feedrank.errors import FeedrankError
 from feedrank.features.history import GROUPINGS, POST_COLUMNS, History, group_columns
 from feedrank.features.layout import FeaturesLayout
-from feedrank.features.specs import FeatureSpec, by_source, groupings_used, parse_specs
+from feedrank.features.specs import (
+    FeatureSpec,
+    by_source,
+    groupings_used,
+    history_columns,
+    parse_specs,
+)
+from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.timefeatures import time_block
 
-DAY_CACHE = 4   # days of post snapshots kept per model (requests cluster around "now")
+DAY_CACHE = 4   # days of post snapshots kept per model
 
 
 class UnknownUser(FeedrankError, KeyError):
@@ -77,13 +84,12 @@ class OnlineFeatures:
     def popular_posts(self, at: np.datetime64) -> np.ndarray:
         """Every post, most liked first, by likes known at the start of the day of `at`."""
         day = np.datetime64(at, "D")
-        if day not in self._popular:
+        ranked = self._popular.get(day)
+        if ranked is None:
             likes = self.history.post_block(self.post_ids, np.full(self.post_ids.size, day))
-            self._popular[day] = self.post_ids[np.argsort(-likes["hist_post_likes"],
-                                                          kind="stable")]
-            while len(self._popular) > DAY_CACHE:
-                self._popular.popitem(last=False)
-        return self._popular[day]
+            ranked = self.post_ids[np.argsort(-likes["hist_post_likes"], kind="stable")]
+            _remember(self._popular, day, ranked)
+        return ranked
 
 
 def group_codes(posts: pl.DataFrame, grouping: str) -> np.ndarray:
@@ -105,6 +111,7 @@ class ModelInputs:
         self.specs = parse_specs(feature_specs)
         self.feature_names = [s.name for s in self.specs]
         self.post_ids = posts["post_id"].to_numpy().astype(np.int64)
+        _check_available(self.specs, online, posts)
         self._base = np.zeros((self.post_ids.size, len(self.specs)), dtype=np.float32)
         for position, name in by_source(self.specs, "post"):
             self._base[:, position] = posts[name].to_numpy()
@@ -112,18 +119,23 @@ class ModelInputs:
         self._user_positions = np.array([p for p, _ in user], dtype=np.int64)
         self._user_sources = np.array([online.user_columns.index(n) for _, n in user],
                                       dtype=np.int64)
+        self._plan_history(posts)
+        self._bases_by_day: OrderedDict = OrderedDict()
+        self.matrix(int(online.user_ids[0]), online.cutoff)   # builds the history indexes now
+
+    def _plan_history(self, posts: pl.DataFrame) -> None:
+        """Sort the time and history columns by how often their values change: per request
+        (one value for every candidate), per group of posts, or per day (cached)."""
         history = by_source(self.specs, "history")
-        names = [n for _, n in history]
-        # per grouping: dense codes by post id, and each candidate's group
-        self._groupings = [(grouping := online.history.grouping(g, group_codes(posts, g)),
-                            grouping.codes[self.post_ids]) for g in groupings_used(names)]
+        # per grouping: its user × group indexes, and each candidate's group
+        self._groupings = [(grouping := self.online.history.grouping(g, group_codes(posts, g)),
+                            grouping.codes[self.post_ids])
+                           for g in groupings_used([n for _, n in history])]
         per_post = {n for g, _ in self._groupings for n in group_columns(g.name)}
         self._per_post = [(p, n) for p, n in history if n in per_post]
         self._daily = [(p, n) for p, n in history if n in POST_COLUMNS]
         self._constant = by_source(self.specs, "time") + [
             (p, n) for p, n in history if n not in per_post and n not in POST_COLUMNS]
-        self._bases_by_day: OrderedDict = OrderedDict()
-        self.matrix(int(online.user_ids[0]), online.cutoff)   # builds the history indexes now
 
     @classmethod
     def from_version_dir(cls, online: OnlineFeatures, version_dir: Path) -> ModelInputs:
@@ -167,13 +179,31 @@ class ModelInputs:
 
     def _day_base(self, day: np.datetime64) -> np.ndarray:
         """Post columns and the posts' history as of the start of `day`, zeros elsewhere."""
-        if day not in self._bases_by_day:
+        base = self._bases_by_day.get(day)
+        if base is None:
             base = self._base.copy()
             block = self.online.history.post_block(self.post_ids,
                                                    np.full(self.post_ids.size, day))
             for position, name in self._daily:
                 base[:, position] = block[name]
-            self._bases_by_day[day] = base
-            while len(self._bases_by_day) > DAY_CACHE:
-                self._bases_by_day.popitem(last=False)
-        return self._bases_by_day[day]
+            _remember(self._bases_by_day, day, base)
+        return base
+
+
+def _remember(cache: OrderedDict, key: object, value: object) -> None:
+    """Keep the last DAY_CACHE days (requests cluster around one "now")."""
+    cache[key] = value
+    while len(cache) > DAY_CACHE:
+        cache.popitem(last=False)
+
+
+def _check_available(specs: list[FeatureSpec], online: OnlineFeatures,
+                     posts: pl.DataFrame) -> None:
+    """A model trained on other feature tables (another world's countries, say) is refused
+    with the names it misses, not with an error deep inside a request."""
+    known = {"user": set(online.user_columns), "post": set(posts.columns),
+             "time": set(TIME_COLUMNS),
+             "history": set(history_columns(tuple(GROUPINGS)))}
+    missing = [f"{s.name} ({s.source})" for s in specs if s.name not in known[s.source]]
+    if missing:
+        raise FeedrankError(f"model features not available here: {', '.join(missing)}")

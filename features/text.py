@@ -1,4 +1,4 @@
-"""Post features of the control model: topic (code and one-hot), TF-IDF statistics of the text.
+"""Post features of the control model: topic (code and one-hot), TF-IDF statistics of the text."""
 
 from __future__ import annotations
 
