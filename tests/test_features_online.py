@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from feedrank.errors import FeedrankError
 from feedrank.features.build import build_features
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import ModelInputs, OnlineFeatures, UnknownUser
@@ -80,3 +81,10 @@ def test_popular_posts_rank_every_post_by_likes_before_the_day(tiny_world, onlin
     counts = dict(zip(likes["post_id"].to_list(), likes["n"].to_list()))
     ranked_counts = [counts.get(p, 0) for p in ranked.tolist()]
     assert ranked_counts == sorted(ranked_counts, reverse=True) and ranked_counts[0] > 0
+
+
+def test_a_model_with_features_this_world_lacks_is_refused(files, online):
+    specs = json.loads(files.manifest.read_text())["models"]["control"]
+    foreign = [*specs, {"name": "country_Atlantis", "source": "user"}]
+    with pytest.raises(FeedrankError, match=r"country_Atlantis \(user\)"):
+        ModelInputs(online, foreign, files.posts_control)
