@@ -138,3 +138,34 @@ def test_rollout_of_a_new_version_under_load(tiny_world, tmp_path):
     assert 'nv_inference_request_success{model="control",version="2"}' in metrics
     logs = server.logs()
     assert "loaded control version 2" in logs and "unloaded control version 1" in logs
+
+
+def test_poll_refuses_a_corrupt_version_and_the_feed_keeps_answering(tiny_world, tmp_path):
+    repository = copy_repository(built_repository(tiny_world), tmp_path)
+    server = ServerProcess(tiny_world, repository, tmp_path / "log",
+                           env={"FEEDRANK_SERVER__ADMIN_TOKEN": TOKEN,
+                                "FEEDRANK_SERVER__REPOSITORY_POLL": "true"})
+    admin = httpx.Client(base_url=server.url, timeout=30.0,
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+    user = control_users(tiny_world, 1)[0]
+    try:
+        scratch = repository / "control" / ".publishing-2"
+        scratch.mkdir()
+        (scratch / "model.onnx").write_bytes(b"\x00corrupt")
+        os.rename(scratch, repository / "control" / "2")
+        deadline = time.monotonic() + 60
+        entries: dict = {}
+        while "2" not in entries and time.monotonic() < deadline:
+            time.sleep(0.1)
+            entries = {e["version"]: e for e in admin.post("/v2/repository/index").json()
+                       if e["name"] == "control"}
+        answer = admin.get("/post/recommendations/", params={"id": user, "time": "2021-10-20"})
+        metadata = admin.get("/v2/models/control").json()
+    finally:
+        admin.close()
+        server.stop()
+    assert entries["2"]["state"] == "UNAVAILABLE" and "model.onnx" in entries["2"]["reason"]
+    assert entries["1"]["state"] == "READY"
+    assert answer.status_code == 200 and answer.json()["version"] == 1
+    assert metadata["versions"] == ["1"]
+    assert "control version 2 refused" in server.logs()
