@@ -82,6 +82,8 @@ class Trees:
                 raise FeedrankError("the fast path treats NaN as below every border (Min)")
         scale, biases = model.get("scale_and_bias", [1.0, [0.0]])
         trees = model["oblivious_trees"]
+        if any(len(t["leaf_values"]) != 2 ** len(t["splits"]) for t in trees):
+            raise FeedrankError("the fast path needs a single-dimension model (one raw score)")
         return cls(
             features=[np.array([s["float_feature_index"] for s in t["splits"]], np.int64)
                       for t in trees],
@@ -143,15 +145,24 @@ def _group(trees: list[int], conditions: set[int], conds: Conditions) -> Group:
 
 
 def _log_patterns(members: np.ndarray, conds_of_feature: list[np.ndarray]) -> np.ndarray:
-    """log(patterns) of the union of every pair of groups: [G, G]."""
-    out = np.zeros((members.shape[0],) * 2, np.float32)
+    """log(patterns) of the union of every pair of groups: [G, G].
+
+    Σ_f log(1 + borders of f in the union): each group's own terms, corrected only on the
+    pairs of groups that both test feature f (sparse: most groups test few features).
+    """
+    own = np.zeros(members.shape[0], np.float32)
+    corrections = []
     for cols in conds_of_feature:
         block = members[:, cols].astype(np.float32)
         counts = block.sum(1)
-        union = block @ block.T
-        np.subtract(counts[:, None], union, out=union)
-        union += counts[None, :]
-        out += np.log1p(union, out=union)
+        own += np.log1p(counts)
+        holders = np.flatnonzero(counts)
+        sub, c = block[holders], counts[holders]
+        union = np.log1p(c[:, None] + c[None, :] - sub @ sub.T)
+        corrections.append((holders, union - np.log1p(c)[:, None] - np.log1p(c)[None, :]))
+    out = own[:, None] + own[None, :]
+    for holders, correction in corrections:
+        out[np.ix_(holders, holders)] += correction
     return out
 
 
@@ -249,38 +260,54 @@ def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
     n_groups = int(post_group.max(initial=-1)) + 1 if n_groups is None else n_groups
     if n_posts and (post_group.min() < 0 or post_group.max() >= n_groups):
         raise FeedrankError(f"post groups must be codes in 0..{n_groups - 1}")
-    kinds = list(partition.kinds)
     conds = Conditions()
+    groups = _tree_groups(trees, partition, conds, merge_cost=merge_cost,
+                          max_rows=max_table_bytes // (4 * max(n_posts, 1)))
+    order = np.argsort(post_group, kind="stable")
+    bounds = np.searchsorted(post_group[order], np.arange(n_groups + 1))
+    blocks = {q: (a, b) for q, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a}
+    tables, offset = _tables(groups, trees, conds, post_matrix[order], blocks)
+    graph = _graph(groups, conds, partition, tables, n_groups, np.argsort(order), offset)
+    return FastPath(graph, tables, groups, n_groups, partition.columns("request"),
+                    partition.columns("pair"))
+
+
+def _tree_groups(trees: Trees, partition: Partition, conds: Conditions, **merge_options
+                 ) -> list[Group]:
+    kinds = list(partition.kinds)
     tree_conditions = [{conds.id(f, b) for f, b in zip(fs.tolist(), bs.tolist())
                         if kinds[f] != "post"}
                        for fs, bs in zip(trees.features, trees.borders)]
-    groups = merge_groups(tree_conditions, conds, merge_cost=merge_cost,
-                          max_rows=max_table_bytes // (4 * max(n_posts, 1)))
-    if not groups:
-        groups = [_group([], set(), conds)]
+    groups = merge_groups(tree_conditions, conds, **merge_options) or [_group([], set(), conds)]
     folded = [t for t, cs in enumerate(tree_conditions) if not cs]
     groups[0] = Group(groups[0].trees + folded, groups[0].conditions, groups[0].radix,
                       groups[0].patterns)
     # rows are summed in two float32 stages of ~√G terms each (error ~√G·ulp instead of G);
     # empty groups (one zero row each) pad G to a multiple of the stage size
     stage = int(np.ceil(np.sqrt(len(groups))))
-    groups += [_group([], set(), conds)] * (-len(groups) % stage)
-    order = np.argsort(post_group, kind="stable")
-    posts = post_matrix[order]
-    # centred groups keep float32 table values small, so their rounding stays ~1e-8; the
-    # centres and the bias are added once, in float64, at the end of the graph
-    centred, offset = [], trees.bias
+    return groups + [_group([], set(), conds)] * (-len(groups) % stage)
+
+
+def _tables(groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray,
+            blocks: dict[int, tuple[int, int]]) -> tuple[dict[str, np.ndarray], float]:
+    """One float32 table per post group (block) and the constant left out of them.
+
+    Groups are centred so their float32 values stay small (rounding ~1e-8); the centres and the
+    bias come back once, in float64, at the end of the graph. Filled group by group, so the
+    build holds the tables plus one group's float64 table.
+    """
+    rows = sum(g.patterns for g in groups)
+    tables = {f"table_{q}": np.empty((rows, b - a), np.float32) for q, (a, b) in blocks.items()}
+    offset, start = trees.bias, 0
     for group in groups:
         table = _group_table(group, trees, conds, posts)
         centre = float(table.mean()) if table.size else 0.0
-        centred.append((table - centre).astype(np.float32))
+        table -= centre
         offset += centre
-    bounds = np.searchsorted(post_group[order], np.arange(n_groups + 1))
-    tables = {f"table_{q}": np.concatenate([t[:, a:b] for t in centred])
-              for q, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a}
-    graph = _graph(groups, conds, partition, tables, n_groups, np.argsort(order), offset)
-    return FastPath(graph, tables, groups, n_groups, partition.columns("request"),
-                    partition.columns("pair"))
+        for q, (a, b) in blocks.items():
+            tables[f"table_{q}"][start:start + group.patterns] = table[:, a:b]
+        start += group.patterns
+    return tables, offset
 
 
 def _group_table(group: Group, trees: Trees, conds: Conditions, posts: np.ndarray
@@ -333,11 +360,12 @@ def _graph(groups: list[Group], conds: Conditions, partition: Partition,
         ids = [c for c in range(len(conds.feature)) if kinds[conds.feature[c]] == kind]
         if not ids:
             continue
+        row_of = {c: i for i, c in enumerate(ids)}
         weight = np.zeros((len(ids), len(groups)), np.float32)
         for g, group in enumerate(groups):
-            for i, c in enumerate(ids):
-                if c in group.conditions:
-                    weight[i, g] = group.radix[conds.feature[c]]
+            for c in group.conditions:
+                if c in row_of:
+                    weight[row_of[c], g] = group.radix[conds.feature[c]]
         cols = np.array([position[kind][conds.feature[c]] for c in ids], np.int64)
         inits += [numpy_helper.from_array(cols, f"{kind}_cols"),
                   numpy_helper.from_array(np.array([conds.border[c] for c in ids], np.float32),
