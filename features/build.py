@@ -50,28 +50,36 @@ def build_features(world: Path, *, progress: bool = True, max_rows: int = MAX_TR
     files.root.mkdir(parents=True, exist_ok=True)
     files.manifest.unlink(missing_ok=True)
     with progress_bar() if progress else contextlib.nullcontext() as bar:
-        step = bar.add_task("features", total=STEPS) if bar else None
-        advance = (lambda: bar.advance(step)) if bar else (lambda: None)
+        step = _steps(bar)
+        step("user features")
         user_features(layout.users).write_parquet(files.users)
-        advance()
+        step("post features (TF-IDF, MiniLM, PCA, KMeans)")
         embedder = PostEmbedder(n_components, n_clusters, seed,
                                 EmbeddingCache(files.embedding_cache))
         control, test = _post_features(layout, embedder, bar)
         control.write_parquet(files.posts_control)
         test.write_parquet(files.posts_test)
         embedder.save(files.embedding_pipeline)
-        advance()
+        step("event tables")
         _write_events(layout, files)
-        advance()
+        step("history indexes")
         models = _model_specs(files, embedder)
         online = OnlineFeatures.load(layout.root)
-        advance()
+        step("training sample")
         sample = sample_views(layout.feed_glob, max_rows, seed)
-        advance()
+        step(f"training set ({sample.height:,} rows)")
         training_set(online, models["test"], test, sample).write_parquet(files.training_set)
-        advance()
+        step("features built")
     _write_manifest(files, digest, parameters, models, online, sample)
     return files.root
+
+
+def _steps(bar: Progress | None):
+    """step(name): finish the previous step of the build and show the next one's name."""
+    if bar is None:
+        return lambda name: None
+    task, done = bar.add_task("features", total=STEPS), iter(range(STEPS + 1))
+    return lambda name: bar.update(task, completed=next(done), description=name)
 
 
 def _check_inputs(layout: WorldLayout) -> None:
