@@ -33,7 +33,7 @@ from feedrank.server.backends.base import Backend, ModelLoadError, config_tensor
 
 log = logging.getLogger("feedrank.server.repository")
 
-READY, UNAVAILABLE = "READY", "UNAVAILABLE"
+READY, UNAVAILABLE, LOADING = "READY", "UNAVAILABLE", "LOADING"
 METADATA = "metadata.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -248,6 +248,7 @@ class ModelRepository:
             if version in current and self._signatures.get((model, version)) == on_disk[version]:
                 fresh[version] = current[version]
                 continue
+            self._mark(model, version, VersionStatus(LOADING))
             try:
                 fresh[version] = self._load_version(model, version, config)
                 self._signatures[(model, version)] = on_disk[version]
@@ -278,6 +279,10 @@ class ModelRepository:
         if failures:
             raise ModelLoadError("; ".join(f"{model} version {v}: {r}"
                                            for v, r in failures.items()))
+
+    def _mark(self, model: str, version: int, status: VersionStatus) -> None:
+        with self._state:
+            self._status[model] = {**self._status.get(model, {}), version: status}
 
     def _load_version(self, model: str, version: int, config: ModelConfig) -> LoadedVersion:
         path = self.root / model / str(version)

@@ -99,3 +99,16 @@ class UvicornThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join()
+
+
+def install_backend_plugin(site: Path, module: str, source: str, backend: str,
+                           class_name: str) -> None:
+    """Install a backend the way a third-party package would: a module and a dist-info whose
+    entry_points.txt declares it in `feedrank.backends`. Put `site` on sys.path to activate it."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[feedrank.backends]\n{backend} = {module}:{class_name}\n")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
-import textwrap
+import threading
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-from model_repo_factory import rows, trained, write_config, write_version
+from model_repo_factory import (install_backend_plugin, rows, trained, write_config,
+                                write_version)
 
 from feedrank.model_config import read_config
 from feedrank.server.backends import base
@@ -84,31 +86,57 @@ class HalfBackend(Backend):
 '''
 
 
-def test_a_new_backend_is_a_new_module_and_an_entry_point(tmp_path, monkeypatch):
-    """An installed distribution (a real dist-info on sys.path) adds a backend; no server edit."""
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "half_backend.py").write_text(PLUGIN)
-    info = site / "half_backend-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: half-backend\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""\
-        [feedrank.backends]
-        half = half_backend:HalfBackend
-        """))
     monkeypatch.syspath_prepend(str(site))
     base.available_backends.cache_clear()
+    yield site
+    base.available_backends.cache_clear()
+    for module in [m for m in sys.modules if m.endswith("_backend_plugin")]:
+        del sys.modules[module]
+
+
+def test_a_new_backend_is_a_new_module_and_an_entry_point(tmp_path, plugin_site):
+    """An installed distribution (a real dist-info on sys.path) adds a backend; no server edit."""
+    install_backend_plugin(plugin_site, "half_backend_plugin", PLUGIN, "half", "HalfBackend")
+    repo = tmp_path / "repo"
+    write_config(repo, "m", backend="half")
+    write_version(repo, "m", 1)
+    repository = ModelRepository(repo)
+    repository.load("m")
+    assert repository.get("m").backend.like_probability(rows(4)).tolist() == [0.5] * 4
+
+
+SLOW = PLUGIN.replace("class HalfBackend", """import threading
+
+RELEASE = threading.Event()
+STARTED = threading.Event()
+
+
+class HalfBackend""").replace("        self.inputs = [", """        STARTED.set()
+        RELEASE.wait(30)
+        self.inputs = [""")
+
+
+def test_status_answers_during_a_slow_load_and_shows_loading(tmp_path, plugin_site):
+    install_backend_plugin(plugin_site, "slow_backend_plugin", SLOW, "slow", "HalfBackend")
+    repo = tmp_path / "repo"
+    write_config(repo, "m", backend="slow")
+    write_version(repo, "m", 1)
+    repository = ModelRepository(repo)
+    loading = threading.Thread(target=repository.load, args=("m",))
+    loading.start()
+    plugin = importlib.import_module("slow_backend_plugin")
     try:
-        repo = tmp_path / "repo"
-        write_config(repo, "m", backend="half")
-        write_version(repo, "m", 1)
-        repository = ModelRepository(repo)
-        repository.load("m")
-        scores = repository.get("m").backend.like_probability(rows(4))
-        assert scores.tolist() == [0.5] * 4
+        assert plugin.STARTED.wait(30)
+        assert repository.index() == [{"name": "m", "version": "1", "state": "LOADING",
+                                       "reason": ""}]
+        assert not repository.ready()
     finally:
-        base.available_backends.cache_clear()
-        sys.modules.pop("half_backend", None)
+        plugin.RELEASE.set()
+        loading.join()
+    assert repository.index()[0]["state"] == "READY" and repository.ready()
 
 
 def test_onnxruntime_backend_reads_the_probabilities_output_not_label(tmp_path):
