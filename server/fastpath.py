@@ -1,4 +1,4 @@
-"""Scores one request's candidate posts through the fast-path ONNX graph (see export/fastpath.py).
+"""Scores one request's candidate posts through the fast-path ONNX graph (export/fastpath.py).
 
 The tables are handed to onnxruntime with `add_external_initializers`, which uses the numpy buffers in
 place: the graph's memory is the tables once, not a protobuf copy plus a session copy.
@@ -6,6 +6,7 @@ place: the graph's memory is the tables once, not a protobuf copy plus a session
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -43,6 +44,15 @@ class FastRanker:
         self._group_rows = np.full(self.fastpath.n_groups, -1)
         self._group_rows[codes] = first
         self.build_seconds = time.perf_counter() - started
+
+    @classmethod
+    def from_version_dir(cls, version_dir: Path, post_matrix: np.ndarray,
+                         post_group: np.ndarray | None = None, n_groups: int | None = None,
+                         **options) -> FastRanker:
+        """model.cbm + the column kinds from metadata.json's feature sources."""
+        metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
+        partition = Partition.from_sources([f["source"] for f in metadata["features"]])
+        return cls(Path(version_dir), post_matrix, partition, post_group, n_groups, **options)
 
     @property
     def table_bytes(self) -> int:

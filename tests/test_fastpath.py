@@ -78,7 +78,8 @@ def test_catalogue_change_is_reflected(problem, trees):
     rng = np.random.default_rng(11)
     removed = 17
     keep = np.delete(np.arange(len(problem.post_matrix)), removed)
-    new_post = problem.post_matrix[rng.integers(len(keep))] + rng.normal(size=problem.post_matrix.shape[1]).astype(np.float32)
+    noise = rng.normal(size=problem.post_matrix.shape[1]).astype(np.float32)
+    new_post = problem.post_matrix[rng.integers(len(keep))] + noise
     posts = np.vstack([problem.post_matrix[keep], new_post]).astype(np.float32)
     groups = np.append(problem.post_group[keep], 2)
     ranker = FastRanker(trees, posts, problem.partition, groups, problem.n_groups)
@@ -142,3 +143,17 @@ def test_ranking_kernel_benchmark_quick_mode(tmp_path):
                for run in result["runs"])
     assert (tmp_path / "ranking_kernel-quick.png").stat().st_size > 0
     assert "fastpath" in (tmp_path / "ranking_kernel-quick.md").read_text()
+
+
+def test_built_from_a_version_directory(problem, tmp_path):
+    problem.model.save_model(str(tmp_path / "model.cbm"))
+    sources = {"request": "user", "post": "post", "pair": "history"}
+    features = [{"name": f"f{i}", "source": sources[k]}
+                for i, k in enumerate(problem.partition.kinds)]
+    (tmp_path / "metadata.json").write_text(json.dumps({"features": features}))
+    ranker = FastRanker.from_version_dir(tmp_path, problem.post_matrix, problem.post_group,
+                                         problem.n_groups)
+    request, pair = problem.request()
+    np.testing.assert_allclose(ranker.scores(request, pair),
+                               catboost_raw(problem, problem.matrix(request, pair)),
+                               rtol=0, atol=1e-5)
