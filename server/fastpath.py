@@ -1,13 +1,15 @@
 """Scores one request's candidate posts through the fast-path ONNX graph (export/fastpath.py).
 
-The tables are handed to onnxruntime with `add_external_initializers`, which uses the numpy buffers in
-place: the graph's memory is the tables once, not a protobuf copy plus a session copy.
+The tables reach onnxruntime through `add_external_initializers` (no protobuf copy). The session
+copies them into its own memory (measured), so the numpy tables are dropped once it exists: the
+ranker holds the tables once.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +28,17 @@ class FastRanker:
                  threads: int = 1, **build_options) -> None:
         started = time.perf_counter()
         trees = model if isinstance(model, Trees) else Trees.from_cbm(_cbm(Path(model)))
-        self.fastpath: FastPath = build(trees, np.asarray(post_matrix, np.float32), partition,
-                                        post_group, n_groups, **build_options)
+        fastpath = build(trees, np.asarray(post_matrix, np.float32), partition, post_group,
+                         n_groups, **build_options)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self._values = {n: ort.OrtValue.ortvalue_from_numpy(t)
-                        for n, t in self.fastpath.tables.items()}
-        options.add_external_initializers(list(self._values), list(self._values.values()))
-        self.session = ort.InferenceSession(self.fastpath.graph.SerializeToString(), options,
+        values = {n: ort.OrtValue.ortvalue_from_numpy(t) for n, t in fastpath.tables.items()}
+        options.add_external_initializers(list(values), list(values.values()))
+        self.session = ort.InferenceSession(fastpath.graph.SerializeToString(), options,
                                             providers=["CPUExecutionProvider"])
+        self.table_bytes = fastpath.table_bytes
+        self.fastpath: FastPath = replace(fastpath, tables={})
         self.n_posts = len(post_matrix)
         self.post_group = (np.zeros(self.n_posts, np.int64) if post_group is None
                            else np.asarray(post_group))
@@ -53,10 +56,6 @@ class FastRanker:
         metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
         partition = Partition.from_sources([f["source"] for f in metadata["features"]])
         return cls(Path(version_dir), post_matrix, partition, post_group, n_groups, **options)
-
-    @property
-    def table_bytes(self) -> int:
-        return self.fastpath.table_bytes
 
     def scores(self, request_row: np.ndarray, pair_values: np.ndarray | None = None
                ) -> np.ndarray:

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from feedrank.errors import FeedrankError
-from feedrank.export.fastpath import Partition, Trees
+from feedrank.export.fastpath import Partition, Trees, build
 from feedrank.export.fastpath_synthetic import synthetic_problem
 from feedrank.export.onnx_export import OnnxScorer, export_onnx
 from feedrank.server.fastpath import FastRanker
@@ -105,8 +105,10 @@ def test_merging_and_table_budget_do_not_change_scores(problem, trees, ranker):
                                    rtol=0, atol=1e-6)
 
 
-def test_embedded_graph_runs_alone(problem, ranker):
-    session = ort.InferenceSession(ranker.fastpath.embedded().SerializeToString(),
+def test_embedded_graph_runs_alone(problem, trees, ranker):
+    fastpath = build(trees, problem.post_matrix, problem.partition, problem.post_group,
+                     problem.n_groups)
+    session = ort.InferenceSession(fastpath.embedded().SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     request, pair = problem.request()
     (scores,) = session.run(["scores"], {"request": request, "pair": pair})
