@@ -1,10 +1,12 @@
 """Scoring off the event loop, with Triton-style dynamic batching of concurrent requests.
 
 Each request is a job: fill its feature matrix (`ModelInputs.matrix`) and score every candidate
-post. Jobs for the same loaded model version wait in a lane until `max_requests` have gathered or
-`max_delay_us` has passed since the first; the lane then runs them as one backend call on the
-thread pool (matrices stacked, probabilities split back). With batching off, every job is
-dispatched alone at once: one backend call per request. Either way the event loop only queues.
+post. Jobs for the same loaded model version go through a lane: while every scoring thread is busy
+they queue, and a thread that frees takes up to `max_requests` of them as one backend call
+(matrices stacked, probabilities split back); with a thread free, the first job waits at most
+`max_delay_us` for company. So batches form under load, when they save work, and an idle server
+adds no more than the delay. With batching off, every job is dispatched alone at once: one
+backend call per request. Either way the event loop only queues.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ class Scored:
 
 class Batcher:
     def __init__(self, executor: Executor, *, enabled: bool, max_requests: int,
-                 max_delay_us: int) -> None:
+                 max_delay_us: int, workers: int) -> None:
         self.executor, self.enabled = executor, enabled
         self.max_requests = max_requests if enabled else 1
-        self.max_delay_s = max_delay_us / 1e6
+        self.max_delay_s = max_delay_us / 1e6 if enabled else 0.0
+        # batches a lane keeps running at once: one per scoring thread, so a batch never waits
+        # for a thread while another could start (batching off: no limit, one call per request)
+        self.slots = workers if enabled else 1 << 30
         # one lane per backend object: a reloaded version gets a fresh lane, an unloaded one's
         # lane goes with it
         self._lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -54,15 +59,22 @@ class Batcher:
 
 
 class _Lane:
+    """Triton's dynamic batcher in small: requests queue while every slot is busy and leave
+    together (up to `max_requests`) when one frees; with a slot free, the first request waits
+    at most `max_delay_s` for company."""
+
     def __init__(self, batcher: Batcher, backend: Any) -> None:
         self.batcher, self.backend = batcher, backend
         self.pending: list[tuple[Job, asyncio.Future, float]] = []
         self.timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self.running = 0
 
     def submit(self, job: Job) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.pending.append((job, future, time.perf_counter()))
+        if self.running >= self.batcher.slots:
+            return future  # a finishing batch takes it
         if len(self.pending) >= self.batcher.max_requests:
             self._dispatch()
         elif self.timer is None:
@@ -76,13 +88,18 @@ class _Lane:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        batch, self.pending = self.pending, []
-        if not batch:
-            return
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self.batcher.executor, _run, self.backend,
-                                    [job for job, _, _ in batch])
-        work.add_done_callback(lambda done: _deliver(done, batch))
+        while self.pending and self.running < self.batcher.slots:
+            size = self.batcher.max_requests
+            batch, self.pending = self.pending[:size], self.pending[size:]
+            self.running += 1
+            work = asyncio.get_running_loop().run_in_executor(
+                self.batcher.executor, _run, self.backend, [job for job, _, _ in batch])
+            work.add_done_callback(lambda done, batch=batch: self._finished(done, batch))
+
+    def _finished(self, done: asyncio.Future, batch: list) -> None:
+        self.running -= 1
+        _deliver(done, batch)
+        self._dispatch()
 
 
 def _run(backend: Any, jobs: list[Job]) -> tuple[float, float, list[np.ndarray]]:
