@@ -88,6 +88,11 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
                                  rotate_seconds=settings.exposure_log.rotate_seconds,
                                  fsync=settings.exposure_log.fsync),
         metrics=Metrics(repository))
+    groups = ", ".join(f"{g.name} {g.last - g.first + 1}% -> {g.model} v{g.version}"
+                       for g in router.config.groups)
+    log.info("feed ready: %d users, %d posts; router: %s; exposure log: %s",
+             online.user_ids.size, service.catalog.post_ids.size, groups,
+             service.exposure_log.current_file)
     return service, executor
 
 
