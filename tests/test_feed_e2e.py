@@ -117,9 +117,10 @@ def test_recommendations_are_the_top_of_catboosts_own_scores(client, tiny_world,
     served = [p["id"] for p in body["recommendations"]]
     served_scores = np.array([native[p] for p in served])
     others = [s for p, s in native.items() if p not in served and p not in liked]
-    # float32 ONNX and float64 CatBoost agree to ~1e-7: order may differ only inside that margin
-    assert np.all(np.diff(served_scores) <= 1e-6)
-    assert served_scores.min() >= max(others) - 1e-6
+    # the export's parity gate holds ONNX within 1e-5 of CatBoost: order may differ only there
+    assert np.all(np.diff(served_scores) <= 1e-5)
+    assert served_scores.min() >= max(others) - 1e-5
+    assert len(set(np.round(served_scores, 4))) > 1  # a real ranking, not a field of ties
 
 
 def test_new_user_gets_the_flagged_popular_fallback(client, tiny_world, server, moment):
