@@ -21,6 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from feedrank.errors import FeedrankError
+
 COLUMNS = {
     "request_id": "VARCHAR", "server_time": "TIMESTAMPTZ", "requested_time": "TIMESTAMP",
     "user_id": "BIGINT", "exp_group": "VARCHAR", "model": "VARCHAR", "version": "BIGINT",
@@ -41,11 +43,15 @@ class ExposureLog:
                  fsync: bool) -> None:
         self.dir, self.rotate_bytes, self.rotate_seconds, self.fsync = (
             log_dir, rotate_bytes, rotate_seconds, fsync)
-        log_dir.mkdir(parents=True, exist_ok=True)
         self._start = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self._seq = 0
         self._fd = -1
-        self._open_next()
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            self._open_next()
+        except OSError as error:
+            raise FeedrankError(f"{log_dir}: cannot write the exposure log there: {error}") \
+                from None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="exposure-log", daemon=True)
         self._thread.start()
@@ -68,19 +74,19 @@ class ExposureLog:
         return self._path
 
     def _open_next(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
         while True:
             self._seq += 1
             path = self.dir / f"exposures-{self._start}-{self._seq:04d}.jsonl"
             try:
                 # O_EXCL: two servers started in the same second never share a file
-                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
-                                   0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
                 break
             except FileExistsError:
                 continue
-        self._path, self._bytes, self._opened = path, 0, time.monotonic()
+        # the new file is open before the old one closes: a failed rotation keeps the old one
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._path, self._bytes, self._opened = fd, path, 0, time.monotonic()
 
     def _run(self) -> None:
         stopping = False
@@ -94,12 +100,12 @@ class ExposureLog:
                 self._commit(batch)
 
     def _commit(self, batch: list) -> None:
-        if (self._bytes >= self.rotate_bytes
-                or time.monotonic() - self._opened >= self.rotate_seconds):
-            self._open_next()
         data = "".join(line for line, _, _ in batch).encode()
         error: OSError | None = None
         try:
+            if (self._bytes >= self.rotate_bytes
+                    or time.monotonic() - self._opened >= self.rotate_seconds):
+                self._open_next()
             # one write call per batch: lines are never torn between records
             written = os.write(self._fd, data)
             while written < len(data):
