@@ -85,6 +85,33 @@ class FastRanker:
         return 1.0 / (1.0 + np.exp(-self.scores(request_row, pair_values)))
 
 
+def feedrank_columns(features: list[dict], post_matrix: np.ndarray
+                     ) -> tuple[Partition, np.ndarray, int]:
+    """Column kinds and post groups for feedrank's own feature set (metadata.json `features`).
+
+    User and time columns, and the user's overall history, are request columns; a user × topic
+    or user × cluster history column is a pair column; posts' own history (known at the start of
+    the request's day) is a post column, so a ranker is built per day. The post group is the
+    combination of the groupings (topic, cluster) the model's pair columns use, read from the
+    post matrix's grouping columns.
+    """
+    from feedrank.features.history import GROUPINGS, POST_COLUMNS, group_columns
+
+    names = [f["name"] for f in features]
+    used = [g for g in GROUPINGS if set(group_columns(g)) & set(names)]
+    pair = {n for g in used for n in group_columns(g)}
+    kinds = tuple("pair" if n in pair else "post" if s == "post" or n in POST_COLUMNS
+                  else "request" for n, s in ((f["name"], f["source"]) for f in features))
+    missing = [GROUPINGS[g] for g in used if GROUPINGS[g] not in names]
+    if missing:
+        raise FeedrankError(f"the model's pair columns need the grouping columns {missing}")
+    keys = np.stack([post_matrix[:, names.index(GROUPINGS[g])] for g in used], axis=1)
+    if not used:
+        return Partition(kinds), np.zeros(len(post_matrix), np.int64), 1
+    uniques, codes = np.unique(keys, axis=0, return_inverse=True)
+    return Partition(kinds), codes.reshape(-1).astype(np.int64), len(uniques)
+
+
 def _cbm(path: Path) -> Path:
     candidate = path / "model.cbm" if path.is_dir() else path
     if not candidate.is_file():

@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from catboost import CatBoost
+from feed_serving import built_repository
 
 from feedrank.errors import FeedrankError
 from feedrank.export.fastpath import Partition, Trees, build
 from feedrank.export.fastpath_synthetic import synthetic_problem
 from feedrank.export.onnx_export import OnnxScorer, export_onnx
-from feedrank.server.fastpath import FastRanker
+from feedrank.features.online import ModelInputs, OnlineFeatures
+from feedrank.server.fastpath import FastRanker, feedrank_columns
 
 TOP_K = 50
 REQUESTS = 25
@@ -159,3 +162,30 @@ def test_built_from_a_version_directory(problem, tmp_path):
     np.testing.assert_allclose(ranker.scores(request, pair),
                                catboost_raw(problem, problem.matrix(request, pair)),
                                rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["control", "test"])
+def test_feedrank_models_on_a_built_repository(tiny_world, model):
+    """The real models and features: per (user, time) of one day the fast path's scores equal
+    CatBoost's and the published model.onnx's, and the top-k lists are identical."""
+    version_dir = built_repository(tiny_world) / model / "1"
+    online = OnlineFeatures.load(tiny_world)
+    inputs = ModelInputs.from_version_dir(online, version_dir)
+    features = json.loads((version_dir / "metadata.json").read_text())["features"]
+    day_start = online.cutoff.astype("datetime64[D]").astype("datetime64[us]")
+    posts = inputs.matrix(int(online.user_ids[0]), day_start)
+    partition, post_group, n_groups = feedrank_columns(features, posts)
+    assert len(partition.columns("pair")) and n_groups > 1
+    ranker = FastRanker(version_dir, posts, partition, post_group, n_groups)
+    catboost_model = CatBoost().load_model(str(version_dir / "model.cbm"))
+    plain = OnnxScorer(version_dir / "model.onnx")
+    rng = np.random.default_rng(5)
+    for user in rng.choice(online.user_ids, 12):
+        at = day_start + np.timedelta64(int(rng.integers(0, 86_400)), "s")
+        matrix = inputs.matrix(int(user), min(at, online.cutoff))
+        got = ranker.scores_for_matrix(matrix)
+        expected = catboost_model.predict(matrix, prediction_type="RawFormulaVal")
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(1 / (1 + np.exp(-got)), plain.like_probability(matrix),
+                                   rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(top_k(got), top_k(expected))
