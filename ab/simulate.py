@@ -10,13 +10,14 @@ likes (its snapshot is fixed); both groups share that limitation.
 
     OUT/log/        the server's exposure log
     OUT/events/     the drawn feed events (feed_data schema), one Parquet file per day
-    OUT/report/     report.json, report.html, figures
+    OUT/report/     report.json, report.html, figures; expected_hit_rate.json (ground truth)
     OUT/repository/ with --aa: links to the models and an A/A router.toml
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tomllib
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ import duckdb
 import httpx
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
 from feedrank.ab.analysis import run_report
+from feedrank.ab.expected import expected_hit_rates, print_expected
 from feedrank.ab.report import Report
 from feedrank.ab.server_process import ServerProcess
 from feedrank.ab.split import router_shares
@@ -74,9 +77,14 @@ class Simulation:
         if self.drop_share > 0:
             drop_users(self.out / "log", "test", self.drop_share, streams[2])
         self._write_events(feed_events(views, draw_likes(truth, views, streams[3]), streams[3]))
-        return run_report(self.out / "log", sorted((self.out / "events").glob("*.parquet")),
-                          window_s=self.window_s, out=self.out / "report", seed=self.seed,
-                          shares=router_shares(repository / "router.toml"))
+        console = Console()
+        report = run_report(self.out / "log", sorted((self.out / "events").glob("*.parquet")),
+                            window_s=self.window_s, out=self.out / "report", seed=self.seed,
+                            shares=router_shares(repository / "router.toml"), console=console)
+        expected = expected_hit_rates(truth, views, logged_groups(self.out / "log"))
+        (self.out / "report" / "expected_hit_rate.json").write_text(json.dumps(expected, indent=1))
+        print_expected(expected, console)
+        return report
 
     def _check(self) -> None:
         if self.users < 2 or self.days < 1 or self.concurrency < 1:
@@ -137,7 +145,8 @@ class Simulation:
             raise FeedrankError(f"{len(failures)} of {len(requests)} feed requests failed; "
                                 f"first: {failures[0]}")
         counts = np.array([len(s) for s in shown])
-        return pd.DataFrame({"user_id": np.repeat(requests["user_id"].to_numpy(), counts),
+        return pd.DataFrame({"exposure": np.repeat(np.arange(len(requests)), counts),
+                             "user_id": np.repeat(requests["user_id"].to_numpy(), counts),
                              "post_id": np.concatenate(shown).astype(np.int64),
                              "timestamp": np.repeat(requests["requested_time"].to_numpy(),
                                                     counts)})
@@ -147,6 +156,13 @@ class Simulation:
         folder.mkdir(parents=True)
         for day, rows in events.groupby(events["timestamp"].dt.date):
             schema.write(rows, schema.FEED, folder / f"{day}.parquet")
+
+
+def logged_groups(log_dir: Path) -> pd.Series:
+    """user_id -> the group the log records for that user."""
+    rows = duckdb.sql(f"SELECT user_id, any_value(exp_group) AS exp_group FROM "
+                      f"({exposure_query(log_dir)}) GROUP BY user_id").df()
+    return rows.set_index("user_id")["exp_group"]
 
 
 def drop_users(log_dir: Path, group: str, share: float, rng: np.random.Generator) -> int:

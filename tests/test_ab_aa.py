@@ -13,6 +13,7 @@ import pytest
 from scipy.stats import binom
 
 from feedrank.ab.attribution import attribute, connect_frames
+from feedrank.ab.expected import expected_hit_rates
 from feedrank.ab.report import METRICS, Report, analyse
 from feedrank.server.router import bucket
 from feedrank.world.ground_truth import GroundTruth
@@ -92,3 +93,18 @@ def test_srm_alarm_on_a_broken_split(tiny_world: Path) -> None:
                      shares=SPLIT)
     assert broken.srm.alarm and broken.srm.p_value < 0.001
     assert broken.srm.observed["test"] == healthy.srm.observed["test"] - len(lost)
+
+
+def test_expected_hit_rate_is_one_minus_product_of_misses(tiny_world: Path) -> None:
+    truth = GroundTruth.load(tiny_world)
+    users, posts = truth.user_ids[:4], truth.post_ids[:5]
+    at = np.datetime64("2021-12-27T20:00:00", "us")
+    views = pd.DataFrame({"exposure": np.repeat(np.arange(4), 5), "user_id": np.repeat(users, 5),
+                          "post_id": np.tile(posts, 4), "timestamp": at})
+    groups = pd.Series(["control", "control", "test", "test"], index=users)
+    result = expected_hit_rates(truth, views, groups)
+    p = truth.like_probability(users[:, None], posts[None, :], at)
+    hit = 1 - np.prod(1 - p, axis=1)
+    assert result["groups"]["control"]["mean"] == pytest.approx(hit[:2].mean())
+    assert result["differences"]["test"]["difference"] == pytest.approx(
+        hit[2:].mean() - hit[:2].mean())

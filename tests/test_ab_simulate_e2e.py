@@ -35,6 +35,9 @@ def test_report_of_the_simulation(simulation: Path) -> None:
     assert not report["srm"]["alarm"]
     assert {c["metric"] for c in report["comparisons"]} == {"hit_rate", "likes", "ctr"}
     assert (simulation / "report" / "report.html").exists()
+    expected = json.loads((simulation / "report" / "expected_hit_rate.json").read_text())
+    assert all(0 < g["mean"] < 1 for g in expected["groups"].values())
+    assert set(expected["differences"]) == {"test"}
 
 
 def test_log_answers_and_events_agree(simulation: Path) -> None:
