@@ -1,0 +1,29 @@
+"""The benchmark scripts still work: each runs in its `--quick` mode on a tiny built world.
+
+Timings are written, never asserted (machines here are shared and noisy); what is asserted is
+that every level ran without errors and that both servers answered alike."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from feed_serving import built_repository
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def test_end_to_end_quick(tiny_world: Path, tmp_path: Path) -> None:
+    repository = built_repository(tiny_world)
+    subprocess.run([sys.executable, str(BENCHMARKS / "end_to_end.py"), "--world", str(tiny_world),
+                    "--repository", str(repository), "--quick", "--out", str(tmp_path)],
+                   check=True, capture_output=True)
+    result = json.loads((tmp_path / "end_to_end-quick.json").read_text())
+    assert {(r["server"], r["concurrency"]) for r in result["runs"]} == {
+        (s, c) for s in ("feedrank", "course") for c in (1, 4)}
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in result["runs"])
+    assert result["same_answers"]["checked"] == 40 and not result["same_answers"]["different"]
+    assert all(mb > 50 for mb in result["memory_mb"].values())
+    assert (tmp_path / "end_to_end-quick.png").stat().st_size > 0
