@@ -133,8 +133,12 @@ class Simulation:
             async with httpx.AsyncClient(base_url=url, timeout=120.0) as client:
                 async def one(i: int) -> None:
                     async with gate:
-                        response = await client.get("/post/recommendations/", params={
-                            "id": users[i], "time": times[i], "limit": LIMIT})
+                        try:
+                            response = await client.get("/post/recommendations/", params={
+                                "id": users[i], "time": times[i], "limit": LIMIT})
+                        except httpx.TransportError as error:
+                            failures.append(f"no answer: {error!r}")
+                            return
                     if response.status_code == 200:
                         shown[i] = [p["id"] for p in response.json()["recommendations"]]
                     else:
@@ -143,7 +147,7 @@ class Simulation:
                 await asyncio.gather(*(one(i) for i in range(len(requests))))
         if failures:
             raise FeedrankError(f"{len(failures)} of {len(requests)} feed requests failed; "
-                                f"first: {failures[0]}")
+                                f"first: {failures[0]} (server output: {self.out / 'server.out'})")
         counts = np.array([len(s) for s in shown])
         return pd.DataFrame({"exposure": np.repeat(np.arange(len(requests)), counts),
                              "user_id": np.repeat(requests["user_id"].to_numpy(), counts),

@@ -84,3 +84,23 @@ def test_aa_repository_routes_every_group_to_control(tiny_world: Path, tmp_path:
     text = (aa / "router.toml").read_text()
     assert text.count('model = "control"') == 2 and 'model = "test"' not in text
     assert (aa / "test" / "config.pbtxt").exists()     # the other models stay reachable
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--drop-share", "1.5"], "--drop-share must be in [0, 1)"),
+    (["--users", "1"], "--users must be >= 2"),
+    (["--days", "500"], "fewer than --days 500"),
+])
+def test_simulate_bad_arguments(tiny_world: Path, tmp_path: Path, argv: list[str], message: str,
+                                capsys: pytest.CaptureFixture) -> None:
+    repository = built_repository(tiny_world)
+    assert main(["ab", "simulate", "--world", str(tiny_world), "--repository", str(repository),
+                 "--out", str(tmp_path / "sim"), *argv]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_simulate_without_router(tiny_world: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture) -> None:
+    assert main(["ab", "simulate", "--world", str(tiny_world), "--repository", str(tmp_path),
+                 "--out", str(tmp_path / "sim")]) == 2
+    assert "router config not found" in " ".join(capsys.readouterr().err.split())
