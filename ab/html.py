@@ -9,7 +9,7 @@ from string import Template
 
 from feedrank.ab import stats
 from feedrank.ab.plots import write_plots
-from feedrank.ab.report import METRICS, Report
+from feedrank.ab.report import METRICS, Report, counts
 
 
 def write_html(report: Report, out: Path) -> Path:
@@ -56,9 +56,8 @@ def _srm(report: Report) -> str:
     srm = report.srm
     if srm is None:
         return "<p>Sample ratio not checked: no split given.</p>"
-    text = (f"users per group {srm.observed}, expected "
-            f"{ {k: round(v, 1) for k, v in srm.expected.items()} }: chi2 = {srm.chi2:.2f}, "
-            f"p = {srm.p_value:.3g}")
+    text = (f"users per group {counts(srm.observed)}, expected {counts(srm.expected)}: "
+            f"chi2 = {srm.chi2:.2f}, p = {srm.p_value:.3g}")
     if srm.alarm:
         return (f"<p class='alarm'>SAMPLE RATIO MISMATCH (p &lt; {stats.SRM_ALARM_P}): "
                 f"{escape(text)}. The split is broken; do not trust the differences.</p>")

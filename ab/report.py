@@ -123,12 +123,12 @@ def print_report(report: Report, console: Console) -> None:
     srm = report.srm
     if srm is not None and srm.alarm:
         console.print(f"[bold white on red] SAMPLE RATIO MISMATCH [/] users per group "
-                      f"{srm.observed} vs expected {_rounded(srm.expected)}: chi2 = "
+                      f"{counts(srm.observed)} vs expected {counts(srm.expected)}: chi2 = "
                       f"{srm.chi2:.1f}, p = {srm.p_value:.2g} < {stats.SRM_ALARM_P}. The split is "
                       "broken; do not trust the differences above.", highlight=False)
     elif srm is not None:
-        console.print(f"[green]sample ratio ok[/]: users {srm.observed} vs expected "
-                      f"{_rounded(srm.expected)}, chi2 = {srm.chi2:.2f}, p = {srm.p_value:.3f}",
+        console.print(f"[green]sample ratio ok[/]: users {counts(srm.observed)} vs expected "
+                      f"{counts(srm.expected)}, chi2 = {srm.chi2:.2f}, p = {srm.p_value:.3f}",
                       highlight=False)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
@@ -163,5 +163,7 @@ def _interval(i: stats.Interval) -> str:
     return f"{i.mean:.4f} ± {(i.high - i.low) / 2:.4f}"
 
 
-def _rounded(values: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 1) for k, v in values.items()}
+def counts(values: dict[str, float]) -> str:
+    """`control 1,411 / test 1,374` (expected counts with one decimal)."""
+    return " / ".join(f"{k} {v:,.0f}" if float(v).is_integer() else f"{k} {v:,.1f}"
+                      for k, v in values.items())
