@@ -13,8 +13,9 @@ values; trees with post conditions only are folded into group 0. Tables are floa
 group) and summed in two float32 stages, so scores match CatBoost's double sums to ~1e-6.
 
 Per request (the graph): conditions → one pattern index per (post group, tree group) with one
-small MatMul, then per post group one row Gather from its table block and a ReduceSum. The rows
-read are G × N floats, one per tree group — the graph does no per-row tree work at all.
+small MatMul; the posts are laid out in equal blocks, each within one post group, so a single
+row Gather picks every block's G rows and two ReduceSums add them. The rows read are ~G × N
+floats, one per tree group — the graph does no per-row tree work at all.
 Merging trees into groups trades table memory (more patterns) for fewer rows read per request.
 """
 
@@ -35,7 +36,7 @@ from feedrank.errors import FeedrankError
 Kind = Literal["request", "post", "pair"]
 SOURCE_KINDS: dict[str, Kind] = {"user": "request", "time": "request", "post": "post",
                                  "history": "pair"}
-REQUEST_INPUT, PAIR_INPUT, SCORES_OUTPUT = "request", "pair", "scores"
+REQUEST_INPUT, PAIR_INPUT, SCORES_OUTPUT, TABLE = "request", "pair", "scores", "table"
 OPSET = 17
 
 
@@ -222,8 +223,8 @@ def _merge_round(groups: list[tuple[list[int], set[int]]], conds: Conditions,
 class FastPath:
     """The specialised graph and the tables it reads (kept outside the protobuf)."""
 
-    graph: onnx.ModelProto           # tables are external initializers named table_<q>
-    tables: dict[str, np.ndarray]    # float32 [rows, posts of block q]
+    graph: onnx.ModelProto           # the table is an external initializer named "table"
+    tables: dict[str, np.ndarray]    # {"table": float32 [blocks × rows, block width]}
     groups: list[Group]
     n_groups: int                    # post groups (rows of the pair input)
     request_columns: np.ndarray
@@ -260,16 +261,43 @@ def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
     n_groups = int(post_group.max(initial=-1)) + 1 if n_groups is None else n_groups
     if n_posts and (post_group.min() < 0 or post_group.max() >= n_groups):
         raise FeedrankError(f"post groups must be codes in 0..{n_groups - 1}")
+    blocks = Blocks.of(post_group, n_groups)
     conds = Conditions()
     groups = _tree_groups(trees, partition, conds, merge_cost=merge_cost,
-                          max_rows=max_table_bytes // (4 * max(n_posts, 1)))
-    order = np.argsort(post_group, kind="stable")
-    bounds = np.searchsorted(post_group[order], np.arange(n_groups + 1))
-    blocks = {q: (a, b) for q, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a}
-    tables, offset = _tables(groups, trees, conds, post_matrix[order], blocks)
-    graph = _graph(groups, conds, partition, tables, n_groups, np.argsort(order), offset)
-    return FastPath(graph, tables, groups, n_groups, partition.columns("request"),
+                          max_rows=max_table_bytes // (4 * max(blocks.slots, 1)))
+    table, offset = _table(groups, trees, conds, post_matrix, blocks)
+    graph = _graph(groups, conds, partition, blocks, table, n_groups, offset)
+    return FastPath(graph, {TABLE: table}, groups, n_groups, partition.columns("request"),
                     partition.columns("pair"))
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Posts cut into blocks of `width` slots, each block within one post group, so that one
+    row Gather over [blocks × rows, width] serves every post group at once. The width is the
+    largest that pads the catalogue by at most a quarter."""
+
+    group: np.ndarray    # [n_blocks] post group of each block
+    slot: np.ndarray     # [N] slot (block × width + position) of each catalogue post
+    width: int
+
+    @property
+    def slots(self) -> int:
+        return len(self.group) * self.width
+
+    @classmethod
+    def of(cls, post_group: np.ndarray, n_groups: int) -> Blocks:
+        sizes = np.bincount(post_group, minlength=n_groups)
+        widths = np.arange(1, max(int(sizes.max(initial=0)), 1) + 1)
+        slots = (-(-sizes[None, :] // widths[:, None]) * widths[:, None]).sum(1)
+        width = int(widths[slots <= 1.25 * max(len(post_group), 1)].max())
+        per_group = -(-sizes // width)
+        first_block = np.cumsum(per_group) - per_group
+        order = np.argsort(post_group, kind="stable")
+        rank = np.empty(len(post_group), np.int64)
+        rank[order] = np.arange(len(post_group)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        slot = (first_block[post_group] + rank // width) * width + rank % width
+        return cls(np.repeat(np.arange(n_groups), per_group), slot, width)
 
 
 def _tree_groups(trees: Trees, partition: Partition, conds: Conditions, **merge_options
@@ -288,26 +316,27 @@ def _tree_groups(trees: Trees, partition: Partition, conds: Conditions, **merge_
     return groups + [_group([], set(), conds)] * (-len(groups) % stage)
 
 
-def _tables(groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray,
-            blocks: dict[int, tuple[int, int]]) -> tuple[dict[str, np.ndarray], float]:
-    """One float32 table per post group (block) and the constant left out of them.
+def _table(groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray,
+           blocks: Blocks) -> tuple[np.ndarray, float]:
+    """float32 [blocks × rows, width] (padding slots zero) and the constant left out of it.
 
     Groups are centred so their float32 values stay small (rounding ~1e-8); the centres and the
     bias come back once, in float64, at the end of the graph. Filled group by group, so the
-    build holds the tables plus one group's float64 table.
+    build holds the table plus one group's float64 table.
     """
     rows = sum(g.patterns for g in groups)
-    tables = {f"table_{q}": np.empty((rows, b - a), np.float32) for q, (a, b) in blocks.items()}
+    table = np.zeros((len(blocks.group), rows, blocks.width), np.float32)
     offset, start = trees.bias, 0
     for group in groups:
-        table = _group_table(group, trees, conds, posts)
-        centre = float(table.mean()) if table.size else 0.0
-        table -= centre
+        values = _group_table(group, trees, conds, posts)
+        centre = float(values.mean()) if values.size else 0.0
         offset += centre
-        for q, (a, b) in blocks.items():
-            tables[f"table_{q}"][start:start + group.patterns] = table[:, a:b]
+        slotted = np.zeros((group.patterns, blocks.slots))
+        slotted[:, blocks.slot] = values - centre
+        table[:, start:start + group.patterns] = slotted.reshape(
+            group.patterns, -1, blocks.width).transpose(1, 0, 2)
         start += group.patterns
-    return tables, offset
+    return table.reshape(-1, blocks.width), offset
 
 
 def _group_table(group: Group, trees: Trees, conds: Conditions, posts: np.ndarray
@@ -344,9 +373,8 @@ def _external(name: str, table: np.ndarray) -> onnx.TensorProto:
     return tensor
 
 
-def _graph(groups: list[Group], conds: Conditions, partition: Partition,
-           tables: dict[str, np.ndarray], n_groups: int, inverse: np.ndarray,
-           offset: float) -> onnx.ModelProto:
+def _graph(groups: list[Group], conds: Conditions, partition: Partition, blocks: Blocks,
+           table: np.ndarray, n_groups: int, offset: float) -> onnx.ModelProto:
     """Conditions → pattern rows [n_groups, G] → per block Gather + ReduceSum → scores [N]."""
     kinds = np.array(partition.kinds)
     position = {k: {int(c): i for i, c in enumerate(partition.columns(k))}
@@ -384,33 +412,29 @@ def _graph(groups: list[Group], conds: Conditions, partition: Partition,
     nodes.append(helper.make_node("Cast", [f"sum{len(terms) - 1}"], ["rows"],
                                   to=TensorProto.INT64))
     stage = int(np.ceil(np.sqrt(len(groups))))
-    inits += [numpy_helper.from_array(np.array([0], np.int64), "axis0"),
-              numpy_helper.from_array(np.array([stage, len(groups) // stage, -1], np.int64),
-                                      "stages")]
-    parts = []
-    for name in tables:
-        q = int(name.split("_")[1])
-        inits.append(numpy_helper.from_array(np.array(q, np.int64), f"q{q}"))
-        nodes += [helper.make_node("Gather", ["rows", f"q{q}"], [f"rows{q}"], axis=0),
-                  helper.make_node("Gather", [name, f"rows{q}"], [f"picked{q}"], axis=0),
-                  helper.make_node("Reshape", [f"picked{q}", "stages"], [f"staged{q}"]),
-                  helper.make_node("ReduceSum", [f"staged{q}", "axis0"], [f"inner{q}"],
-                                   keepdims=0),
-                  helper.make_node("ReduceSum", [f"inner{q}", "axis0"], [f"part{q}"],
-                                   keepdims=0)]
-        parts.append(f"part{q}")
-    inits += [numpy_helper.from_array(inverse.astype(np.int64), "inverse"),
-              numpy_helper.from_array(np.array(offset, np.float64), "offset")]
-    nodes += [helper.make_node("Concat", parts, ["by_group"], axis=0),
-              helper.make_node("Gather", ["by_group", "inverse"], ["centred"], axis=0),
+    rows = sum(g.patterns for g in groups)
+    arrays = {"block_group": blocks.group, "block_base": (np.arange(len(blocks.group)) * rows
+                                                          )[:, None],
+              "axis1": np.array([1]), "flat": np.array([-1]), "slot": blocks.slot,
+              "stages": np.array([len(blocks.group), stage, len(groups) // stage, blocks.width])}
+    inits += [numpy_helper.from_array(v.astype(np.int64), k) for k, v in arrays.items()]
+    inits.append(numpy_helper.from_array(np.array(offset, np.float64), "offset"))
+    nodes += [helper.make_node("Gather", ["rows", "block_group"], ["block_rows"], axis=0),
+              helper.make_node("Add", ["block_rows", "block_base"], ["table_rows"]),
+              helper.make_node("Gather", [TABLE, "table_rows"], ["picked"], axis=0),
+              helper.make_node("Reshape", ["picked", "stages"], ["staged"]),
+              helper.make_node("ReduceSum", ["staged", "axis1"], ["inner"], keepdims=0),
+              helper.make_node("ReduceSum", ["inner", "axis1"], ["by_block"], keepdims=0),
+              helper.make_node("Reshape", ["by_block", "flat"], ["by_slot"]),
+              helper.make_node("Gather", ["by_slot", "slot"], ["centred"], axis=0),
               helper.make_node("Cast", ["centred"], ["centred64"], to=TensorProto.DOUBLE),
               helper.make_node("Add", ["centred64", "offset"], [SCORES_OUTPUT])]
     inputs = [helper.make_tensor_value_info(REQUEST_INPUT, TensorProto.FLOAT,
                                             [len(position["request"])]),
               helper.make_tensor_value_info(PAIR_INPUT, TensorProto.FLOAT,
                                             [n_groups, len(position["pair"])])]
-    inits += [_external(n, t) for n, t in tables.items()]
+    inits.append(_external(TABLE, table))
     graph = helper.make_graph(nodes, "feedrank_fastpath", inputs,
                               [helper.make_tensor_value_info(SCORES_OUTPUT, TensorProto.DOUBLE,
-                                                             [len(inverse)])], inits)
+                                                             [len(blocks.slot)])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
