@@ -136,13 +136,11 @@ def evaluate(world: Path, models: dict[str, tuple[int, Path]], windows: Windows,
     if not layout.ground_truth.exists():
         raise FeedrankError(f"{layout.ground_truth}: evaluation needs a generated world's ground truth")
     active, at = window_activity(layout, windows)
-    # the snapshot a server started at the window's first moment would hold: nothing later
-    online, truth = OnlineFeatures.load(world, cutoff=at), GroundTruth.load(world)
     if len(active) == 0:
         raise FeedrankError(f"nobody was active in the evaluation window {windows.as_dict()['evaluation']}")
+    # the snapshot a server started at the window's first moment would hold: nothing later
+    online, truth = OnlineFeatures.load(world, cutoff=at), GroundTruth.load(world)
     sample = np.sort(np.random.default_rng(seed).choice(active, min(users, len(active)), replace=False))
-    liked = window_likes(layout, windows, sample)
-
     inputs = {name: ModelInputs.from_version_dir(online, folder) for name, (_, folder) in models.items()}
     catalogue = np.sort(next(iter(inputs.values())).post_ids)
     truth_scores: Ranker = lambda u: truth.like_probability(  # noqa: E731
@@ -153,7 +151,17 @@ def evaluate(world: Path, models: dict[str, tuple[int, Path]], windows: Windows,
         for name, (_, folder) in models.items()}
     rankers |= {"popularity": popularity_ranker(online, at, catalogue),
                 "random": random_ranker(catalogue, seed), "oracle": truth_scores}
+    hits, simulated = measure(rankers, truth_scores, online, sample, catalogue, at,
+                              window_likes(layout, windows, sample), progress)
+    rows = [Row(name, models.get(name, (None,))[0], hits[name], simulated[name]) for name in rankers]
+    return Evaluation(window=windows.as_dict()["evaluation"], requested_at=str(at),
+                      users_active=len(active), users_evaluated=len(sample), seed=seed, rows=rows)
 
+
+def measure(rankers: dict[str, Ranker], truth_scores: Ranker, online: OnlineFeatures,
+            sample: np.ndarray, catalogue: np.ndarray, at: np.datetime64, liked: np.ndarray,
+            progress: bool) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean hit rate@5 and simulated hit rate@5 of each ranker over the sampled users."""
     hits = {name: [] for name in rankers}
     simulated = {name: [] for name in rankers}
     with progress_bar() as bar:
@@ -165,11 +173,8 @@ def evaluate(world: Path, models: dict[str, tuple[int, Path]], windows: Windows,
             for name, ranker in rankers.items():
                 scores = np.where(seen, -np.inf, ranker(batch))
                 top = np.argsort(-scores, axis=1, kind="stable")[:, :TOP_K]
-                shown = catalogue[top]
-                hits[name].append(np.isin(pair_codes(batch[:, None], shown), liked).any(axis=1))
+                hits[name].append(np.isin(pair_codes(batch[:, None], catalogue[top]), liked).any(axis=1))
                 simulated[name].append(1 - np.prod(1 - np.take_along_axis(truth_p, top, 1), axis=1))
             bar.advance(task, len(batch))
-    rows = [Row(name, models.get(name, (None,))[0], float(np.concatenate(hits[name]).mean()),
-                float(np.concatenate(simulated[name]).mean())) for name in rankers]
-    return Evaluation(window=windows.as_dict()["evaluation"], requested_at=str(at), users_active=len(active),
-                      users_evaluated=len(sample), seed=seed, rows=rows)
+    mean = lambda parts: float(np.concatenate(parts).mean())  # noqa: E731
+    return ({n: mean(v) for n, v in hits.items()}, {n: mean(v) for n, v in simulated.items()})
