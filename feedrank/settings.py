@@ -46,7 +46,7 @@ class ExposureLogSettings(BaseModel):
 
 
 class BuildSettings(BaseModel):
-    # 300 trees match 1000 on held-out quality (docs/notes/models.md) at 3x less training and
+    # 300 trees match 1000 on held-out quality (docs/models.md) at 3x less training and
     # onnxruntime scoring time
     iterations: int = Field(300, ge=1)
     depth: int = Field(6, ge=1, le=16)
