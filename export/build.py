@@ -23,7 +23,8 @@ from rich.console import Console
 from feedrank.errors import FeedrankError
 from feedrank.export.onnx_export import INPUT_NAME, PROBABILITY_OUTPUT, export_onnx
 from feedrank.export.parity import MIN_ROWS, check_parity, require_parity
-from feedrank.export.publish import METADATA, ensure_router, latest_metadata, publish_version, write_json
+from feedrank.export.publish import (METADATA, ensure_router, latest_metadata, publish_version,
+                                     write_json)
 from feedrank.export.training import TrainParams, fit
 from feedrank.export.windows import Windows, world_windows
 from feedrank.features.build import build_features
@@ -155,7 +156,8 @@ class Builder:
 
 
 def training_summary(model: CatBoostClassifier, data: ModelData) -> dict:
-    final = {metric: values[-1] for metric, values in model.get_evals_result()["validation"].items()}
+    history = model.get_evals_result()["validation"]
+    final = {metric: values[-1] for metric, values in history.items()}
     importance = sorted(zip(data.names, model.get_feature_importance().round(3).tolist()),
                         key=lambda pair: -pair[1])
     return {"train_rows": len(data.train[1]), "validation_rows": len(data.valid[1]),

@@ -48,7 +48,8 @@ def run_build(args: argparse.Namespace) -> int:
     from feedrank.export.build import Builder
     from feedrank.export.training import TrainParams
 
-    params = TrainParams(build.iterations, build.depth, build.learning_rate, build.seed, build.threads)
+    params = TrainParams(build.iterations, build.depth, build.learning_rate, build.seed,
+                         build.threads)
     versions = Builder(world, settings.repository, params).run()
     Console().print(", ".join(f"{name} v{v}" for name, v in versions.items())
                     + f" in {settings.repository}")
@@ -66,12 +67,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for name in ("control", "test"):
         latest = latest_metadata(settings.repository / name)
         if latest is None:
-            raise FeedrankError(f"{settings.repository / name}: no published version; run `feedrank build`")
+            raise FeedrankError(f"{settings.repository / name}: no published version; "
+                                "run `feedrank build`")
         models[name] = (latest[0], settings.repository / name / str(latest[0]))
         windows.add(Windows.from_dict(latest[1]["windows"]))
     if len(windows) != 1:
-        raise FeedrankError("the latest control and test versions were trained on different windows;"
-                            " rebuild both with `feedrank build`")
+        raise FeedrankError("the latest control and test versions were trained on different "
+                            "windows; rebuild both with `feedrank build`")
     world = require_world(settings.world)
     from feedrank.export.evaluate import evaluate
     from feedrank.export.report import evaluation_table, save_evaluation

@@ -134,14 +134,18 @@ def evaluate(world: Path, models: dict[str, tuple[int, Path]], windows: Windows,
     """`models`: name -> (version, version folder) of the published models to compare."""
     layout = WorldLayout(world)
     if not layout.ground_truth.exists():
-        raise FeedrankError(f"{layout.ground_truth}: evaluation needs a generated world's ground truth")
+        raise FeedrankError(f"{layout.ground_truth}: evaluation needs a generated world's "
+                            "ground truth")
     active, at = window_activity(layout, windows)
     if len(active) == 0:
-        raise FeedrankError(f"nobody was active in the evaluation window {windows.as_dict()['evaluation']}")
+        raise FeedrankError("nobody was active in the evaluation window "
+                            f"{windows.as_dict()['evaluation']}")
     # the snapshot a server started at the window's first moment would hold: nothing later
     online, truth = OnlineFeatures.load(world, cutoff=at), GroundTruth.load(world)
-    sample = np.sort(np.random.default_rng(seed).choice(active, min(users, len(active)), replace=False))
-    inputs = {name: ModelInputs.from_version_dir(online, folder) for name, (_, folder) in models.items()}
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(active, min(users, len(active)), replace=False))
+    inputs = {name: ModelInputs.from_version_dir(online, folder)
+              for name, (_, folder) in models.items()}
     catalogue = np.sort(next(iter(inputs.values())).post_ids)
     truth_scores: Ranker = lambda u: truth.like_probability(  # noqa: E731
         u[:, None], catalogue[None, :], np.full((len(u), 1), at))
@@ -153,7 +157,8 @@ def evaluate(world: Path, models: dict[str, tuple[int, Path]], windows: Windows,
                 "random": random_ranker(catalogue, seed), "oracle": truth_scores}
     hits, simulated = measure(rankers, truth_scores, online, sample, catalogue, at,
                               window_likes(layout, windows, sample), progress)
-    rows = [Row(name, models.get(name, (None,))[0], hits[name], simulated[name]) for name in rankers]
+    rows = [Row(name, models.get(name, (None,))[0], hits[name], simulated[name])
+            for name in rankers]
     return Evaluation(window=windows.as_dict()["evaluation"], requested_at=str(at),
                       users_active=len(active), users_evaluated=len(sample), seed=seed, rows=rows)
 
@@ -173,7 +178,8 @@ def measure(rankers: dict[str, Ranker], truth_scores: Ranker, online: OnlineFeat
             for name, ranker in rankers.items():
                 scores = np.where(seen, -np.inf, ranker(batch))
                 top = np.argsort(-scores, axis=1, kind="stable")[:, :TOP_K]
-                hits[name].append(np.isin(pair_codes(batch[:, None], catalogue[top]), liked).any(axis=1))
+                shown = pair_codes(batch[:, None], catalogue[top])
+                hits[name].append(np.isin(shown, liked).any(axis=1))
                 simulated[name].append(1 - np.prod(1 - np.take_along_axis(truth_p, top, 1), axis=1))
             bar.advance(task, len(batch))
     mean = lambda parts: float(np.concatenate(parts).mean())  # noqa: E731

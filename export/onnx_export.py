@@ -62,6 +62,6 @@ class OnnxScorer:
 
     def like_probability(self, features: np.ndarray) -> np.ndarray:
         # `label` is CatBoost's argmax at 0.5 and says nothing about rank: read probabilities
-        (probabilities,) = self.session.run([PROBABILITY_OUTPUT],
-                                            {INPUT_NAME: np.ascontiguousarray(features, np.float32)})
+        matrix = np.ascontiguousarray(features, np.float32)
+        (probabilities,) = self.session.run([PROBABILITY_OUTPUT], {INPUT_NAME: matrix})
         return probabilities[:, 1].astype(np.float64)

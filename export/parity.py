@@ -46,7 +46,8 @@ def top_k(scores: np.ndarray, post_ids: np.ndarray, k: int = TOP_K) -> np.ndarra
 def same_top_k(reference: np.ndarray, candidate: np.ndarray, post_ids: np.ndarray,
                tolerance: float) -> bool:
     mine, theirs = top_k(reference, post_ids), top_k(candidate, post_ids)
-    return bool(np.all((mine == theirs) | (np.abs(reference[mine] - reference[theirs]) <= tolerance)))
+    tied = np.abs(reference[mine] - reference[theirs]) <= tolerance
+    return bool(np.all((mine == theirs) | tied))
 
 
 def check_parity(model: CatBoostClassifier, onnx_path: Path, rows: np.ndarray,

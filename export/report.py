@@ -17,7 +17,8 @@ def evaluation_table(evaluation: Evaluation) -> Table:
     table = Table(title=f"Offline evaluation: window {start} .. {end}, ranked at "
                         f"{evaluation.requested_at}, "
                         f"{evaluation.users_evaluated} of {evaluation.users_active} active users")
-    for column in ("ranker", "version", "hit rate@5", "simulated hit rate@5", "share of oracle lift"):
+    columns = ("ranker", "version", "hit rate@5", "simulated hit rate@5", "share of oracle lift")
+    for column in columns:
         table.add_column(column, justify="left" if column == "ranker" else "right")
     for row in evaluation.rows:
         table.add_row(row.ranker, "" if row.version is None else str(row.version),

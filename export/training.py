@@ -21,7 +21,8 @@ class TrainParams:
     def catboost(self) -> dict:
         params = {"iterations": self.iterations, "depth": self.depth, "random_seed": self.seed,
                   "thread_count": self.threads, "loss_function": "Logloss",
-                  "eval_metric": "AUC", "custom_metric": ["Logloss"], "allow_writing_files": False, "verbose": False}
+                  "eval_metric": "AUC", "custom_metric": ["Logloss"],
+                  "allow_writing_files": False, "verbose": False}
         if self.learning_rate is not None:
             params["learning_rate"] = self.learning_rate
         return params

@@ -43,7 +43,8 @@ def world_windows(layout: WorldLayout) -> Windows:
         raise FeedrankError(f"{layout.feed_dir}: no daily feed files (YYYY-MM-DD.parquet)")
     first, span = days[0], (days[-1] - days[0]).days + 1
     if span < 5:
-        raise FeedrankError(f"{layout.feed_dir}: {span} days of feed; a time split needs at least 5")
+        raise FeedrankError(f"{layout.feed_dir}: {span} days of feed; "
+                            "a time split needs at least 5")
     evaluation = min(EVAL_DAYS, max(1, span // 10))
     validation = min(VALID_DAYS, max(1, span // 6))
     midnight = datetime.combine(first, datetime.min.time())
