@@ -1,0 +1,112 @@
+"""The fast-path backend: `model.onnx` for KServe, the fast-path graph (docs/fastpath.md) for the
+feed.
+
+The feed calls `like_probability` with whole requests' matrices, stacked when batched. A fast
+ranker depends on the post columns, which include the posts' own history as of the request's day,
+so rankers are keyed by an exact hash of a block's post columns and built on demand: a block
+whose ranker is not ready is scored by the plain session (same probabilities within 1e-5) while
+one background thread builds it, so no request ever waits for a build. `infer` stays the plain
+model's: KServe clients and Triton must see exactly the exported `model.onnx`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pyarrow.parquet as pq
+from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
+from feedrank.server.fastpath import FastRanker, feedrank_columns
+
+log = logging.getLogger("feedrank.fastpath")
+# rankers kept: today's and yesterday's (requests cluster around one "now"); each holds its
+# tables (up to FastRanker's max_table_bytes), so no more
+KEEP = 2
+
+
+class FastPathBackend(OnnxRuntimeBackend):
+    name: ClassVar[str] = "fastpath"
+
+    def __init__(self, version_dir: Path, config: ModelConfig, *, threads: int = 1) -> None:
+        super().__init__(version_dir, config, threads=threads)
+        self.version_dir, self.threads = Path(version_dir), threads
+        self.features: list[dict] = json.loads(
+            (self.version_dir / "metadata.json").read_text())["features"]
+        # one request's matrix has a row per catalogue post: that is how a batch splits
+        self.n_posts = pq.read_metadata(self.version_dir / "post_features.parquet").num_rows
+        self._post_columns: np.ndarray | None = None
+        self._rankers: OrderedDict[bytes, FastRanker] = OrderedDict()
+        self._lock = threading.Lock()
+        self._builder: threading.Thread | None = None
+        self._broken = False  # a failed build (e.g. an unsupported model) is not retried
+        self.fast_blocks = self.plain_blocks = 0  # requests scored by each path
+
+    def like_probability(self, features: np.ndarray) -> np.ndarray:
+        if self.n_posts == 0 or len(features) % self.n_posts:
+            return super().like_probability(features)  # not whole requests: nothing to key on
+        blocks = features.reshape(-1, self.n_posts, features.shape[1])
+        out = np.empty((len(blocks), self.n_posts))
+        plain = []
+        for i, block in enumerate(blocks):
+            ranker = self._ranker(block)
+            if ranker is None:
+                plain.append(i)
+            else:
+                out[i] = 1.0 / (1.0 + np.exp(-ranker.scores_for_matrix(block)))
+        if plain:  # one plain call for every block without a ranker
+            out[plain] = super().like_probability(
+                blocks[plain].reshape(-1, features.shape[1])).reshape(len(plain), -1)
+        return out.reshape(-1)
+
+    def wait_for_build(self, timeout: float | None = None) -> None:
+        """Block until the running build (if any) ends: for tests and warm starts."""
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
+
+    def _ranker(self, block: np.ndarray) -> FastRanker | None:
+        """The ready ranker for this block's post columns; else start building one, None."""
+        if self._post_columns is None:
+            partition, _, _ = feedrank_columns(self.features, block)
+            self._post_columns = partition.columns("post")
+        key = hashlib.blake2b(np.ascontiguousarray(block[:, self._post_columns]),
+                              digest_size=16).digest()
+        with self._lock:
+            ranker = self._rankers.get(key)
+            if ranker is not None:
+                self._rankers.move_to_end(key)
+                self.fast_blocks += 1
+                return ranker
+            self.plain_blocks += 1
+            if self._builder is None and not self._broken:
+                self._builder = threading.Thread(target=self._build, args=(key, block.copy()),
+                                                 name="fastpath-build", daemon=True)
+                self._builder.start()
+        return None
+
+    def _build(self, key: bytes, posts: np.ndarray) -> None:
+        ranker = None
+        try:
+            partition, groups, n_groups = feedrank_columns(self.features, posts)
+            ranker = FastRanker(self.version_dir, posts, partition, groups, n_groups,
+                                threads=self.threads)
+            log.info("%s: fast path built in %.1f s (%.0f MB of tables)", self.version_dir,
+                     ranker.build_seconds, ranker.table_bytes / 2**20)
+        except Exception:
+            log.exception("%s: fast path build failed; serving the plain model", self.version_dir)
+        with self._lock:
+            if ranker is None:
+                self._broken = True
+            else:
+                self._rankers[key] = ranker
+                while len(self._rankers) > KEEP:
+                    self._rankers.popitem(last=False)
+            self._builder = None

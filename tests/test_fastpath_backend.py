@@ -1,0 +1,119 @@
+"""The fast-path backend plugin against the plain onnxruntime backend: the same probabilities and
+top-5 through either of its paths, for single and batched requests, and the same feed answers
+from a real `feedrank serve` configured with `backend: "fastpath"`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from feed_serving import ServerProcess, built_repository, copy_repository
+from feedrank.features.online import ModelInputs, OnlineFeatures
+from feedrank.model_config import CONFIG_FILE, read_config
+from feedrank.server.backends.base import Backend, load_backend
+from feedrank.server.backends.fastpath import FastPathBackend
+from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
+from feedrank.server.feed import rank
+
+MODELS = ("control", "test")
+NO_LIKES = np.zeros(0, np.int64)
+
+
+@pytest.fixture(scope="module")
+def fast_repository(tiny_world: Path, tmp_path_factory) -> Path:
+    """A copy of the built repository whose models name the fastpath backend."""
+    repository = copy_repository(built_repository(tiny_world), tmp_path_factory.mktemp("fast"))
+    for model in MODELS:
+        config = repository / model / CONFIG_FILE
+        text = config.read_text()
+        assert 'backend: "onnxruntime"' in text
+        config.write_text(text.replace('backend: "onnxruntime"', 'backend: "fastpath"'))
+    return repository
+
+
+@pytest.fixture(scope="module")
+def online(tiny_world: Path) -> OnlineFeatures:
+    return OnlineFeatures.load(tiny_world)
+
+
+def load(repository: Path, model: str) -> Backend:
+    return load_backend(repository / model / "1", read_config(repository / model))
+
+
+def requests(online: OnlineFeatures, days: int, per_day: int) -> list[tuple[int, np.datetime64]]:
+    """Seeded (user, time) pairs on the last `days` days of the world, grouped by day."""
+    rng = np.random.default_rng(11)
+    last = online.cutoff.astype("datetime64[D]")
+    pairs = []
+    for day in range(days - 1, -1, -1):
+        start = (last - np.timedelta64(day, "D")).astype("datetime64[us]")
+        for user in rng.choice(online.user_ids, per_day, replace=False):
+            at = start + np.timedelta64(int(rng.integers(0, 86_400_000_000)), "us")
+            pairs.append((int(user), min(at, online.cutoff)))
+    return pairs
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_probabilities_and_top5_equal_the_plain_backend_on_both_paths(
+        tiny_world, fast_repository, online, model):
+    fast = load(fast_repository, model)
+    plain = load(built_repository(tiny_world), model)
+    assert isinstance(fast, FastPathBackend) and type(plain) is OnnxRuntimeBackend
+    inputs = ModelInputs.from_version_dir(online, fast_repository / model / "1")
+    for user, at in requests(online, days=2, per_day=10):
+        matrix = inputs.matrix(user, at)
+        got, expected = fast.like_probability(matrix), plain.like_probability(matrix)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(rank(inputs.post_ids, got, NO_LIKES, 5),
+                                      rank(inputs.post_ids, expected, NO_LIKES, 5))
+        fast.wait_for_build()  # a day's first request starts its ranker; the rest use it
+    # each day: the first request plain, the other nine through that day's ranker
+    assert (fast.plain_blocks, fast.fast_blocks) == (2, 18)
+    # KServe's infer is the plain model's, untouched
+    np.testing.assert_array_equal(fast.infer({"features": matrix})["probabilities"],
+                                  plain.infer({"features": matrix})["probabilities"])
+
+
+def test_a_stacked_batch_of_three_requests_mixes_both_paths(tiny_world, fast_repository, online):
+    fast = load(fast_repository, "test")
+    plain = load(built_repository(tiny_world), "test")
+    inputs = ModelInputs.from_version_dir(online, fast_repository / "test" / "1")
+    pairs = requests(online, days=2, per_day=3)
+    yesterday, today = pairs[:3], pairs[3:]
+    # 1) nothing ready: all plain; 2) today's ranker ready, yesterday's not: both paths at once
+    for batch in (today, [today[0], yesterday[0], today[1]]):
+        matrices = [inputs.matrix(user, at) for user, at in batch]
+        got = fast.like_probability(np.concatenate(matrices))
+        assert got.shape == (3 * len(inputs.post_ids),)
+        for part, matrix in zip(np.split(got, 3), matrices, strict=True):
+            np.testing.assert_allclose(part, plain.like_probability(matrix), rtol=0, atol=1e-5)
+        fast.wait_for_build()
+    assert (fast.plain_blocks, fast.fast_blocks) == (3 + 1, 2)
+
+
+def test_feed_answers_equal_a_plain_server(tiny_world, fast_repository, online, tmp_path):
+    servers = [ServerProcess(tiny_world, built_repository(tiny_world), tmp_path / "plain"),
+               ServerProcess(tiny_world, fast_repository, tmp_path / "fast")]
+    pairs = requests(online, days=2, per_day=8)
+    try:
+        answers = []
+        for server in servers:
+            with httpx.Client(base_url=server.url, timeout=30.0) as client:
+                # twice: the fast server's second pass finds its rankers built
+                answers.append([_answer(client, user, at) for user, at in pairs * 2])
+    finally:
+        for server in servers:
+            server.stop()
+    assert answers[0] == answers[1]
+    assert {a[0] for a in answers[0]} == set(MODELS)
+
+
+def _answer(client: httpx.Client, user: int, at: np.datetime64) -> tuple:
+    response = client.get("/post/recommendations/", params={
+        "id": user, "time": str(at.astype("datetime64[s]")), "limit": 10})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body["model"], body["version"], [p["id"] for p in body["recommendations"]]
