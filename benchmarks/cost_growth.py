@@ -7,7 +7,7 @@ shape (export/fastpath_synthetic.py) with the largest tree count; smaller tree c
 first trees (`shrink`), so every point ranks with the same model family. Larger catalogues
 resample the problem's posts. The fitted log-log slope says how each scorer scales.
 
-    .venv/bin/python benchmarks/cost_growth.py            # posts 1k..200k at 300 trees; trees 100..2000 at 7,023 posts
+    .venv/bin/python benchmarks/cost_growth.py          # posts 1k..200k, trees 100..2000
     .venv/bin/python benchmarks/cost_growth.py --quick    # seconds: proves the script works
 
 Writes benchmarks/results/cost_growth{-quick}.{json,md,png}.
@@ -16,14 +16,13 @@ Writes benchmarks/results/cost_growth{-quick}.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from machine import machine
+from record import machine, save
 
 RESULTS = Path(__file__).parent / "results"
 SCORERS = ("catboost", "plain_onnx", "fastpath")
@@ -150,12 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
                            for t in plan["trees"]]
     result["slopes"] = {axis: {s: slope(result[axis], axis, s) for s in SCORERS}
                         for axis in ("posts", "trees")}
-    suffix = "-quick" if args.quick else ""
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"cost_growth{suffix}.json").write_text(json.dumps(result, indent=2))
-    (args.out / f"cost_growth{suffix}.md").write_text(markdown(result))
-    plot(result, args.out / f"cost_growth{suffix}.png")
-    print(markdown(result))
+    save(result, args.out, "cost_growth" + ("-quick" if args.quick else ""), markdown(result),
+         plot)
     return result
 
 

@@ -28,7 +28,7 @@ import duckdb
 import httpx
 import psutil
 
-from machine import machine
+from record import machine, save
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -123,8 +123,9 @@ def load(port: int, concurrency: int, duration: float, users: list[int],
 
 def markdown(result: dict) -> str:
     rows = {(r["server"], r["concurrency"]): r for r in result["runs"]}
-    lines = [f"End to end over HTTP ({result['duration_s']} s per level; {result['machine']['cpu']}"
-             f", {result['machine']['cores']} cores; commit {result['machine']['git_commit'][:10]})",
+    host = result["machine"]
+    lines = [f"End to end over HTTP ({result['duration_s']} s per level; {host['cpu']}, "
+             f"{host['cores']} cores; commit {host['git_commit'][:10]})",
              "", "| concurrency | server | req/s | p50 ms | p95 ms | p99 ms | errors "
              "| feedrank ÷ course req/s |", "|---|---|---|---|---|---|---|---|"]
     for c in result["concurrency"]:
@@ -196,12 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
             for name in SERVERS:
                 run = load(ports[name], concurrency, duration, users, times)
                 result["runs"].append({"server": name, **run})
-    suffix = "-quick" if args.quick else ""
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"end_to_end{suffix}.json").write_text(json.dumps(result, indent=2))
-    (args.out / f"end_to_end{suffix}.md").write_text(markdown(result))
-    plot(result, args.out / f"end_to_end{suffix}.png")
-    print(markdown(result))
+    save(result, args.out, "end_to_end" + ("-quick" if args.quick else ""), markdown(result),
+         plot)
     return result
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from machine import machine
+from record import machine, save
 
 RESULTS = Path(__file__).parent / "results"
 SCORERS = ("catboost", "fastpath", "plain_onnx")
@@ -244,13 +244,8 @@ def main(argv: list[str] | None = None) -> dict:
             for threads in (1, 2):
                 result["runs"].append(run_threads(case, threads, args.repetitions,
                                                   args.plain_every))
-    args.out.mkdir(parents=True, exist_ok=True)
     name = "ranking_kernel" + ("-models" if real else "") + ("-quick" if args.quick else "")
-    stem = args.out / name
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(markdown(result))
-    plot(result, stem.with_suffix(".png"))
-    print(markdown(result))
+    save(result, args.out, name, markdown(result), plot)
     return result
 
 

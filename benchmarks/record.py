@@ -1,10 +1,13 @@
-"""What every benchmark result records: the machine, the library versions and the git commit."""
+"""What every benchmark records (the machine, the library versions, the git commit) and how it
+saves its result: JSON, a Markdown table and a PNG plot."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,3 +25,13 @@ def machine() -> dict:
             "numpy": np.__version__, "catboost": catboost.__version__,
             "onnxruntime": onnxruntime.__version__, "git_commit": commit,
             "load_average": os.getloadavg()}
+
+
+def save(result: dict, out: Path, name: str, markdown: str,
+         plot: Callable[[dict, Path], None]) -> None:
+    """`out/name.json`, `out/name.md` and `out/name.png`, then the table on the terminal."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{name}.md").write_text(markdown)
+    plot(result, out / f"{name}.png")
+    print(markdown)
