@@ -13,7 +13,7 @@ import pytest
 from feed_serving import ServerProcess, built_repository, copy_repository
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.model_config import CONFIG_FILE, read_config
-from feedrank.server.backends.base import Backend, load_backend
+from feedrank.server.backends.base import Backend, ModelLoadError, load_backend
 from feedrank.server.backends.fastpath import FastPathBackend
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.feed import rank
@@ -92,6 +92,13 @@ def test_a_stacked_batch_of_three_requests_mixes_both_paths(tiny_world, fast_rep
             np.testing.assert_allclose(part, plain.like_probability(matrix), rtol=0, atol=1e-5)
         fast.wait_for_build()
     assert (fast.plain_blocks, fast.fast_blocks) == (3 + 1, 2)
+
+
+def test_a_version_without_its_post_features_is_refused_by_name(fast_repository, tmp_path):
+    repository = copy_repository(fast_repository, tmp_path)
+    (repository / "test" / "1" / "post_features.parquet").unlink()
+    with pytest.raises(ModelLoadError, match="post_features.parquet"):
+        load(repository, "test")
 
 
 def test_feed_answers_equal_a_plain_server(tiny_world, fast_repository, online, tmp_path):

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
+from feedrank.server.backends.base import ModelLoadError
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.fastpath import FastRanker, feedrank_columns
 
@@ -37,10 +38,14 @@ class FastPathBackend(OnnxRuntimeBackend):
     def __init__(self, version_dir: Path, config: ModelConfig, *, threads: int = 1) -> None:
         super().__init__(version_dir, config, threads=threads)
         self.version_dir, self.threads = Path(version_dir), threads
-        self.features: list[dict] = json.loads(
-            (self.version_dir / "metadata.json").read_text())["features"]
-        # one request's matrix has a row per catalogue post: that is how a batch splits
-        self.n_posts = pq.read_metadata(self.version_dir / "post_features.parquet").num_rows
+        try:
+            self.features: list[dict] = json.loads(
+                (self.version_dir / "metadata.json").read_text())["features"]
+            # one request's matrix has a row per catalogue post: that is how a batch splits
+            self.n_posts = pq.read_metadata(self.version_dir / "post_features.parquet").num_rows
+        except (OSError, ValueError, KeyError) as error:  # pyarrow's errors are OSError/ValueError
+            raise ModelLoadError(f"{self.version_dir}: the fast path needs metadata.json's "
+                                 f"features and post_features.parquet: {error!r}") from error
         self._post_columns: np.ndarray | None = None
         # (post columns' bits, ranker), the newest build last
         self._rankers: list[tuple[np.ndarray, FastRanker]] = []
