@@ -45,6 +45,8 @@ class ServerProcess:
         self.stop()
 
     def start(self) -> ServerProcess:
+        if self.process is not None and self.process.poll() is None:
+            return self  # already running
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
                                             env=self.env)

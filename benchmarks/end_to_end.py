@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from record import machine, save
 
@@ -101,10 +102,35 @@ def same_answers(ports: dict[str, int], users: list[int], times: list[str]) -> d
     return {"checked": checked, "different": differ}
 
 
-def warm_up(port: int, users: list[int], times: list[str]) -> None:
-    for user in users[:20]:
-        httpx.get(f"http://127.0.0.1:{port}/post/recommendations/",
-                  params={"id": user, "time": times[0]}, timeout=60)
+def warm_up(port: int, users: list[int], times: list[str], timeout_s: float = 300) -> None:
+    """Requests until the answers come from warm state: for feedrank, until a whole round is
+    ranked by the fast path (its rankers build in the background on a day's first request)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        before = ranking_paths(port)
+        for user in users[:20]:
+            httpx.get(f"http://127.0.0.1:{port}/post/recommendations/",
+                      params={"id": user, "time": times[0]}, timeout=60)
+        after = ranking_paths(port)
+        if after.get("plain", 0) == before.get("plain", 0) or time.monotonic() > deadline:
+            return
+        time.sleep(1.0)
+
+
+def ranking_paths(port: int) -> dict[str, float]:
+    """feedrank's requests by ranking path ("fast", "plain") summed over models; {} for a server
+    without that counter (the course service, or feedrank with --no-fast-path)."""
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    if response.status_code != 200:
+        return {}
+    paths: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        if family.name == "feedrank_ranking_path_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    path = sample.labels["path"]
+                    paths[path] = paths.get(path, 0) + sample.value
+    return paths
 
 
 def resident_mb(process: subprocess.Popen) -> float:
@@ -140,6 +166,10 @@ def markdown(result: dict) -> str:
     same = result["same_answers"]
     lines += ["", f"Same top 5 from both servers: {same['checked'] - len(same['different'])}"
                   f" of {same['checked']} requests."]
+    paths = result.get("ranking_paths") or {}
+    if paths:
+        lines += ["", "feedrank requests by ranking path (warm-up included): "
+                      + ", ".join(f"{path} {count:.0f}" for path, count in sorted(paths.items()))]
     return "\n".join(lines) + "\n"
 
 
@@ -197,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
             for name in SERVERS:
                 run = load(ports[name], concurrency, duration, users, times)
                 result["runs"].append({"server": name, **run})
+        result["ranking_paths"] = ranking_paths(ports["feedrank"])
     save(result, args.out, "end_to_end" + ("-quick" if args.quick else ""), markdown(result),
          plot)
     return result

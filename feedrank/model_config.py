@@ -33,7 +33,8 @@ def read_config(model_dir: Path) -> ModelConfig:
         raise FeedrankError(f"{path}: cannot read model config: {error.strerror}") from error
     config = parse_config(text, source=str(path))
     if config.name != model_dir.name:
-        raise FeedrankError(f"{path}: name '{config.name}' must equal its folder '{model_dir.name}'")
+        raise FeedrankError(f"{path}: name '{config.name}' must equal its folder "
+                            f"'{model_dir.name}'")
     return config
 
 

@@ -70,7 +70,8 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
     server = settings.server
     executor = ThreadPoolExecutor(server.scoring_threads, thread_name_prefix="scoring")
     online = OnlineFeatures.load(settings.world)
-    repository = ModelRepository(settings.repository, threads=server.intra_op_threads)
+    repository = ModelRepository(settings.repository, threads=server.intra_op_threads,
+                                 fast_path=server.fast_path)
     repository.load_all()
     inputs = InputsCache(online, executor)
     try:

@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="exposure log folder (default: settings.log_dir)")
     serve.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction,
                        default=None, help="coalesce concurrent requests into one backend call")
+    serve.add_argument("--fast-path", action=argparse.BooleanOptionalAction, default=None,
+                       help="rank onnxruntime models through the fast path (default on)")
     serve.add_argument("--fsync", action=argparse.BooleanOptionalAction, default=None,
                        help="fsync the exposure log before each answer leaves (default on)")
     serve.set_defaults(handler=serve_command)
@@ -35,7 +37,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from feedrank.server.app import create_app
 
-    server = {"host": args.host, "port": args.port, "dynamic_batching": args.dynamic_batching}
+    server = {"host": args.host, "port": args.port, "dynamic_batching": args.dynamic_batching,
+              "fast_path": args.fast_path}
     try:
         settings = load_settings(world=args.world, repository=args.repository,
                                  log_dir=args.log_dir)

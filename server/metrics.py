@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -64,17 +64,27 @@ class _TritonCounters:
 
 
 class _LoadedVersions:
-    """`feedrank_model_versions_loaded{model}`, read from the repository at scrape time."""
+    """Read from the repository at scrape time: `feedrank_model_versions_loaded{model}`, and
+    `feedrank_ranking_path_requests{model, version, path}` for backends with several paths (the
+    fast path's "fast" and "plain" while its ranker builds)."""
 
     def __init__(self, repository: Any) -> None:
         self.repository = repository
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("feedrank_model_versions_loaded",
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        loaded = GaugeMetricFamily("feedrank_model_versions_loaded",
                                    "Model versions loaded and serving", labels=["model"])
-        for model in self.repository.models():
-            family.add_metric([model], len(self.repository.versions(model)))
-        yield family
+        paths = CounterMetricFamily("feedrank_ranking_path_requests",
+                                    "Feed requests scored, by the backend's internal path",
+                                    labels=["model", "version", "path"])
+        versions = self.repository.loaded()
+        for model in sorted({v.model for v in versions}):
+            loaded.add_metric([model], sum(v.model == model for v in versions))
+        for version in versions:
+            for path, count in version.backend.ranking_paths().items():
+                paths.add_metric([version.model, str(version.version), path], count)
+        yield loaded
+        yield paths
 
 
 class Metrics:

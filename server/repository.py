@@ -29,12 +29,14 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelVersionPolicy
 
 from feedrank.errors import FeedrankError
 from feedrank.model_config import CONFIG_FILE, read_config, version_numbers
-from feedrank.server.backends.base import Backend, ModelLoadError, config_tensors, load_backend
+from feedrank.server.backends.base import (Backend, ModelLoadError, backend_name,
+                                           config_tensors, load_backend)
 
 log = logging.getLogger("feedrank.server.repository")
 
 READY, UNAVAILABLE, LOADING = "READY", "UNAVAILABLE", "LOADING"
 METADATA = "metadata.json"
+POST_FEATURES = "post_features.parquet"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -127,8 +129,8 @@ def validate(backend: Backend, config: ModelConfig, metadata: dict) -> None:
 
 
 class ModelRepository:
-    def __init__(self, root: Path, *, threads: int = 1) -> None:
-        self.root, self.threads = Path(root), threads
+    def __init__(self, root: Path, *, threads: int = 1, fast_path: bool = False) -> None:
+        self.root, self.threads, self.fast_path = Path(root), threads, fast_path
         self._serving: dict[str, dict[int, LoadedVersion]] = {}  # per model: replaced, not mutated
         self._status: dict[str, dict[int, VersionStatus]] = {}
         self._model_error: dict[str, str] = {}
@@ -158,6 +160,11 @@ class ModelRepository:
 
     def models(self) -> list[str]:
         return sorted(self._serving)
+
+    def loaded(self) -> list[LoadedVersion]:
+        """Every version serving now, from one snapshot."""
+        return [loaded for _, versions in sorted(self._serving.items())
+                for _, loaded in sorted(versions.items())]
 
     def ready(self) -> bool:
         """Every model in the repository that is not explicitly unloaded has a version serving."""
@@ -288,7 +295,8 @@ class ModelRepository:
         path = self.root / model / str(version)
         try:
             metadata = _read_metadata(path)
-            backend = load_backend(path, config, threads=self.threads)
+            backend = load_backend(path, config, threads=self.threads,
+                                   name=self._backend_name(path, config))
             validate(backend, config, metadata)
             backend.warm_up()
         except ModelLoadError:
@@ -296,6 +304,14 @@ class ModelRepository:
         except Exception as error:  # a plugin's unexpected failure must not take the server down
             raise ModelLoadError(f"{type(error).__name__}: {error}") from error
         return LoadedVersion(model, version, path, backend, metadata)
+
+    def _backend_name(self, path: Path, config: ModelConfig) -> str:
+        """The config's backend, or "fastpath" for a feed-ranking onnxruntime model when the fast
+        path is on: its post columns (post_features.parquet) are what the fast path needs."""
+        name = backend_name(config)
+        if self.fast_path and name == "onnxruntime" and (path / POST_FEATURES).is_file():
+            return "fastpath"
+        return name
 
     # -- poll mode --
 

@@ -1,14 +1,17 @@
 """The fast-path backend plugin against the plain onnxruntime backend: the same probabilities and
-top-5 through either of its paths, for single and batched requests, and the same feed answers
-from a real `feedrank serve` configured with `backend: "fastpath"`."""
+top-5 through either of its paths, for single and batched requests; the repository choosing it
+for onnxruntime models by default; and the same feed answers from a real `feedrank serve` with
+and without the fast path."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from feed_serving import ServerProcess, built_repository, copy_repository
 from feedrank.features.online import ModelInputs, OnlineFeatures
@@ -17,6 +20,7 @@ from feedrank.server.backends.base import Backend, ModelLoadError, load_backend
 from feedrank.server.backends.fastpath import FastPathBackend
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.feed import rank
+from feedrank.server.repository import ModelRepository
 
 MODELS = ("control", "test")
 NO_LIKES = np.zeros(0, np.int64)
@@ -101,21 +105,61 @@ def test_a_version_without_its_post_features_is_refused_by_name(fast_repository,
         load(repository, "test")
 
 
-def test_feed_answers_equal_a_plain_server(tiny_world, fast_repository, online, tmp_path):
-    servers = [ServerProcess(tiny_world, built_repository(tiny_world), tmp_path / "plain"),
-               ServerProcess(tiny_world, fast_repository, tmp_path / "fast")]
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_the_repository_serves_onnxruntime_models_through_the_fast_path_by_setting(
+        tiny_world, fast_path):
+    repository = ModelRepository(built_repository(tiny_world), fast_path=fast_path)
+    repository.load_all()
+    backends = {v.model: v.backend for v in repository.loaded()}
+    assert set(backends) == set(MODELS)
+    expected = FastPathBackend if fast_path else OnnxRuntimeBackend
+    assert all(type(b) is expected for b in backends.values())
+
+
+def test_without_post_features_the_fast_path_setting_falls_back_to_the_plain_model(
+        tiny_world, tmp_path):
+    repository = copy_repository(built_repository(tiny_world), tmp_path)
+    (repository / "test" / "1" / "post_features.parquet").unlink()
+    loaded = ModelRepository(repository, fast_path=True)
+    loaded.load_all()
+    assert type(loaded.get("test").backend) is OnnxRuntimeBackend
+    assert type(loaded.get("control").backend) is FastPathBackend
+
+
+def test_feed_answers_equal_a_plain_server(tiny_world, online, tmp_path):
+    """`feedrank serve` ranks through the fast path by default (config.pbtxt still names
+    onnxruntime), and answers exactly as the same server with `--no-fast-path`."""
+    repository = built_repository(tiny_world)
+    assert 'backend: "onnxruntime"' in (repository / "test" / CONFIG_FILE).read_text()
     pairs = requests(online, days=2, per_day=8)
-    try:
-        answers = []
-        for server in servers:
-            with httpx.Client(base_url=server.url, timeout=30.0) as client:
-                # twice: the fast server's second pass finds its rankers built
-                answers.append([_answer(client, user, at) for user, at in pairs * 2])
-    finally:
-        for server in servers:
-            server.stop()
-    assert answers[0] == answers[1]
-    assert {a[0] for a in answers[0]} == set(MODELS)
+    with ServerProcess(tiny_world, repository, tmp_path / "plain", "--no-fast-path") as plain:
+        with httpx.Client(base_url=plain.url, timeout=30.0) as client:
+            expected = [_answer(client, user, at) for user, at in pairs]
+            assert _ranking_paths(client.get("/metrics").text) == {}  # one path: no counter
+    assert {a[0] for a in expected} == set(MODELS)
+    with ServerProcess(tiny_world, repository, tmp_path / "fast") as fast, \
+            httpx.Client(base_url=fast.url, timeout=30.0) as client:
+        # the first pass starts each day's ranker builds (answered by the plain graph meanwhile);
+        # passes repeat until one is ranked entirely by the fast path
+        deadline, before, passes = time.monotonic() + 120, {}, 0
+        while True:
+            assert [_answer(client, user, at) for user, at in pairs] == expected
+            passes += 1
+            after = _ranking_paths(client.get("/metrics").text)
+            if passes > 1 and all(after[(m, "plain")] == before[(m, "plain")] for m in MODELS):
+                break
+            assert time.monotonic() < deadline, f"rankers not built: {after}"
+            before = after
+    assert sum(after.values()) == passes * len(pairs)
+    assert all(after[(m, "fast")] > 0 for m in MODELS)
+
+
+def _ranking_paths(metrics: str) -> dict[tuple[str, str], float]:
+    """{(model, path): requests} from /metrics."""
+    return {(s.labels["model"], s.labels["path"]): s.value
+            for family in text_string_to_metric_families(metrics)
+            if family.name == "feedrank_ranking_path_requests"
+            for s in family.samples if s.name.endswith("_total")}
 
 
 def _answer(client: httpx.Client, user: int, at: np.datetime64) -> tuple:

@@ -92,6 +92,10 @@ class Backend(ABC):
     def like_probability(self, features: np.ndarray) -> np.ndarray:
         """float32[N, F] -> float64[N]: P(class 1)."""
 
+    def ranking_paths(self) -> dict[str, int]:
+        """Feed requests scored per internal path, for /metrics; empty for a one-path backend."""
+        return {}
+
     def warm_up(self) -> None:
         """One inference on a zero row per input; any error or non-finite output refuses it."""
         sample = {spec.name: np.zeros([1 if d == -1 else d for d in spec.shape],
@@ -133,5 +137,7 @@ def backend_class(name: str) -> type[Backend]:
     return cls
 
 
-def load_backend(version_dir: Path, config: ModelConfig, *, threads: int = 1) -> Backend:
-    return backend_class(backend_name(config))(version_dir, config, threads=threads)
+def load_backend(version_dir: Path, config: ModelConfig, *, threads: int = 1,
+                 name: str | None = None) -> Backend:
+    """The version's backend: `name` if given, else the one its config names."""
+    return backend_class(name or backend_name(config))(version_dir, config, threads=threads)

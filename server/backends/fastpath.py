@@ -71,6 +71,9 @@ class FastPathBackend(OnnxRuntimeBackend):
                 blocks[plain].reshape(-1, features.shape[1])).reshape(len(plain), -1)
         return out.reshape(-1)
 
+    def ranking_paths(self) -> dict[str, int]:
+        return {"fast": self.fast_blocks, "plain": self.plain_blocks}
+
     def wait_for_build(self, timeout: float | None = None) -> None:
         """Block until the running build (if any) ends: for tests and warm starts."""
         builder = self._builder
