@@ -21,6 +21,8 @@ from starlette.routing import Route
 from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher
+from feedrank.server.events import PREFIX as EVENTS_PREFIX
+from feedrank.server.events import LiveLikes, post_events
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.feed import (FeedService, InputsCache, PostCatalog, recommendations,
                                   router_state)
@@ -48,9 +50,11 @@ def create_app(settings: Settings) -> Starlette:
             poll.cancel()
             service.repository.stop_polling()
             service.exposure_log.close()
+            service.events_log.close()
             executor.shutdown(wait=False)
 
     routes = [Route("/post/recommendations/", recommendations, methods=["GET"]),
+              Route("/feed/events", post_events, methods=["POST"]),
               Route("/router", router_state, methods=["GET"]),
               *kserve_routes(service.repository, settings, service.metrics)]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -74,6 +78,8 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
                                  fast_path=server.fast_path)
     repository.load_all()
     inputs = InputsCache(online, executor)
+    live_likes = LiveLikes()
+    replayed = live_likes.replay(settings.log_dir)
     try:
         router = Router(router_file, _servable(repository, inputs))
     except RouterConfigError as error:
@@ -85,16 +91,21 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
                         max_requests=server.max_batch_requests,
                         max_delay_us=server.max_queue_delay_us,
                         workers=server.scoring_threads),
-        exposure_log=ExposureLog(settings.log_dir, rotate_bytes=settings.exposure_log.rotate_bytes,
-                                 rotate_seconds=settings.exposure_log.rotate_seconds,
-                                 fsync=settings.exposure_log.fsync),
-        metrics=Metrics(repository))
+        exposure_log=_log(settings, "exposures"), events_log=_log(settings, EVENTS_PREFIX),
+        live_likes=live_likes, metrics=Metrics(repository))
     groups = ", ".join(f"{g.name} {g.last - g.first + 1}% -> {g.model} v{g.version}"
                        for g in router.config.groups)
-    log.info("feed ready: %d users, %d posts; router: %s; exposure log: %s",
-             online.user_ids.size, service.catalog.post_ids.size, groups,
-             service.exposure_log.current_file)
+    log.info("feed ready: %d users, %d posts; router: %s; exposure log: %s; %d likes replayed "
+             "from posted events", online.user_ids.size, service.catalog.post_ids.size, groups,
+             service.exposure_log.current_file, replayed)
     return service, executor
+
+
+def _log(settings: Settings, prefix: str) -> ExposureLog:
+    """A durable JSON-lines log in the log folder: exposures, or posted feed events."""
+    options = settings.exposure_log
+    return ExposureLog(settings.log_dir, rotate_bytes=options.rotate_bytes,
+                       rotate_seconds=options.rotate_seconds, fsync=options.fsync, prefix=prefix)
 
 
 def _servable(repository: ModelRepository, inputs: InputsCache) -> Servable:

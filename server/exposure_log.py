@@ -1,4 +1,5 @@
 """The exposure log: one JSON line per answered feed request, on disk before the answer leaves.
+The same durable writer keeps the feed events clients post (`server/events.py`, prefix `events`).
 
 Records go to a single writer thread that appends everything queued so far with one `write`
 call and (per settings) one `fsync`, then releases the waiting requests: group commit, so the
@@ -6,7 +7,7 @@ durable log costs one disk flush per burst rather than per request, and the even
 blocks on the disk. A request awaits its record's commit before its response is sent, so after
 `kill -9` every answer a client received is in the log.
 
-Files: `LOG/exposures-<UTC start>-<seq>.jsonl`, rotated by size or age. Read them all with
+Files: `LOG/<prefix>-<UTC start>-<seq>.jsonl`, rotated by size or age. Read them all with
 `SELECT * FROM read_json('LOG/*.jsonl', columns=...)` (see `query`).
 """
 
@@ -40,9 +41,10 @@ def query(log_dir: Path | str) -> str:
 
 class ExposureLog:
     def __init__(self, log_dir: Path, *, rotate_bytes: int, rotate_seconds: float,
-                 fsync: bool) -> None:
+                 fsync: bool, prefix: str = "exposures") -> None:
         self.dir, self.rotate_bytes, self.rotate_seconds, self.fsync = (
             log_dir, rotate_bytes, rotate_seconds, fsync)
+        self.prefix = prefix
         self._start = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self._seq = 0
         self._fd = -1
@@ -50,17 +52,22 @@ class ExposureLog:
             log_dir.mkdir(parents=True, exist_ok=True)
             self._open_next()
         except OSError as error:
-            raise FeedrankError(f"{log_dir}: cannot write the exposure log there: {error}") \
+            raise FeedrankError(f"{log_dir}: cannot write the {prefix} log there: {error}") \
                 from None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="exposure-log", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{prefix}-log", daemon=True)
         self._thread.start()
 
     async def write(self, record: dict) -> None:
         """Append one record; return once it is written (and fsynced when configured)."""
+        await self.write_many([record])
+
+    async def write_many(self, records: list[dict]) -> None:
+        """Append records together, in one commit; return once they are written."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._queue.put((json.dumps(record, separators=(",", ":")) + "\n", loop, done))
+        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        self._queue.put((lines, loop, done))
         await done
 
     def close(self) -> None:
@@ -76,7 +83,7 @@ class ExposureLog:
     def _open_next(self) -> None:
         while True:
             self._seq += 1
-            path = self.dir / f"exposures-{self._start}-{self._seq:04d}.jsonl"
+            path = self.dir / f"{self.prefix}-{self._start}-{self._seq:04d}.jsonl"
             try:
                 # O_EXCL: two servers started in the same second never share a file
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)

@@ -3,8 +3,9 @@
 One request: validate the query, route the user to a group, resolve that group's (model, version)
 once (an atomic swap elsewhere never changes a request half-way), score every candidate post in
 one backend call (possibly batched with concurrent requests), drop posts the user liked before
-`time`, take the top `limit`, log the answer durably, then send it. A user without features gets
-the most popular posts known before `time` that they have not liked (`fallback: true`).
+`time` (in the world's snapshot or in events posted to `/feed/events` since), take the top
+`limit`, log the answer durably, then send it. A user without features gets the most popular
+posts known before `time` that they have not liked (`fallback: true`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.batching import Batcher, Job
+from feedrank.server.events import LiveLikes
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.metrics import Metrics
 from feedrank.server.params import FeedQuery, QueryError, parse_feed_query
@@ -46,6 +48,9 @@ class PostCatalog:
         rows = duckdb.sql(f"SELECT post_id, text, topic FROM read_parquet("
                           f"'{WorldLayout(world).posts}') ORDER BY post_id").fetchall()
         self.post_ids = np.array([r[0] for r in rows], dtype=np.int64)
+        # known[post_id]: a dense table, for validating posted events in one look-up each
+        self.known = np.zeros(int(self.post_ids.max(initial=-1)) + 1, dtype=bool)
+        self.known[self.post_ids] = True
         self._json = {pid: _json({"id": pid, "text": text, "topic": topic})
                       for pid, text, topic in rows}
 
@@ -135,15 +140,22 @@ class FeedService:
 
     def __init__(self, *, online: OnlineFeatures, repository: ModelRepository, router: Router,
                  catalog: PostCatalog, inputs: InputsCache, batcher: Batcher,
-                 exposure_log: ExposureLog, metrics: Metrics) -> None:
+                 exposure_log: ExposureLog, events_log: ExposureLog, live_likes: LiveLikes,
+                 metrics: Metrics) -> None:
         self.online, self.repository, self.router = online, repository, router
         self.catalog, self.inputs, self.batcher = catalog, inputs, batcher
-        self.exposure_log, self.metrics = exposure_log, metrics
+        self.exposure_log, self.events_log, self.live_likes = exposure_log, events_log, live_likes
+        self.metrics = metrics
+
+    def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
+        """Posts to exclude: liked before `at` in the snapshot or in events posted since."""
+        return np.concatenate([self.online.liked_before(user_id, at),
+                               self.live_likes.liked_before(user_id, at)])
 
     async def recommend(self, query: FeedQuery) -> Answer:
         group = self.router.config.assign(query.user_id)
         request_id = uuid.uuid4().hex
-        liked = self.online.liked_before(query.user_id, query.at)
+        liked = self.liked_before(query.user_id, query.at)
         if not self.online.has_user(query.user_id):
             ids = popular_fallback(self.online.popular_posts(query.at), self.catalog.post_ids,
                                    liked, query.limit)

@@ -138,6 +138,10 @@ class Metrics:
         """One answered feed request (any status; model "" when none was resolved)."""
         self._finish("feed", model, version, group, str(status), total_s)
 
+    def observe_events(self, status: int, total_s: float) -> None:
+        """One `POST /feed/events` request."""
+        self._finish("events", "", 0, "", str(status), total_s)
+
     def _phases(self, endpoint: str, model: str, version: int, queue_s: float,
                 compute_s: float) -> None:
         self.queue.labels(endpoint, model, str(version)).observe(queue_s)

@@ -42,7 +42,7 @@ def parse_feed_query(items: Iterable[tuple[str, str]]) -> FeedQuery:
                  for key, given in values.items() if key in ALLOWED and len(given) > 1]
     single = {key: given[0] for key, given in values.items() if key in ALLOWED}
     parsed = {}
-    for field, parse in (("id", _user_id), ("time", _time), ("limit", _limit)):
+    for field, parse in (("id", _user_id), ("time", parse_time), ("limit", _limit)):
         try:
             parsed[field] = parse(single.get(field))
         except ValueError as error:
@@ -76,7 +76,7 @@ def _limit(text: str | None) -> int:
     return limit
 
 
-def _time(text: str | None) -> np.datetime64:
+def parse_time(text: str | None) -> np.datetime64:
     """ISO-8601 with `T` or a space, optional seconds/fraction/offset -> naive UTC; absent = now."""
     if text is None:
         moment = datetime.now(UTC)
