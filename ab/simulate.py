@@ -5,10 +5,15 @@ world with point-in-time history, so a request at time t sees exactly the histor
 calendar stays inside the months the models were trained on, and the window is the held-out
 evaluation window of `feedrank evaluate` (whose simulated hit rate this run should reproduce).
 The world's own feed in those days is not used for likes: every like the report counts was drawn
-here, from the ground truth, on a post the server showed. The server does not learn of these
-likes (its snapshot is fixed); both groups share that limitation.
+here, from the ground truth, on a post the server showed.
 
-    OUT/log/        the server's exposure log
+The loop is closed: each answer's views and drawn likes are posted back to the server
+(`POST /feed/events`) before that user's next request goes out, so the server never shows a user
+a post they liked earlier in the simulation. A user's requests run in time order, one at a time;
+different users' run concurrently. Every random number is drawn up front per request, so a seed
+fixes the run whatever order the answers arrive in.
+
+    OUT/log/        the server's exposure log, and the events it was sent (events-*.jsonl)
     OUT/events/     the drawn feed events (feed_data schema), one Parquet file per day
     OUT/report/     report.json, report.html, figures; expected_hit_rate.json (ground truth)
     OUT/repository/ with --aa: links to the models and an A/A router.toml
@@ -20,6 +25,7 @@ import asyncio
 import json
 import shutil
 import tomllib
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -41,7 +47,7 @@ from feedrank.server.exposure_log import query as exposure_query
 from feedrank.world import schema
 from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.layout import WorldLayout
-from feedrank.world.simulated_users import Population, draw_likes, feed_events
+from feedrank.world.simulated_users import Population, Reactions, feed_events
 
 LIMIT = 5
 
@@ -71,12 +77,18 @@ class Simulation:
             shutil.rmtree(self.out / sub, ignore_errors=True)
         self.out.mkdir(parents=True, exist_ok=True)
         repository = self._aa_repository() if self.aa else self.repository
+        reactions = Reactions.draw(len(requests), LIMIT, streams[3])
         with ServerProcess(self.world, repository, self.out / "log",
                            self.out / "server.out") as server:
-            views = asyncio.run(self._request(server.url, requests))
+            try:
+                views = asyncio.run(ClosedLoop(server.url, truth, reactions, self.concurrency)
+                                    .run(requests))
+            except FeedrankError as error:
+                raise FeedrankError(f"{error} (server output: {server.output})") from None
         if self.drop_share > 0:
             drop_users(self.out / "log", "test", self.drop_share, streams[2])
-        self._write_events(feed_events(views, draw_likes(truth, views, streams[3]), streams[3]))
+        self._write_events(feed_events(views, views["liked"].to_numpy(),
+                                       views["delay_s"].to_numpy()))
         console = Console()
         report = run_report(self.out / "log", sorted((self.out / "events").glob("*.parquet")),
                             window_s=self.window_s, out=self.out / "report", seed=self.seed,
@@ -120,46 +132,77 @@ class Simulation:
         (target / "router.toml").write_text("\n".join(lines) + "\n")
         return target
 
-    async def _request(self, url: str, requests: pd.DataFrame) -> pd.DataFrame:
-        """Every request through the server, at most `concurrency` in flight; the shown posts as
-        view rows (user_id, post_id, timestamp)."""
-        gate = asyncio.Semaphore(self.concurrency)
-        shown: list[list[int]] = [[] for _ in range(len(requests))]
-        failures: list[str] = []
-        times = [t.isoformat() for t in requests["requested_time"]]
-        users = requests["user_id"].tolist()
-        with progress_bar() as progress:
-            task = progress.add_task("simulated feed requests", total=len(requests))
-            async with httpx.AsyncClient(base_url=url, timeout=120.0) as client:
-                async def one(i: int) -> None:
-                    async with gate:
-                        try:
-                            response = await client.get("/post/recommendations/", params={
-                                "id": users[i], "time": times[i], "limit": LIMIT})
-                        except httpx.TransportError as error:
-                            failures.append(f"no answer: {error!r}")
-                            return
-                    if response.status_code == 200:
-                        shown[i] = [p["id"] for p in response.json()["recommendations"]]
-                    else:
-                        failures.append(f"{response.status_code} {response.text[:200]}")
-                    progress.advance(task)
-                await asyncio.gather(*(one(i) for i in range(len(requests))))
-        if failures:
-            raise FeedrankError(f"{len(failures)} of {len(requests)} feed requests failed; "
-                                f"first: {failures[0]} (server output: {self.out / 'server.out'})")
-        counts = np.array([len(s) for s in shown])
-        return pd.DataFrame({"exposure": np.repeat(np.arange(len(requests)), counts),
-                             "user_id": np.repeat(requests["user_id"].to_numpy(), counts),
-                             "post_id": np.concatenate(shown).astype(np.int64),
-                             "timestamp": np.repeat(requests["requested_time"].to_numpy(),
-                                                    counts)})
-
     def _write_events(self, events: pd.DataFrame) -> None:
         folder = self.out / "events"
         folder.mkdir(parents=True)
         for day, rows in events.groupby(events["timestamp"].dt.date):
             schema.write(rows, schema.FEED, folder / f"{day}.parquet")
+
+
+class ClosedLoop:
+    """Simulated users against the server: ask for a feed, react to it, report the reaction."""
+
+    def __init__(self, url: str, truth: GroundTruth, reactions: Reactions,
+                 concurrency: int) -> None:
+        self.url, self.truth, self.reactions = url, truth, reactions
+        self.gate = asyncio.Semaphore(concurrency)
+        self.users: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.liked: dict[int, set[int]] = defaultdict(set)
+
+    async def run(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """Every request (user_id, requested_time; in time order) through the server; the shown
+        posts as views: exposure, user_id, post_id, timestamp, liked, delay_s."""
+        users = requests["user_id"].tolist()
+        times = requests["requested_time"].to_numpy("datetime64[us]")
+        shown: list[np.ndarray] = [np.empty(0, np.int64)] * len(requests)
+        liked: list[np.ndarray] = [np.empty(0, bool)] * len(requests)
+        with progress_bar() as progress:
+            task = progress.add_task("simulated feed requests", total=len(requests))
+            async with httpx.AsyncClient(base_url=self.url, timeout=120.0) as client:
+                async def one(i: int) -> None:
+                    # FIFO lock per user: a user's requests go out in time order, each after the
+                    # previous one's likes reached the server
+                    async with self.users[users[i]], self.gate:
+                        shown[i], liked[i] = await self._exposure(client, i, users[i],
+                                                                  times[i])
+                    progress.advance(task)
+                await asyncio.gather(*(one(i) for i in range(len(requests))))
+        counts = np.array([len(s) for s in shown])
+        exposure = np.repeat(np.arange(len(requests)), counts)
+        slot = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return pd.DataFrame({"exposure": exposure, "user_id": np.repeat(users, counts),
+                             "post_id": np.concatenate(shown), "timestamp": times[exposure],
+                             "liked": np.concatenate(liked),
+                             "delay_s": self.reactions.delays_s[exposure, slot]})
+
+    async def _exposure(self, client: httpx.AsyncClient, i: int, user: int,
+                        at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+        """One feed request and the user's reaction, posted back; (shown posts, liked)."""
+        stamp = str(at)
+        feed = await self._call(client.get("/post/recommendations/", params={
+            "id": user, "time": stamp, "limit": LIMIT}))
+        shown = np.array([p["id"] for p in feed["recommendations"]], np.int64)
+        liked = self.reactions.react(self.truth, i, user, shown, at, self.liked[user])
+        like_at = self.reactions.like_times(i, at, liked)
+        events = [{"user_id": user, "post_id": int(post), "action": "view", "timestamp": stamp,
+                   "target": int(hit)} for post, hit in zip(shown, liked, strict=True)]
+        events += [{"user_id": user, "post_id": int(post), "action": "like",
+                    "timestamp": str(when)} for post, when in zip(shown[liked], like_at,
+                                                                  strict=True)]
+        if events:
+            await self._call(client.post("/feed/events", json=events))
+        self.liked[user].update(shown[liked].tolist())
+        return shown, liked
+
+    async def _call(self, sending) -> dict:
+        try:
+            response = await sending
+        except httpx.TransportError as error:
+            raise FeedrankError(f"the server did not answer: {error!r}") from None
+        if response.status_code != 200:
+            raise FeedrankError(f"{response.request.method} {response.request.url.path}: "
+                                f"{response.status_code} {response.text[:300]}")
+        return response.json()
 
 
 def logged_groups(log_dir: Path) -> pd.Series:

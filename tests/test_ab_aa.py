@@ -17,6 +17,7 @@ from feedrank.ab.expected import expected_hit_rates
 from feedrank.ab.report import METRICS, Report, analyse
 from feedrank.server.router import bucket
 from feedrank.world.ground_truth import GroundTruth
+from feedrank.world.generate import LIKE_DELAY_S
 from feedrank.world.simulated_users import Population, draw_likes, feed_events
 
 SEEDS = 200
@@ -47,7 +48,8 @@ def aa_experiment(truth: GroundTruth, seed: int,
     views = pd.DataFrame({"user_id": np.repeat(requests["user_id"].to_numpy(), 5),
                           "post_id": shown.ravel(),
                           "timestamp": np.repeat(requests["requested_time"].to_numpy(), 5)})
-    events = feed_events(views, draw_likes(truth, views, rng[2]), rng[2])
+    delays = rng[2].integers(LIKE_DELAY_S[0], LIKE_DELAY_S[1] + 1, len(views))
+    events = feed_events(views, draw_likes(truth, views, rng[2]), delays)
     return attribute(connect_frames(exposures, events), 3600)
 
 

@@ -61,6 +61,21 @@ def test_log_answers_and_events_agree(simulation: Path) -> None:
     assert likes[0] > 0 and likes[1] == 0          # every like follows a liked view
 
 
+def test_the_loop_is_closed(simulation: Path) -> None:
+    """Every drawn event reached the server, and the server never showed a user a post after
+    they liked it (without the posted likes it would: 120 posts, ~2 requests a user a day)."""
+    events = f"read_parquet('{simulation / 'events'}/*.parquet')"
+    posted = f"read_json('{simulation / 'log'}/events-*.jsonl')"
+    con = duckdb.connect()
+    sent = con.execute(f"SELECT action, count(*) FROM {posted} GROUP BY 1 ORDER BY 1").fetchall()
+    drawn = con.execute(f"SELECT action, count(*) FROM {events} GROUP BY 1 ORDER BY 1").fetchall()
+    assert sent == drawn and dict(drawn)["like"] > 100
+    (again,), = con.execute(f"""SELECT count(*) FROM {events} l JOIN {events} v
+        ON l.action = 'like' AND v.action = 'view' AND v.user_id = l.user_id
+        AND v.post_id = l.post_id AND v.timestamp > l.timestamp""").fetchall()
+    assert again == 0
+
+
 def test_broken_split_fires_the_alarm(simulation: Path, tiny_world: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture) -> None:
     log = tmp_path / "log"

@@ -74,15 +74,43 @@ def draw_likes(truth: GroundTruth, views: pd.DataFrame, rng: np.random.Generator
     return liked
 
 
-def feed_events(views: pd.DataFrame, liked: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
-    """feed_data rows: one `view` per shown post (target = liked) and one `like` after it."""
+@dataclass(frozen=True)
+class Reactions:
+    """Each request's random numbers, drawn up front: the closed-loop simulation reacts to
+    answers as they arrive (in any order across users), yet a seed fixes every like."""
+
+    uniforms: np.ndarray  # [request, slot] in [0, 1): liked when below the true probability
+    delays_s: np.ndarray  # [request, slot]: seconds from the view to the like
+
+    @classmethod
+    def draw(cls, requests: int, slots: int, rng: np.random.Generator) -> Reactions:
+        return cls(rng.random((requests, slots)),
+                   rng.integers(LIKE_DELAY_S[0], LIKE_DELAY_S[1] + 1, (requests, slots)))
+
+    def react(self, truth: GroundTruth, request: int, user_id: int, shown: np.ndarray,
+              at: np.datetime64, already_liked: set[int]) -> np.ndarray:
+        """Which shown posts the user likes: Bernoulli(p_true) at the request moment, and never
+        a post they liked before (the server should not show one again; if it does, it is a
+        view without a like)."""
+        p = truth.like_probability(user_id, shown, at)
+        fresh = np.array([post not in already_liked for post in shown.tolist()], bool)
+        return (self.uniforms[request, :len(shown)] < p) & fresh
+
+    def like_times(self, request: int, at: np.datetime64, liked: np.ndarray) -> np.ndarray:
+        delays = self.delays_s[request, :len(liked)][liked]
+        return np.datetime64(at, "us") + delays.astype("timedelta64[s]")
+
+
+def feed_events(views: pd.DataFrame, liked: np.ndarray, like_delay_s: np.ndarray
+                ) -> pd.DataFrame:
+    """feed_data rows: one `view` per shown post (target = liked) and one `like` after it,
+    `like_delay_s` seconds later (read where liked)."""
     view_rows = pd.DataFrame({"timestamp": views["timestamp"].to_numpy("datetime64[us]"),
                               "user_id": views["user_id"].to_numpy(np.int64),
                               "post_id": views["post_id"].to_numpy(np.int64),
                               "action": "view", "target": liked.astype(np.int8)})
     likes = view_rows[liked].assign(action="like", target=None)
-    delay = rng.integers(LIKE_DELAY_S[0], LIKE_DELAY_S[1] + 1, len(likes))
-    likes["timestamp"] = likes["timestamp"] + pd.to_timedelta(delay, unit="s")
+    likes["timestamp"] = likes["timestamp"] + pd.to_timedelta(like_delay_s[liked], unit="s")
     rows = pd.concat([view_rows, likes], ignore_index=True)
     rows["target"] = rows["target"].astype("Int8")
     return rows.sort_values(["timestamp", "user_id", "post_id"], kind="stable",
