@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  description="Join the exposure log with the likes that "
                                  "followed each exposure and compare the groups per user.")
     report.add_argument("--log", type=Path, required=True, help="exposure log folder")
-    report.add_argument("--world", type=Path, help="world (likes from its feed_data)")
+    report.add_argument("--world", type=Path,
+                        help="world: likes from its feed_data (unless --events), and always the "
+                        "CUPED covariate (users' like rates before the experiment)")
     report.add_argument("--events", type=Path,
                         help="feed events folder appended by `ab simulate` (used instead of the "
                         "world's feed_data)")
@@ -63,7 +65,8 @@ def report_command(args: argparse.Namespace) -> int:
     shares = (parse_split(args.split) if args.split else
               router_shares(args.repository / "router.toml") if args.repository else None)
     run_report(args.log, like_files(args.world, args.events), window_s=parse_window(args.window),
-               shares=shares, out=args.out, control=args.control, seed=args.seed)
+               shares=shares, out=args.out, control=args.control, seed=args.seed,
+               covariate_world=args.world)
     return 0
 
 

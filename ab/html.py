@@ -9,7 +9,8 @@ from string import Template
 
 from feedrank.ab import stats
 from feedrank.ab.plots import write_plots
-from feedrank.ab.report import METRICS, Report, counts
+from feedrank.ab.covariate import NAME as COVARIATE
+from feedrank.ab.report import METRICS, Report, counts, width_ratio
 
 
 def write_html(report: Report, out: Path) -> Path:
@@ -20,7 +21,7 @@ def write_html(report: Report, out: Path) -> Path:
         method=escape(f"Likes count when they follow the exposure within {report.window_s} s. "
                       f"{report.as_dict()['statistics']}."),
         control=escape(report.control), srm=_srm(report), groups=_groups(report),
-        comparisons=_comparisons(report),
+        comparisons=_comparisons(report) + _cuped(report),
         notes="".join(f"<p>note: {escape(n)}</p>" for n in report.notes),
         **{f"{name}_png": path.name for name, path in plots.items()})
     path = out / "report.html"
@@ -50,6 +51,24 @@ def _comparisons(report: Report) -> str:
     classes = ["significant" if c.welch.p_value < 0.05 else "" for c in report.comparisons]
     return _table(["group", "metric", report.control, "group value", "difference", "relative",
                    "95% CI (Welch)", "p-value", "95% CI (bootstrap)"], rows, classes)
+
+
+def _cuped(report: Report) -> str:
+    """The CUPED table under the decision table (the page template has no slot of its own)."""
+    pre = report.pre_period
+    if pre is None:
+        return ""
+    rows = [[c.group, METRICS[c.metric], f"{c.cuped.welch.difference:+.4f}",
+             f"[{c.cuped.welch.low:+.4f}, {c.cuped.welch.high:+.4f}]",
+             f"{c.cuped.welch.p_value:.3g}", f"{c.cuped.theta:.3g}",
+             f"{c.cuped.variance_reduction:.1%}", f"{width_ratio(c):.2f}"]
+            for c in report.comparisons]
+    text = (f"CUPED (second opinion; the Welch test above decides): covariate {COVARIATE} over "
+            f"the {pre.lookback_days} days before {pre.start}; {pre.users_with_views:,} of "
+            f"{len(pre.users):,} users have views there, the others get their mean.")
+    return f"<p>{escape(text)}</p>" + _table(
+        ["group", "metric", "difference", "95% CI (CUPED)", "p-value", "theta",
+         "variance reduction", "CI width / Welch"], rows)
 
 
 def _srm(report: Report) -> str:

@@ -1,4 +1,5 @@
-"""The report's figures (matplotlib, Agg): metrics by group, the daily trend, the split check."""
+"""The report's figures (matplotlib, Agg): metrics by group (with CUPED, also the differences'
+raw and CUPED intervals), the daily trend, the split check."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ def write_plots(report: Report, out: Path) -> dict[str, Path]:
 
 
 def _metrics(report: Report) -> plt.Figure:
-    figure, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
+    rows = 1 if report.pre_period is None else 2
+    figure, axes = plt.subplots(rows, len(METRICS), figsize=(4 * len(METRICS), 3.4 * rows),
+                                squeeze=False)
     names = [g.name for g in report.groups]
-    for ax, (metric, label) in zip(axes, METRICS.items()):
+    for ax, (metric, label) in zip(axes[0], METRICS.items()):
         means = [g.metrics[metric].mean for g in report.groups]
         errors = [(g.metrics[metric].high - g.metrics[metric].low) / 2 for g in report.groups]
         ax.errorbar(range(len(names)), means, yerr=errors, fmt="o", capsize=6, ms=7)
@@ -38,9 +41,27 @@ def _metrics(report: Report) -> plt.Figure:
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
-    figure.suptitle("mean per user, 95% interval")
+    for ax, metric in zip(axes[1:].ravel(), METRICS):
+        _differences(ax, report, metric)
+    figure.suptitle("mean per user, 95% interval" + (
+        "; below: difference vs control, Welch and CUPED 95% intervals" if rows == 2 else ""))
     figure.tight_layout()
     return figure
+
+
+def _differences(ax: plt.Axes, report: Report, metric: str) -> None:
+    compared = [c for c in report.comparisons if c.metric == metric]
+    for shift, label, pick in ((-0.12, "Welch", lambda c: c.welch),
+                               (0.12, "CUPED", lambda c: c.cuped.welch)):
+        tests = [pick(c) for c in compared]
+        ax.errorbar([i + shift for i in range(len(tests))], [t.difference for t in tests],
+                    yerr=[(t.high - t.low) / 2 for t in tests], fmt="o", capsize=6, ms=6,
+                    label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(compared)), [f"{c.group} − {report.control}" for c in compared])
+    ax.set_xlim(-0.6, len(compared) - 0.4)
+    ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
 
 
 def _daily(report: Report) -> plt.Figure:

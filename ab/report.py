@@ -2,7 +2,9 @@
 
 Each metric is a per-user value (users are the randomisation unit), summarised per group as the
 mean over users with a t interval, and compared with Welch's t-test (the decision statistic) and
-a user-level bootstrap interval (a second opinion that assumes no normality).
+a user-level bootstrap interval (a second opinion that assumes no normality). Given a
+pre-experiment covariate, each comparison also carries the CUPED-adjusted Welch test: the same
+difference in expectation, a narrower interval when the covariate predicts the metric.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from feedrank.ab import stats
+from feedrank.ab.covariate import NAME as COVARIATE
+from feedrank.ab.covariate import PrePeriod
 
 METRICS = {"hit_rate": "hit rate@5", "likes": "likes per user", "ctr": "CTR of shown posts"}
 
@@ -38,6 +42,7 @@ class Comparison:
     welch: stats.Welch
     relative: float
     bootstrap: tuple[float, float]
+    cuped: stats.Cuped | None = None
 
 
 @dataclass
@@ -49,15 +54,27 @@ class Report:
     srm: stats.SampleRatio | None
     daily: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    pre_period: PrePeriod | None = None     # set when the comparisons carry CUPED
+
+    @property
+    def statistics(self) -> str:
+        text = ("user-level Welch t-test (95% CI, Welch-Satterthwaite df) on the raw per-user "
+                "values, the decision statistic; user-level percentile bootstrap "
+                f"({stats.BOOTSTRAP_REPS} resamples) as a second opinion")
+        if self.pre_period is None:
+            return text
+        return (f"{text}; CUPED: the same Welch test on per-user values adjusted by the "
+                f"{COVARIATE} over the {self.pre_period.lookback_days} days before the "
+                "experiment (theta pooled over both groups), a narrower interval for the same "
+                "difference, reported beside the decision statistic")
 
     def as_dict(self) -> dict:
         daily = self.daily.assign(day=self.daily["day"].astype(str))
         return {"control": self.control, "window_s": self.window_s,
-                "statistics": "user-level Welch t-test (95% CI, Welch-Satterthwaite df); "
-                              f"user-level percentile bootstrap ({stats.BOOTSTRAP_REPS} "
-                              "resamples) as a second opinion",
+                "statistics": self.statistics,
                 "groups": [asdict(g) for g in self.groups],
                 "comparisons": [asdict(c) for c in self.comparisons],
+                "cuped_covariate": self.pre_period.as_dict() if self.pre_period else None,
                 "srm": self.srm.as_dict() if self.srm else None,
                 "daily": daily.replace({np.nan: None}).to_dict("records"), "notes": self.notes}
 
@@ -74,8 +91,19 @@ def user_values(per_user: pd.DataFrame) -> pd.DataFrame:
 
 def analyse(per_user: pd.DataFrame, daily: pd.DataFrame, *, window_s: int,
             shares: dict[str, float] | None, control: str = "control",
-            seed: int = 0) -> Report:
+            seed: int = 0, pre_period: PrePeriod | None = None) -> Report:
+    """The report; with `pre_period` (every user's pre-experiment covariate) the comparisons also
+    carry CUPED, unless no user has a view before the experiment."""
+    notes = []
+    if pre_period is not None and pre_period.users_with_views == 0:
+        notes.append(f"no user of the experiment has a view in the {pre_period.lookback_days} "
+                     f"days before {pre_period.start}: CUPED not computed")
+        pre_period = None
     values = user_values(per_user)
+    if pre_period is not None:
+        values = values.join(pre_period.users["like_rate"].rename("covariate"), on="user_id")
+        if values["covariate"].isna().any():
+            raise ValueError("the CUPED covariate misses users of the log")
     by_group = {name: frame for name, frame in values.groupby("exp_group", sort=True)}
     if control not in by_group:
         raise ValueError(f"no exposures of the control group '{control}' in the log "
@@ -84,7 +112,6 @@ def analyse(per_user: pd.DataFrame, daily: pd.DataFrame, *, window_s: int,
              if len(frame) < 2]
     if small:
         raise ValueError(f"{'; '.join(small)}: comparing groups needs at least 2 users each")
-    notes = []
     twice = values["user_id"].duplicated(keep=False)
     if twice.any():
         notes.append(f"{values.loc[twice, 'user_id'].nunique()} users appear in more than one "
@@ -92,7 +119,7 @@ def analyse(per_user: pd.DataFrame, daily: pd.DataFrame, *, window_s: int,
     groups = [GroupSummary(name, len(frame), int(frame["exposures"].sum()),
                            {m: stats.mean_interval(frame[m].to_numpy()) for m in METRICS})
               for name, frame in by_group.items()]
-    comparisons = [_compare(by_group[control], frame, name, metric, seed)
+    comparisons = [_compare(by_group[control], frame, name, metric, seed, pre_period is not None)
                    for name, frame in by_group.items() if name != control for metric in METRICS]
     srm = None
     if shares is None:
@@ -100,17 +127,19 @@ def analyse(per_user: pd.DataFrame, daily: pd.DataFrame, *, window_s: int,
     else:
         srm = stats.sample_ratio({g.name: g.users for g in groups} | {
             name: 0 for name in shares if name not in by_group}, shares)
-    return Report(control, window_s, groups, comparisons, srm, daily, notes)
+    return Report(control, window_s, groups, comparisons, srm, daily, notes, pre_period)
 
 
 def _compare(control: pd.DataFrame, test: pd.DataFrame, group: str, metric: str,
-             seed: int) -> Comparison:
+             seed: int, with_cuped: bool) -> Comparison:
     a, b = control[metric].to_numpy(), test[metric].to_numpy()
     welch = stats.welch(a, b)
     base = float(a.mean())
+    cuped = stats.cuped(a, b, control["covariate"].to_numpy(),
+                        test["covariate"].to_numpy()) if with_cuped else None
     return Comparison(group, metric, base, float(b.mean()), welch,
                       welch.difference / base if base else float("nan"),
-                      stats.bootstrap_difference(a, b, seed=seed))
+                      stats.bootstrap_difference(a, b, seed=seed), cuped)
 
 
 def write_json(report: Report, path: Path) -> None:
@@ -120,6 +149,8 @@ def write_json(report: Report, path: Path) -> None:
 def print_report(report: Report, console: Console) -> None:
     console.print(_groups_table(report))
     console.print(_comparisons_table(report))
+    if report.pre_period is not None:
+        console.print(_cuped_table(report))
     srm = report.srm
     if srm is not None and srm.alarm:
         console.print(f"[bold white on red] SAMPLE RATIO MISMATCH [/] users per group "
@@ -157,6 +188,28 @@ def _comparisons_table(report: Report) -> Table:
                       f"[{w.low:+.4f}, {w.high:+.4f}]", f"{w.p_value:.3g}",
                       f"[{c.bootstrap[0]:+.4f}, {c.bootstrap[1]:+.4f}]", style=style)
     return table
+
+
+def _cuped_table(report: Report) -> Table:
+    pre = report.pre_period
+    table = Table(title=f"CUPED difference vs {report.control} (covariate: {COVARIATE} in the "
+                  f"{pre.lookback_days} days before {pre.start}, {pre.users_with_views:,} of "
+                  f"{len(pre.users):,} users with views); a second opinion, Welch above decides")
+    for column in ("group", "metric", "difference", "95% CI", "p-value", "theta",
+                   "variance reduction", "CI width / Welch"):
+        table.add_column(column, justify="left" if column in ("group", "metric") else "right")
+    for c in report.comparisons:
+        w = c.cuped.welch
+        table.add_row(c.group, METRICS[c.metric], f"{w.difference:+.4f}",
+                      f"[{w.low:+.4f}, {w.high:+.4f}]", f"{w.p_value:.3g}", f"{c.cuped.theta:.3g}",
+                      f"{c.cuped.variance_reduction:.1%}", f"{width_ratio(c):.2f}")
+    return table
+
+
+def width_ratio(c: Comparison) -> float:
+    """The CUPED interval's width over the raw Welch interval's (below 1: tighter)."""
+    raw = c.welch.high - c.welch.low
+    return (c.cuped.welch.high - c.cuped.welch.low) / raw if raw else float("nan")
 
 
 def _interval(i: stats.Interval) -> str:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from feedrank.ab.attribution import attribute, connect_log, parse_window
 from feedrank.ab.split import parse_split, router_shares
+from feedrank.ab.stats import cuped
 from feedrank.cli import main
 from feedrank.errors import FeedrankError
 from feedrank.world import schema
@@ -94,10 +96,44 @@ def test_report_command_writes_json_html_and_plots(files: tuple[Path, Path], tmp
     assert hit_rates == [0.5, 0.5]               # users 1 and 5; users 2 and 3
     likes = report["comparisons"][1]
     assert likes["metric"] == "likes" and likes["welch"]["difference"] == 1.0  # 1.5 - 0.5
+    assert likes["cuped"] is None and report["cuped_covariate"] is None     # no --world
     html = (out / "report.html").read_text()
     for png in ("metrics_by_group.png", "daily_trend.png", "split_check.png"):
         assert png in html and (out / png).stat().st_size > 1000
     assert "hit rate@5" in capsys.readouterr().out
+
+
+PRE_VIEWS = [  # (user, days before T0, liked): like rates 1 (user 1), 1/2 (user 2), 0 (user 5)
+    (1, 1, 1), (1, 3, 1), (2, 2, 0), (2, 5, 1), (5, 10, 0), (5, 40, 1)]   # 40 days: too early
+
+
+def test_report_command_writes_cuped(files: tuple[Path, Path], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture) -> None:
+    """--world with --events: likes still from the events, the covariate from the world."""
+    log, events = files
+    feed = tmp_path / "world" / "feed_data"
+    feed.mkdir(parents=True)
+    schema.write(pd.DataFrame({
+        "timestamp": [T0 - pd.Timedelta(days=d) for _, d, _ in PRE_VIEWS],
+        "user_id": [u for u, _, _ in PRE_VIEWS], "post_id": 10, "action": "view",
+        "target": [t for _, _, t in PRE_VIEWS]}), schema.FEED, feed / "2021-11-20.parquet")
+    out = tmp_path / "report"
+    assert main(["ab", "report", "--log", str(log), "--events", str(events),
+                 "--world", str(tmp_path / "world"), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "CUPED" in report["statistics"] and "decision statistic" in report["statistics"]
+    assert report["cuped_covariate"] == {
+        "covariate": "pre-period like rate (liked views / views)", "start": str(T0),
+        "lookback_days": 28, "users": 4, "users_with_views": 3, "fill_value_without_views": 0.5}
+    likes = report["comparisons"][1]
+    assert likes["welch"]["difference"] == 1.0          # the likes come from --events as before
+    # users 1, 5 (control) and 2, 3 (test); user 3 has no history and gets the mean 1/2
+    expected = cuped(np.array([1.0, 0.0]), np.array([3.0, 0.0]), np.array([1.0, 0.0]),
+                     np.array([0.5, 0.5]))
+    assert likes["cuped"]["theta"] == pytest.approx(expected.theta)
+    assert likes["cuped"]["variance_reduction"] == pytest.approx(expected.variance_reduction)
+    assert likes["cuped"]["welch"] == pytest.approx(expected.welch.as_dict())
+    assert "CUPED" in (out / "report.html").read_text() and "CUPED" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
