@@ -8,7 +8,7 @@ blocks on the disk. A request awaits its record's commit before its response is 
 `kill -9` every answer a client received is in the log.
 
 Files: `LOG/<prefix>-<UTC start>-<seq>.jsonl`, rotated by size or age. Read them all with
-`SELECT * FROM read_json('LOG/*.jsonl', columns=...)` (see `query`).
+`SELECT * FROM read_json('LOG/exposures-*.jsonl', columns=...)` (see `query`).
 """
 
 from __future__ import annotations
