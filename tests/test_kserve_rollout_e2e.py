@@ -125,7 +125,7 @@ def test_rollout_of_a_new_version_under_load(tiny_world, tmp_path):
     assert failures == []
     assert ready_1 == 400
     assert all(a["exp_group"] == "control" for a in answers)
-    records = [json.loads(line) for path in sorted((tmp_path / "log").glob("*.jsonl"))
+    records = [json.loads(line) for path in sorted((tmp_path / "log").glob("exposures-*.jsonl"))
                for line in path.read_text().splitlines()]
     scored = sorted((r for r in records if not r["fallback"]), key=lambda r: r["server_time"])
     versions = [r["version"] for r in scored]
