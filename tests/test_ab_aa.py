@@ -1,7 +1,9 @@
 """A/A at the statistics level: both groups see the same feed policy, likes come from the world's
 ground truth, the report's own attribution and tests run on each of 200 seeds (no HTTP: the
 server's part is covered once by the end-to-end test). The user-level Welch test must then
-reject at about its nominal 5%, and the SRM check must stay quiet unless the split is broken."""
+reject at about its nominal 5%, and so must its CUPED variant (covariate: the users' like rates
+in the world's feed before the experiment); the SRM check must stay quiet unless the split is
+broken."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import pandas as pd
 import pytest
 from scipy.stats import binom
 
-from feedrank.ab.attribution import attribute, connect_frames
+from feedrank.ab.attribution import attribute, connect_frames, like_files
+from feedrank.ab.covariate import PrePeriod, pre_period
 from feedrank.ab.expected import expected_hit_rates
 from feedrank.ab.report import METRICS, Report, analyse
 from feedrank.server.router import bucket
@@ -31,11 +34,11 @@ SPLIT = {"control": 0.5, "test": 0.5}
 BAND = (int(binom.ppf(0.0005, SEEDS, ALPHA)), int(binom.isf(0.0005, SEEDS, ALPHA)))
 
 
-def aa_experiment(truth: GroundTruth, seed: int,
-                  users: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One A/A experiment's per-user and daily tables: random assignment by the router's md5
-    with a per-seed salt, the same feed policy in both groups (5 distinct random posts), likes
-    drawn from the ground truth."""
+def aa_experiment(truth: GroundTruth, feed: list[Path], seed: int,
+                  users: int = 400) -> tuple[pd.DataFrame, pd.DataFrame, PrePeriod]:
+    """One A/A experiment's per-user and daily tables and CUPED covariate: random assignment by
+    the router's md5 with a per-seed salt, the same feed policy in both groups (5 distinct random
+    posts), likes drawn from the ground truth, like rates from the world's `feed` files."""
     rng = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
     requests = Population.sample(truth.user_ids, users, rng[0]).requests(DAYS, rng[0])
     n = len(requests)
@@ -50,23 +53,37 @@ def aa_experiment(truth: GroundTruth, seed: int,
                           "timestamp": np.repeat(requests["requested_time"].to_numpy(), 5)})
     delays = rng[2].integers(LIKE_DELAY_S[0], LIKE_DELAY_S[1] + 1, len(views))
     events = feed_events(views, draw_likes(truth, views, rng[2]), delays)
-    return attribute(connect_frames(exposures, events), 3600)
+    con = connect_frames(exposures, events)
+    return *attribute(con, 3600), pre_period(con, feed)
 
 
-def aa_run(truth: GroundTruth, seed: int) -> Report:
-    return analyse(*aa_experiment(truth, seed), window_s=3600, shares=SPLIT, seed=seed)
+def aa_run(truth: GroundTruth, feed: list[Path], seed: int) -> Report:
+    per_user, daily, pre = aa_experiment(truth, feed, seed)
+    return analyse(per_user, daily, window_s=3600, shares=SPLIT, seed=seed, pre_period=pre)
 
 
 @pytest.fixture(scope="module")
 def aa_reports(tiny_world: Path) -> list[Report]:
-    truth = GroundTruth.load(tiny_world)
-    return [aa_run(truth, seed) for seed in range(SEEDS)]
+    truth, feed = GroundTruth.load(tiny_world), like_files(tiny_world, None)
+    return [aa_run(truth, feed, seed) for seed in range(SEEDS)]
 
 
 @pytest.mark.parametrize("metric", list(METRICS))
 def test_aa_false_positive_rate_is_nominal(aa_reports: list[Report], metric: str) -> None:
     rejections = sum(r.comparison("test", metric).welch.p_value < ALPHA for r in aa_reports)
     print(f"A/A {metric}: {rejections} of {SEEDS} rejected at {ALPHA}; band {BAND}")
+    assert BAND[0] <= rejections <= BAND[1], f"{rejections} of {SEEDS} A/A runs rejected"
+
+
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_aa_cuped_false_positive_rate_is_nominal(aa_reports: list[Report], metric: str) -> None:
+    """The same band for CUPED: fitting theta on the data it adjusts must not make the test
+    reject more often than its nominal rate."""
+    cuped = [r.comparison("test", metric).cuped for r in aa_reports]
+    rejections = sum(c.welch.p_value < ALPHA for c in cuped)
+    reduction = np.mean([c.variance_reduction for c in cuped])
+    print(f"A/A CUPED {metric}: {rejections} of {SEEDS} rejected at {ALPHA}; band {BAND}; "
+          f"mean variance reduction {reduction:.1%}")
     assert BAND[0] <= rejections <= BAND[1], f"{rejections} of {SEEDS} A/A runs rejected"
 
 
@@ -86,7 +103,8 @@ def test_srm_quiet_on_a_correct_split(aa_reports: list[Report]) -> None:
 
 def test_srm_alarm_on_a_broken_split(tiny_world: Path) -> None:
     """A logging bug loses 30% of the test group's users: the split check must fire."""
-    per_user, daily = aa_experiment(GroundTruth.load(tiny_world), seed=1, users=600)
+    per_user, daily, _ = aa_experiment(GroundTruth.load(tiny_world),
+                                       like_files(tiny_world, None), seed=1, users=600)
     healthy = analyse(per_user, daily, window_s=3600, shares=SPLIT)
     assert not healthy.srm.alarm
     test_users = per_user.loc[per_user["exp_group"] == "test", "user_id"]
