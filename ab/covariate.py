@@ -6,7 +6,7 @@ and adjusting by it cannot bias the difference. Per user: views = `view` rows, l
 sum(target) / views. A user of the experiment without a view in that period gets the mean like
 rate of the experiment's users who have views (both groups pooled): any constant keeps CUPED
 unbiased, and the mean puts them at the centre, where the adjustment leaves their values as they
-are (Deng et al. 2013, section 3.3 on missing pre-period data).
+are.
 """
 
 from __future__ import annotations

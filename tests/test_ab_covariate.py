@@ -1,5 +1,6 @@
 """The CUPED covariate on a hand-made feed_data and exposure log whose answers are known: the cut
-at the first request, the lookback, views only, the pooled mean for users without history."""
+at the first request, the lookback, views only, the pooled mean for users without history; and
+how the report takes a covariate without history or with users missing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 from feedrank.ab.attribution import connect_frames
-from feedrank.ab.covariate import pre_period
+from feedrank.ab.covariate import PrePeriod, pre_period
+from feedrank.ab.report import analyse
 from feedrank.world import schema
 
 START = pd.Timestamp("2021-12-20 10:00:00")     # the experiment's first request
@@ -82,3 +84,24 @@ def test_covariate_without_any_history(feed: list[Path]) -> None:
     pre = _pre(feed, lookback_days=0)
     assert pre.users_with_views == 0 and pre.users["views"].sum() == 0
     assert pre.users["like_rate"].isna().all() and pre.as_dict()["fill_value_without_views"] is None
+
+
+PER_USER = pd.DataFrame({"exp_group": ["control", "control", "test", "test"],
+                         "user_id": [1, 5, 2, 3], "exposures": 2, "hits": [1, 0, 2, 1],
+                         "shown": 10, "liked_shown": [1, 0, 3, 1], "likes": [1, 0, 3, 1]})
+
+
+def test_report_skips_cuped_without_history(feed: list[Path]) -> None:
+    report = analyse(PER_USER, pd.DataFrame(), window_s=3600, shares=None,
+                     pre_period=_pre(feed, lookback_days=0))
+    assert report.pre_period is None and all(c.cuped is None for c in report.comparisons)
+    assert any("CUPED not computed" in note for note in report.notes)
+    assert analyse(PER_USER, pd.DataFrame(), window_s=3600, shares=None,
+                   pre_period=_pre(feed)).comparison("test", "ctr").cuped is not None
+
+
+def test_report_refuses_a_covariate_missing_users(feed: list[Path]) -> None:
+    pre = _pre(feed)
+    partial = PrePeriod(pre.users.drop(index=3), pre.start, pre.lookback_days)
+    with pytest.raises(ValueError, match="misses users"):
+        analyse(PER_USER, pd.DataFrame(), window_s=3600, shares=None, pre_period=partial)
