@@ -92,7 +92,8 @@ class Simulation:
         console = Console()
         report = run_report(self.out / "log", sorted((self.out / "events").glob("*.parquet")),
                             window_s=self.window_s, out=self.out / "report", seed=self.seed,
-                            shares=router_shares(repository / "router.toml"), console=console)
+                            shares=router_shares(repository / "router.toml"), console=console,
+                            covariate_world=self.world)
         expected = expected_hit_rates(truth, views, logged_groups(self.out / "log"))
         (self.out / "report" / "expected_hit_rate.json").write_text(json.dumps(expected, indent=1))
         print_expected(expected, console)

@@ -34,6 +34,9 @@ def test_report_of_the_simulation(simulation: Path) -> None:
     assert all(g["users"] > 50 and g["exposures"] > g["users"] for g in report["groups"])
     assert not report["srm"]["alarm"]
     assert {c["metric"] for c in report["comparisons"]} == {"hit_rate", "likes", "ctr"}
+    # CUPED's covariate comes from the world's feed before the simulated days
+    assert report["cuped_covariate"]["users_with_views"] > 100
+    assert all(c["cuped"]["welch"]["p_value"] > 0 for c in report["comparisons"])
     assert (simulation / "report" / "report.html").exists()
     expected = json.loads((simulation / "report" / "expected_hit_rate.json").read_text())
     assert all(0 < g["mean"] < 1 for g in expected["groups"].values())
