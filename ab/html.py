@@ -47,10 +47,12 @@ def _comparisons(report: Report) -> str:
     rows = [[c.group, METRICS[c.metric], f"{c.control:.4f}", f"{c.test:.4f}",
              f"{c.welch.difference:+.4f}", f"{c.relative:+.1%}",
              f"[{c.welch.low:+.4f}, {c.welch.high:+.4f}]", f"{c.welch.p_value:.3g}",
-             f"[{c.bootstrap[0]:+.4f}, {c.bootstrap[1]:+.4f}]"] for c in report.comparisons]
+             f"[{c.bootstrap[0]:+.4f}, {c.bootstrap[1]:+.4f}]", f"±{c.mde:.4f}"]
+            for c in report.comparisons]
     classes = ["significant" if c.welch.p_value < 0.05 else "" for c in report.comparisons]
     return _table(["group", "metric", report.control, "group value", "difference", "relative",
-                   "95% CI (Welch)", "p-value", "95% CI (bootstrap)"], rows, classes)
+                   "95% CI (Welch)", "p-value", "95% CI (bootstrap)", "MDE (80% power)"], rows,
+                  classes)
 
 
 def _cuped(report: Report) -> str:

@@ -42,6 +42,7 @@ class Comparison:
     welch: stats.Welch
     relative: float
     bootstrap: tuple[float, float]
+    mde: float  # minimum detectable effect of this Welch test at 80% power
     cuped: stats.Cuped | None = None
 
 
@@ -139,7 +140,8 @@ def _compare(control: pd.DataFrame, test: pd.DataFrame, group: str, metric: str,
                         test["covariate"].to_numpy()) if with_cuped else None
     return Comparison(group, metric, base, float(b.mean()), welch,
                       welch.difference / base if base else float("nan"),
-                      stats.bootstrap_difference(a, b, seed=seed), cuped)
+                      stats.bootstrap_difference(a, b, seed=seed),
+                      stats.minimum_detectable_effect(welch), cuped)
 
 
 def write_json(report: Report, path: Path) -> None:
@@ -178,7 +180,7 @@ def _groups_table(report: Report) -> Table:
 def _comparisons_table(report: Report) -> Table:
     table = Table(title=f"difference vs {report.control} (user-level Welch t-test, 95% CI)")
     for column in ("group", "metric", "difference", "relative", "95% CI", "p-value",
-                   "bootstrap 95% CI"):
+                   "bootstrap 95% CI", "MDE 80%"):
         table.add_column(column, justify="left" if column in ("group", "metric") else "right")
     for c in report.comparisons:
         w = c.welch
@@ -186,7 +188,8 @@ def _comparisons_table(report: Report) -> Table:
             "bold red" if w.p_value < 0.05 else "")
         table.add_row(c.group, METRICS[c.metric], f"{w.difference:+.4f}", f"{c.relative:+.1%}",
                       f"[{w.low:+.4f}, {w.high:+.4f}]", f"{w.p_value:.3g}",
-                      f"[{c.bootstrap[0]:+.4f}, {c.bootstrap[1]:+.4f}]", style=style)
+                      f"[{c.bootstrap[0]:+.4f}, {c.bootstrap[1]:+.4f}]", f"±{c.mde:.4f}",
+                      style=style)
     return table
 
 

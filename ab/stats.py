@@ -13,6 +13,7 @@ import numpy as np
 from scipy import stats
 
 LEVEL = 0.95
+POWER = 0.8
 SRM_ALARM_P = 0.001
 BOOTSTRAP_REPS = 2000
 _CHUNK_VALUES = 4_000_000   # resampled values held in memory at once by the bootstrap
@@ -93,6 +94,15 @@ def welch(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Welch:
     half = stats.t.ppf((1 + level) / 2, df) * se
     return Welch(difference, difference - half, difference + half, float(t), df,
                  float(2 * stats.t.sf(abs(t), df)))
+
+
+def minimum_detectable_effect(w: Welch, level: float = LEVEL, power: float = POWER) -> float:
+    """The smallest true difference this test would find significant with probability `power`:
+    (t_{(1+level)/2} + t_power) x its standard error, read back from its interval. It says
+    whether a non-significant result could have shown an effect of the size one expected."""
+    t_crit = stats.t.ppf((1 + level) / 2, w.df)
+    se = (w.high - w.low) / (2 * t_crit)
+    return float((t_crit + stats.t.ppf(power, w.df)) * se)
 
 
 def cuped(a: np.ndarray, b: np.ndarray, a_x: np.ndarray, b_x: np.ndarray,

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from feedrank.ab.stats import bootstrap_difference, cuped, mean_interval, sample_ratio, welch
+from feedrank.ab.stats import (bootstrap_difference, cuped, mean_interval,
+                               minimum_detectable_effect, sample_ratio, welch)
 
 RNG = np.random.default_rng(11)
 CONTROL = RNG.binomial(12, 0.30, 400) / 12           # per-user hit rates, unequal sizes
@@ -148,3 +149,20 @@ def test_cuped_with_a_constant_covariate_is_welch() -> None:
 def test_cuped_needs_one_covariate_value_per_user() -> None:
     with pytest.raises(ValueError, match="one covariate value per user"):
         cuped(CONTROL, TEST, CONTROL_X[:-1], TEST_X)
+
+
+def test_minimum_detectable_effect_has_the_stated_power() -> None:
+    """At a true difference equal to the MDE, the two-sided Welch test rejects with probability
+    0.8 (noncentral t, scipy), and the MDE scales with 1/sqrt(users)."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0.80, 0.2, 3000), rng.normal(0.81, 0.25, 2500)
+    w = welch(a, b)
+    mde = minimum_detectable_effect(w)
+    se = (w.high - w.low) / (2 * stats.t.ppf(0.975, w.df))
+    t_crit = stats.t.ppf(0.975, w.df)
+    noncentrality = mde / se
+    power = (stats.nct.sf(t_crit, w.df, noncentrality)
+             + stats.nct.cdf(-t_crit, w.df, noncentrality))
+    assert power == pytest.approx(0.8, abs=0.005)
+    quarter = minimum_detectable_effect(welch(np.tile(a, 4), np.tile(b, 4)))
+    assert quarter == pytest.approx(mde / 2, rel=0.01)
