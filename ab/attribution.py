@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from feedrank.errors import FeedrankError
+from feedrank.server import events as server_events
 from feedrank.server.exposure_log import query as exposure_query
 from feedrank.world.layout import WorldLayout
 
@@ -72,17 +73,28 @@ def parse_window(text: str) -> int:
 
 
 def connect_log(log_dir: Path, like_files: list[Path]) -> duckdb.DuckDBPyConnection:
-    """A connection with views `exposures` (the log folder) and `likes` (feed_data Parquet)."""
+    """A connection with views `exposures` (the log folder) and `likes` (feed events)."""
     if not any(log_dir.glob("exposures-*.jsonl")):
         raise FeedrankError(f"{log_dir}: no exposure log files (exposures-*.jsonl)")
     if not like_files:
         raise FeedrankError("no feed event files to take likes from")
     con = duckdb.connect()
     con.execute(f"CREATE VIEW exposures AS {exposure_query(log_dir)}")
-    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in like_files)
     con.execute("CREATE VIEW likes AS SELECT user_id, post_id, timestamp "
-                f"FROM read_parquet([{files}]) WHERE action = 'like'")
+                f"FROM ({events_query(like_files)}) WHERE action = 'like'")
     return con
+
+
+def events_query(files: list[Path]) -> str:
+    """feed_data rows from Parquet files (a world's feed, `ab simulate`'s events) or from a
+    server's events log (`events-*.jsonl`, what clients posted to /feed/events)."""
+    logged = [p for p in files if p.suffix == ".jsonl"]
+    if logged and len(logged) < len(files):
+        raise FeedrankError("feed events: give Parquet files or an events log, not both")
+    if logged:
+        return server_events.query(logged)
+    names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return f"SELECT * FROM read_parquet([{names}])"
 
 
 def connect_frames(exposures: pd.DataFrame, likes: pd.DataFrame) -> duckdb.DuckDBPyConnection:
@@ -97,14 +109,16 @@ def connect_frames(exposures: pd.DataFrame, likes: pd.DataFrame) -> duckdb.DuckD
 
 
 def like_files(world: Path | None, events: Path | None) -> list[Path]:
-    """Simulation events when given (the world's own feed in the same days holds likes of other
-    showings, which must not be credited to the experiment), else the world's feed_data."""
+    """The `events` folder's feed events when given (Parquet, or a server's events log: the world's
+    own feed in the same days holds likes of other showings, which must not be credited to the
+    experiment), else the world's feed_data."""
     folder = events if events is not None else WorldLayout(world).feed_dir if world else None
     if folder is None:
         raise FeedrankError("give --world (likes from its feed_data) or --events")
-    files = sorted(folder.glob("*.parquet"))
+    files = sorted(folder.glob("*.parquet")) or server_events.log_files(folder)
     if not files:
-        raise FeedrankError(f"{folder}: no Parquet feed event files")
+        raise FeedrankError(f"{folder}: no feed events (Parquet files, or a server's "
+                            "events-*.jsonl)")
     return files
 
 

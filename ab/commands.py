@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="world: likes from its feed_data (unless --events), and always the "
                         "CUPED covariate (users' like rates before the experiment)")
     report.add_argument("--events", type=Path,
-                        help="feed events folder appended by `ab simulate` (used instead of the "
-                        "world's feed_data)")
+                        help="feed events used instead of the world's feed_data: a folder of "
+                        "Parquet files (`ab simulate`'s OUT/events) or a server's log folder "
+                        "(its events-*.jsonl, what clients posted to /feed/events)")
     _analysis_options(report)
     report.add_argument("--out", type=Path, default=Path("report"), help="report folder")
     report.set_defaults(handler=report_command)

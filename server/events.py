@@ -75,16 +75,26 @@ class LiveLikes:
 
     def replay(self, log_dir: Path) -> int:
         """Add every like of `LOG/events-*.jsonl`; returns how many."""
-        if not any(log_dir.glob(f"{PREFIX}-*.jsonl")):
+        files = log_files(log_dir)
+        if not files:
             return 0
-        pattern = str(log_dir / f"{PREFIX}-*.jsonl").replace("'", "''")
-        likes = duckdb.sql(
-            f"SELECT user_id, post_id, timestamp FROM read_json('{pattern}', "
-            "format='newline_delimited', columns={'user_id': 'BIGINT', 'post_id': 'BIGINT', "
-            "'action': 'VARCHAR', 'timestamp': 'TIMESTAMP'}) WHERE action = 'like'").fetchnumpy()
+        likes = duckdb.sql(f"SELECT user_id, post_id, timestamp FROM ({query(files)}) "
+                           "WHERE action = 'like'").fetchnumpy()
         self.add(likes["user_id"], likes["post_id"],
                  likes["timestamp"].astype("datetime64[us]"))
         return len(likes["user_id"])
+
+
+def log_files(log_dir: Path) -> list[Path]:
+    return sorted(log_dir.glob(f"{PREFIX}-*.jsonl"))
+
+
+def query(files: list[Path]) -> str:
+    """The DuckDB query that reads events log files as feed_data rows, typed."""
+    names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return (f"SELECT timestamp, user_id, post_id, action, target FROM read_json([{names}], "
+            "format='newline_delimited', columns={'timestamp': 'TIMESTAMP', 'user_id': "
+            "'BIGINT', 'post_id': 'BIGINT', 'action': 'VARCHAR', 'target': 'TINYINT'})")
 
 
 def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:

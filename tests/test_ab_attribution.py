@@ -153,7 +153,7 @@ def test_report_command_bad_arguments(files: tuple[Path, Path], tmp_path: Path, 
 def test_report_command_empty_log(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "log").mkdir()
     assert main(["ab", "report", "--log", str(tmp_path / "log"), "--events", str(tmp_path)]) == 2
-    assert "no Parquet feed event files" in " ".join(capsys.readouterr().err.split())
+    assert "no feed events (Parquet files" in " ".join(capsys.readouterr().err.split())
 
 
 def test_report_refuses_a_group_of_one_user(files: tuple[Path, Path], tmp_path: Path,

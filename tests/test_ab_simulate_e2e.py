@@ -79,6 +79,16 @@ def test_the_loop_is_closed(simulation: Path) -> None:
     assert again == 0
 
 
+def test_the_report_reads_likes_from_the_servers_events_log_alike(simulation: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert main(["ab", "report", "--log", str(simulation / "log"), "--events",
+                 str(simulation / "log"), "--out", str(out)]) == 0
+    from_log = json.loads((out / "report.json").read_text())
+    from_parquet = json.loads((simulation / "report" / "report.json").read_text())
+    assert from_log["groups"] == from_parquet["groups"]
+
+
 def test_broken_split_fires_the_alarm(simulation: Path, tiny_world: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture) -> None:
     log = tmp_path / "log"
