@@ -147,7 +147,6 @@ class ClosedLoop:
                  concurrency: int) -> None:
         self.url, self.truth, self.reactions = url, truth, reactions
         self.gate = asyncio.Semaphore(concurrency)
-        self.users: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.liked: dict[int, set[int]] = defaultdict(set)
 
     async def run(self, requests: pd.DataFrame) -> pd.DataFrame:
@@ -160,14 +159,30 @@ class ClosedLoop:
         with progress_bar() as progress:
             task = progress.add_task("simulated feed requests", total=len(requests))
             async with httpx.AsyncClient(base_url=self.url, timeout=120.0) as client:
-                async def one(i: int) -> None:
-                    # FIFO lock per user: a user's requests go out in time order, each after the
-                    # previous one's likes reached the server
-                    async with self.users[users[i]], self.gate:
+                failed: list[BaseException] = []
+
+                async def one(i: int, previous: asyncio.Task | None) -> None:
+                    try:
+                        if previous is not None:  # the user's likes so far reach the server first
+                            await previous
                         shown[i], liked[i] = await self._exposure(client, i, users[i],
                                                                   times[i])
+                    except BaseException as error:
+                        failed.append(error)
+                        raise
+                    finally:
+                        self.gate.release()
                     progress.advance(task)
-                await asyncio.gather(*(one(i) for i in range(len(requests))))
+
+                # dispatched strictly in time order, at most `concurrency` in flight: the server
+                # sees the days one after another, as live traffic would be
+                last: dict[int, asyncio.Task] = {}
+                for i in range(len(requests)):
+                    await self.gate.acquire()
+                    if failed:
+                        break
+                    last[users[i]] = asyncio.create_task(one(i, last.get(users[i])))
+                await asyncio.gather(*last.values())
         counts = np.array([len(s) for s in shown])
         exposure = np.repeat(np.arange(len(requests)), counts)
         slot = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)

@@ -87,10 +87,11 @@ class FastPathBackend(OnnxRuntimeBackend):
             self._post_columns = partition.columns("post")
         # as uint32: exact bits, so NaN equals NaN and -0.0 differs from 0.0
         posts = block[:, self._post_columns].view(np.uint32)
-        # the list is replaced, never mutated: compare against a snapshot outside the lock
-        ranker = next((r for bits, r in reversed(self._rankers)
-                       if np.array_equal(bits, posts)), None)
+        ranker = self._find(posts)  # lock-free: the list is replaced, never mutated
         with self._lock:
+            if ranker is None:
+                # a build may have ended since the look-up: look again before starting another
+                ranker = self._find(posts)
             if ranker is not None:
                 self.fast_blocks += 1
                 return ranker
@@ -100,6 +101,10 @@ class FastPathBackend(OnnxRuntimeBackend):
                                                  name="fastpath-build", daemon=True)
                 self._builder.start()
         return None
+
+    def _find(self, posts: np.ndarray) -> FastRanker | None:
+        return next((r for bits, r in reversed(self._rankers) if np.array_equal(bits, posts)),
+                    None)
 
     def _build(self, key: np.ndarray, block: np.ndarray) -> None:
         ranker = None
