@@ -93,8 +93,7 @@ def events_query(files: list[Path]) -> str:
         raise FeedrankError("feed events: give Parquet files or an events log, not both")
     if logged:
         return server_events.query(logged)
-    names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    return f"SELECT * FROM read_parquet([{names}])"
+    return f"SELECT * FROM read_parquet({server_events.sql_paths(files)})"
 
 
 def connect_frames(exposures: pd.DataFrame, likes: pd.DataFrame) -> duckdb.DuckDBPyConnection:

@@ -89,11 +89,16 @@ def log_files(log_dir: Path) -> list[Path]:
     return sorted(log_dir.glob(f"{PREFIX}-*.jsonl"))
 
 
+def sql_paths(files: list[Path]) -> str:
+    """Paths as a DuckDB list literal (views cannot take parameters)."""
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+
+
 def query(files: list[Path]) -> str:
     """The DuckDB query that reads events log files as feed_data rows, typed."""
-    names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    return (f"SELECT timestamp, user_id, post_id, action, target FROM read_json([{names}], "
-            "format='newline_delimited', columns={'timestamp': 'TIMESTAMP', 'user_id': "
+    return ("SELECT timestamp, user_id, post_id, action, target FROM "
+            f"read_json({sql_paths(files)}, format='newline_delimited', "
+            "columns={'timestamp': 'TIMESTAMP', 'user_id': "
             "'BIGINT', 'post_id': 'BIGINT', 'action': 'VARCHAR', 'target': 'TINYINT'})")
 
 
