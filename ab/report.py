@@ -39,7 +39,7 @@ class Comparison:
     metric: str
     control: float
     test: float
-    welch: stats.Welch
+    welch: stats.TTest
     relative: float
     bootstrap: tuple[float, float]
     mde: float  # minimum detectable effect of this Welch test at 80% power

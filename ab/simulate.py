@@ -47,7 +47,7 @@ from feedrank.server.exposure_log import query as exposure_query
 from feedrank.world import schema
 from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.layout import WorldLayout
-from feedrank.world.simulated_users import Population, Reactions, feed_events
+from feedrank.world.simulated_users import Reactions, Traffic, experiment_streams, feed_events
 
 LIMIT = 5
 
@@ -69,24 +69,22 @@ class Simulation:
     def run(self) -> Report:
         self._check()
         truth = GroundTruth.load(self.world)
-        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(4)]
-        population = Population.sample(truth.user_ids, self.users, streams[0],
-                                       self.requests_per_day)
-        requests = population.requests(self._days(), streams[1])
+        traffic = Traffic.plan(truth.user_ids, self.users, self._days(), self.seed,
+                               requests_per_day=self.requests_per_day, slots=LIMIT)
         for sub in ("log", "events", "report", "repository"):
             shutil.rmtree(self.out / sub, ignore_errors=True)
         self.out.mkdir(parents=True, exist_ok=True)
         repository = self._aa_repository() if self.aa else self.repository
-        reactions = Reactions.draw(len(requests), LIMIT, streams[3])
         with ServerProcess(self.world, repository, self.out / "log",
                            self.out / "server.out") as server:
             try:
-                views = asyncio.run(ClosedLoop(server.url, truth, reactions, self.concurrency)
-                                    .run(requests))
+                views = asyncio.run(ClosedLoop(server.url, truth, traffic.reactions,
+                                               self.concurrency).run(traffic.requests))
             except FeedrankError as error:
                 raise FeedrankError(f"{error} (server output: {server.output})") from None
         if self.drop_share > 0:
-            drop_users(self.out / "log", "test", self.drop_share, streams[2])
+            drop_users(self.out / "log", "test", self.drop_share,
+                       experiment_streams(self.seed)[2])
         self._write_events(feed_events(views, views["liked"].to_numpy(),
                                        views["delay_s"].to_numpy()))
         console = Console()

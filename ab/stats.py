@@ -1,5 +1,5 @@
 """User-level A/B statistics: Welch's t-test, a bootstrap second opinion, CUPED variance
-reduction, the sample-ratio check.
+reduction, the sample-ratio check; the paired t-test of an offline replay.
 
 Users are the randomisation unit, so every test takes one value per user (a user's hit rate, their
 like count, their CTR) and treats users as independent; exposures of one user are not.
@@ -27,8 +27,9 @@ class Interval:
 
 
 @dataclass(frozen=True)
-class Welch:
-    """Welch's t-test of mean(b) - mean(a) with unequal variances."""
+class TTest:
+    """A t-test of mean(b) - mean(a): Welch's for two groups of users (unequal variances), or
+    paired, for the same users seen under both treatments (an offline replay)."""
     difference: float
     low: float
     high: float
@@ -44,7 +45,7 @@ class Welch:
 class Cuped:
     """Welch's test on y - theta * (x - mean(x)), x a pre-experiment covariate (Deng et al. 2013).
     `variance_reduction` = 1 - var(adjusted) / var(y) over both groups."""
-    welch: Welch
+    welch: TTest
     theta: float
     variance_reduction: float
 
@@ -80,23 +81,40 @@ def mean_interval(x: np.ndarray, level: float = LEVEL) -> Interval:
     return Interval(m, m - half, m + half)
 
 
-def welch(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Welch:
+def welch(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> TTest:
     """Difference of means b - a, its CI with Welch–Satterthwaite degrees of freedom, and the
     two-sided p-value. Identical constant groups give difference 0 and p = 1."""
     a, b = _values(a, "control"), _values(b, "test")
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    difference, se = float(b.mean() - a.mean()), float(np.sqrt(va + vb))
-    if se == 0.0:
-        return Welch(difference, difference, difference, 0.0 if difference == 0 else np.inf,
-                     float(len(a) + len(b) - 2), 1.0 if difference == 0 else 0.0)
-    df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
+    se = float(np.sqrt(va + vb))
+    df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))) if se > 0 \
+        else float(len(a) + len(b) - 2)
+    return _t_test(float(b.mean() - a.mean()), se, df, level)
+
+
+def paired(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> TTest:
+    """Mean of b - a over the same users, each measured under both treatments (scipy's
+    `ttest_rel`): the user's own variation cancels, so the interval is far narrower than an
+    A/B's, which sees each user under one treatment only."""
+    a, b = _values(a, "control"), _values(b, "test")
+    if a.shape != b.shape:
+        raise ValueError(f"paired: need one value per user under both, got {a.size} and {b.size}")
+    d = b - a
+    return _t_test(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), float(len(d) - 1),
+                   level)
+
+
+def _t_test(difference: float, se: float, df: float, level: float) -> TTest:
+    if se == 0.0:  # constant values: no spread to test against
+        return TTest(difference, difference, difference, 0.0 if difference == 0 else np.inf,
+                     df, 1.0 if difference == 0 else 0.0)
     t = difference / se
     half = stats.t.ppf((1 + level) / 2, df) * se
-    return Welch(difference, difference - half, difference + half, float(t), df,
+    return TTest(difference, difference - half, difference + half, float(t), df,
                  float(2 * stats.t.sf(abs(t), df)))
 
 
-def minimum_detectable_effect(w: Welch, level: float = LEVEL, power: float = POWER) -> float:
+def minimum_detectable_effect(w: TTest, level: float = LEVEL, power: float = POWER) -> float:
     """The smallest true difference this test would find significant with probability `power`:
     (t_{(1+level)/2} + t_power) x its standard error, read back from its interval. It says
     whether a non-significant result could have shown an effect of the size one expected."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from feedrank.errors import FeedrankError
@@ -27,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--users", type=int, default=2000,
                           help="active users sampled from the window (default 2000)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--replay-users", type=int, default=1000,
+                          help="users of the offline A/B replay over the evaluation window, "
+                               "the traffic of `ab simulate` with the same --seed (default "
+                               "1000; 0 skips it)")
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -61,8 +67,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from feedrank.export.windows import Windows
 
     settings = load_settings(world=args.world, repository=args.repository)
-    if args.users < 1:
-        raise FeedrankError(f"--users must be ≥ 1, got {args.users}")
+    if args.users < 1 or args.replay_users < 0 or args.replay_users == 1:
+        raise FeedrankError(f"--users must be ≥ 1 and --replay-users 0 or ≥ 2, got "
+                            f"{args.users} and {args.replay_users}")
     models, windows = {}, set()
     for name in ("control", "test"):
         latest = latest_metadata(settings.repository / name)
@@ -76,11 +83,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
                             "windows; rebuild both with `feedrank build`")
     world = require_world(settings.world)
     from feedrank.export.evaluate import evaluate
-    from feedrank.export.report import evaluation_table, save_evaluation
+    from feedrank.export.replay import replay
+    from feedrank.export.report import evaluation_table, replay_table, save_evaluation
 
-    result = evaluate(world, models, windows.pop(), users=args.users,
+    window, console = windows.pop(), Console()
+    result = evaluate(world, models, window, users=args.users,
                       seed=args.seed, threads=settings.build.threads)
-    Console().print(evaluation_table(result))
+    console.print(evaluation_table(result))
+    if args.replay_users:
+        days = np.arange(np.datetime64(window.eval_start, "D"),
+                         np.datetime64(window.eval_end, "D"))
+        predicted = replay(world, {name: folder for name, (_, folder) in models.items()}, days,
+                           users=args.replay_users, seed=args.seed,
+                           threads=settings.build.threads)
+        console.print(replay_table(predicted))
+        result = dataclasses.replace(result, replay=predicted.as_dict())
     save_evaluation(result, [folder for _, folder in models.values()])
     return 0
 

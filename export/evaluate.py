@@ -51,10 +51,10 @@ class Evaluation:
     users_evaluated: int
     seed: int
     rows: list[Row]
+    replay: dict | None = None   # export/replay.py: the A/B an experiment should find
 
     def as_dict(self) -> dict:
         return asdict(self)
-
     def row(self, ranker: str) -> Row:
         return next(r for r in self.rows if r.ranker == ranker)
 

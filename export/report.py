@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from feedrank.export.evaluate import Evaluation
+from feedrank.export.replay import REPLAY_METRICS, Replay
 from feedrank.export.publish import METADATA, read_json, write_json
 
 EVALUATION = "evaluation.json"
@@ -24,6 +25,20 @@ def evaluation_table(evaluation: Evaluation) -> Table:
         table.add_row(row.ranker, "" if row.version is None else str(row.version),
                       f"{row.hit_rate:.4f}", f"{row.simulated_hit_rate:.4f}",
                       f"{evaluation.oracle_lift_share(row.ranker):.0%}")
+    return table
+
+
+def replay_table(replay: Replay) -> Table:
+    table = Table(title=f"Offline A/B replay: {replay.users:,} users, {replay.requests:,} feed "
+                        f"requests, {replay.days[0]} .. {replay.days[-1]}, seed {replay.seed} "
+                        "(paired t-test, 95% CI)")
+    for column in ("metric", *replay.means, *(f"{m} − control" for m in replay.differences)):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric, label in REPLAY_METRICS.items():
+        table.add_row(label, *(f"{means[metric]:.4f}" for means in replay.means.values()),
+                      *(f"{d[metric]['difference']:+.4f} [{d[metric]['low']:+.4f}, "
+                        f"{d[metric]['high']:+.4f}] p={d[metric]['p_value']:.2g}"
+                        for d in replay.differences.values()))
     return table
 
 

@@ -8,7 +8,8 @@ import pytest
 from scipy import stats
 
 from feedrank.ab.stats import (bootstrap_difference, cuped, mean_interval,
-                               minimum_detectable_effect, sample_ratio, welch)
+                               minimum_detectable_effect, paired, sample_ratio,
+                               welch)
 
 RNG = np.random.default_rng(11)
 CONTROL = RNG.binomial(12, 0.30, 400) / 12           # per-user hit rates, unequal sizes
@@ -35,6 +36,24 @@ def test_welch_on_constant_groups() -> None:
     assert (same.difference, same.p_value) == (0.0, 1.0)
     apart = welch(np.zeros(5), np.ones(8))
     assert apart.p_value == 0.0 and apart.difference == 1.0
+
+
+def test_paired_matches_scipy_ttest_rel() -> None:
+    before = CONTROL[:300]
+    after = before + RNG.normal(0.02, 0.05, 300)        # the same users under the other model
+    ours = paired(before, after)
+    ref = stats.ttest_rel(after, before)
+    ci = ref.confidence_interval(0.95)
+    assert (ours.t, ours.df) == pytest.approx((ref.statistic, ref.df), rel=1e-12)
+    assert ours.p_value == pytest.approx(ref.pvalue, rel=1e-10)
+    assert (ours.low, ours.high) == pytest.approx((ci.low, ci.high), rel=1e-10)
+    # pairing removes the users' own spread: far narrower than Welch on the same values
+    assert ours.high - ours.low < 0.5 * (welch(before, after).high - welch(before, after).low)
+
+
+def test_paired_refuses_unpaired_inputs() -> None:
+    with pytest.raises(ValueError, match="both"):
+        paired(CONTROL[:10], CONTROL[:11])
 
 
 def test_mean_interval_matches_scipy() -> None:

@@ -27,3 +27,10 @@ def test_evaluate_needs_published_models(tmp_path, capsys):
     (tmp_path / "world.json").write_text("{}")
     assert main(["evaluate", "--world", str(tmp_path), "--repository", str(tmp_path / "r")]) == 2
     assert "no published version" in flat(capsys.readouterr().err)
+
+
+def test_evaluate_rejects_a_replay_of_one_user(tmp_path, capsys):
+    (tmp_path / "world.json").write_text("{}")
+    assert main(["evaluate", "--world", str(tmp_path), "--repository", str(tmp_path / "r"),
+                 "--replay-users", "1"]) == 2
+    assert "--replay-users 0 or ≥ 2" in flat(capsys.readouterr().err)

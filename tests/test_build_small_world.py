@@ -115,10 +115,11 @@ def test_an_export_that_differs_from_catboost_is_not_published(built, repository
 def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys):
     world, _ = built
     assert main(["evaluate", "--world", str(world), "--repository", str(repository_copy),
-                 "--users", "400"]) == 0
+                 "--users", "400", "--replay-users", "150"]) == 0
     out = capsys.readouterr().out
     for ranker in ("control", "test", "popularity", "random", "oracle"):
         assert ranker in out
+    assert "Offline A/B replay" in flat(out) and "paired t-test" in flat(out)
     rows = {}
     for model in ("control", "test"):
         saved = json.loads((repository_copy / model / "1" / "evaluation.json").read_text())
@@ -128,3 +129,12 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
     assert rows["test"]["simulated_hit_rate"] > rows["random"]["simulated_hit_rate"]
     assert rows["test"]["hit_rate"] > rows["random"]["hit_rate"]
     assert rows["oracle"]["simulated_hit_rate"] >= rows["test"]["simulated_hit_rate"]
+    replay = saved["replay"]
+    assert replay["users"] == 150 and replay["requests"] > 150
+    assert set(replay["means"]) == {"control", "test"} and set(replay["differences"]) == {"test"}
+    for metric, paired in replay["differences"]["test"].items():
+        means = replay["means"]
+        assert paired["difference"] == pytest.approx(means["test"][metric]
+                                                     - means["control"][metric], abs=1e-12)
+        assert paired["low"] <= paired["difference"] <= paired["high"]
+    assert 0 < replay["means"]["control"]["expected_hit_rate"] < 1

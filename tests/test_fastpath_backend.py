@@ -19,7 +19,7 @@ from feedrank.model_config import CONFIG_FILE, read_config
 from feedrank.server.backends.base import Backend, ModelLoadError, load_backend
 from feedrank.server.backends.fastpath import FastPathBackend
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
-from feedrank.server.feed import rank
+from feedrank.server.ranking import rank
 from feedrank.server.repository import ModelRepository
 
 MODELS = ("control", "test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feedrank.server.feed import popular_fallback, rank
+from feedrank.server.ranking import popular_fallback, rank
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -115,3 +115,28 @@ def feed_events(views: pd.DataFrame, liked: np.ndarray, like_delay_s: np.ndarray
     rows["target"] = rows["target"].astype("Int8")
     return rows.sort_values(["timestamp", "user_id", "post_id"], kind="stable",
                             ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """An experiment's traffic, fixed by a seed: who asks for a feed when, and the random
+    numbers of their reactions. `ab simulate` sends it to a server, the offline replay
+    (export/replay.py) to the models in process: one seed, the same users and the same draws."""
+
+    requests: pd.DataFrame   # user_id, requested_time; in time order
+    reactions: Reactions
+
+    @classmethod
+    def plan(cls, world_user_ids: np.ndarray, users: int, days: np.ndarray, seed: int, *,
+             requests_per_day: float = REQUESTS_PER_DAY, slots: int) -> Traffic:
+        streams = experiment_streams(seed)
+        population = Population.sample(world_user_ids, users, streams[0], requests_per_day)
+        requests = population.requests(days, streams[1])
+        return cls(requests, Reactions.draw(len(requests), slots, streams[3]))
+
+
+def experiment_streams(seed: int) -> list[np.random.Generator]:
+    """A seed's independent random streams: population, requests, the logging-bug drill of
+    `ab simulate --drop-share`, reactions (fixed positions: a seed keeps its meaning)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+
