@@ -43,7 +43,7 @@ REPLAY_METRICS = METRICS | {EXPECTED: "expected hit rate@5"}
 @dataclass(frozen=True)
 class Replay:
     days: list[str]
-    users: int
+    users: int                                   # sampled users who asked for a feed
     requests: int
     seed: int
     means: dict[str, dict[str, float]]          # model -> metric -> mean over users

@@ -29,7 +29,7 @@ def evaluation_table(evaluation: Evaluation) -> Table:
 
 
 def replay_table(replay: Replay) -> Table:
-    table = Table(title=f"Offline A/B replay: {replay.users:,} users, {replay.requests:,} feed "
+    table = Table(title=f"Offline A/B replay: {replay.users:,} users asking for feeds, {replay.requests:,} feed "
                         f"requests, {replay.days[0]} .. {replay.days[-1]}, seed {replay.seed} "
                         "(paired t-test, 95% CI)")
     for column in ("metric", *replay.means, *(f"{m} − control" for m in replay.differences)):
