@@ -15,7 +15,8 @@ fixes the run whatever order the answers arrive in.
 
     OUT/log/        the server's exposure log, and the events it was sent (events-*.jsonl)
     OUT/events/     the drawn feed events (feed_data schema), one Parquet file per day
-    OUT/report/     report.json, report.html, figures; expected_hit_rate.json (ground truth)
+    OUT/report/     report.json, report.html, figures; expected_hit_rate.json (ground truth);
+                    prediction.json (the A/B against `feedrank evaluate`'s offline replay)
     OUT/repository/ with --aa: links to the models and an A/A router.toml
 """
 
@@ -38,6 +39,7 @@ from rich.console import Console
 
 from feedrank.ab.analysis import run_report
 from feedrank.ab.expected import expected_hit_rates, print_expected
+from feedrank.ab.prediction import report_prediction
 from feedrank.ab.report import Report
 from feedrank.ab.server_process import ServerProcess
 from feedrank.ab.split import router_shares
@@ -95,6 +97,8 @@ class Simulation:
         expected = expected_hit_rates(truth, views, logged_groups(self.out / "log"))
         (self.out / "report" / "expected_hit_rate.json").write_text(json.dumps(expected, indent=1))
         print_expected(expected, console)
+        if not self.aa:
+            report_prediction(repository, report, expected, self.out / "report", console)
         return report
 
     def _check(self) -> None:

@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from feed_serving import built_repository
+from feed_serving import built_repository, copy_repository
 
 from feedrank.ab.simulate import Simulation, drop_users
 from feedrank.ab.split import router_shares
@@ -25,10 +25,14 @@ from feedrank.world.simulated_users import Traffic
 
 @pytest.fixture(scope="module")
 def simulation(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ab") / "sim"
-    assert main(["ab", "simulate", "--world", str(tiny_world),
-                 "--repository", str(built_repository(tiny_world)), "--users", "200",
-                 "--days", "2", "--seed", "3", "--out", str(out)]) == 0
+    """`evaluate` (with its offline replay) on a copy of the repository, then the simulation."""
+    root = tmp_path_factory.mktemp("ab")
+    repository = copy_repository(built_repository(tiny_world), root)
+    assert main(["evaluate", "--world", str(tiny_world), "--repository", str(repository),
+                 "--users", "100", "--replay-users", "200", "--seed", "3"]) == 0
+    out = root / "sim"
+    assert main(["ab", "simulate", "--world", str(tiny_world), "--repository", str(repository),
+                 "--users", "200", "--days", "2", "--seed", "3", "--out", str(out)]) == 0
     return out
 
 
@@ -45,6 +49,19 @@ def test_report_of_the_simulation(simulation: Path) -> None:
     expected = json.loads((simulation / "report" / "expected_hit_rate.json").read_text())
     assert all(0 < g["mean"] < 1 for g in expected["groups"].values())
     assert set(expected["differences"]) == {"test"}
+
+
+def test_the_ab_is_set_against_the_offline_prediction(simulation: Path) -> None:
+    saved = json.loads((simulation / "report" / "prediction.json").read_text())
+    assert saved["source"].endswith("test/1/evaluation.json") and saved["replay"]["seed"] == 3
+    assert [c["metric"] for c in saved["checks"]] == ["hit_rate", "likes", "ctr",
+                                                      "expected_hit_rate"]
+    report = json.loads((simulation / "report" / "report.json").read_text())
+    found = {c["metric"]: c["welch"] for c in report["comparisons"]}
+    for check in saved["checks"][:3]:
+        assert check["found"] == found[check["metric"]]
+        inside = check["found"]["low"] <= check["predicted"]["difference"] <= check["found"]["high"]
+        assert check["agrees"] == inside
 
 
 def test_log_answers_and_events_agree(simulation: Path) -> None:

@@ -1,0 +1,100 @@
+"""Did the experiment find what the offline replay predicted? (`ab simulate`)
+
+`feedrank evaluate` saves beside each version a replay of the A/B (export/replay.py): for each
+metric, the paired difference test − control with its 95% interval. The simulation's report
+measures the same metrics on an actual split. They *agree* when the predicted difference lies
+inside the A/B's interval; the A/B *confirms* the prediction when, in addition, both are
+significant with the same sign.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from feedrank.ab.report import Report
+from feedrank.export.replay import EXPECTED, REPLAY_METRICS
+from feedrank.server.router import parse_router
+
+SIGNIFICANT_P = 0.05
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    predicted: dict   # paired t-test of the replay (difference, low, high, p_value, ...)
+    found: dict       # the A/B's Welch test
+
+    @property
+    def agrees(self) -> bool:
+        return bool(self.found["low"] <= self.predicted["difference"] <= self.found["high"])
+
+    @property
+    def confirmed(self) -> bool:
+        same_sign = self.found["difference"] * self.predicted["difference"] > 0
+        return bool(same_sign and self.found["p_value"] < SIGNIFICANT_P
+                    and self.predicted["p_value"] < SIGNIFICANT_P)
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"agrees": self.agrees, "confirmed": self.confirmed}
+
+
+def load_prediction(repository: Path, group: str = "test") -> tuple[dict | None, str]:
+    """The replay saved with the version the router serves to `group`, or None and why not.
+    It must have been made for the very versions the router serves to both groups."""
+    config = parse_router((repository / "router.toml").read_text(), lambda model, version: None)
+    served = {g.name: (g.model, g.version) for g in config.groups}
+    model, version = served[group]
+    path = repository / model / str(version) / "evaluation.json"
+    if not path.is_file():
+        return None, f"{path} not found: run `feedrank evaluate`"
+    evaluation = json.loads(path.read_text())
+    evaluated = {row["ranker"]: row["version"] for row in evaluation["rows"]}
+    if any(evaluated.get(m) != v for m, v in served.values()):
+        return None, (f"{path} evaluated {evaluated.get('control')} / {evaluated.get('test')}, "
+                      f"the router serves {served}: run `feedrank evaluate`")
+    if not evaluation.get("replay"):
+        return None, f"{path} has no replay: run `feedrank evaluate --replay-users N`"
+    return evaluation["replay"], str(path)
+
+
+def checks(replay: dict, report: Report, expected: dict, group: str = "test") -> list[Check]:
+    """One check per metric the replay predicts and the A/B measures."""
+    found = {c.metric: c.welch.as_dict() for c in report.comparisons if c.group == group}
+    found[EXPECTED] = expected["differences"][group]
+    return [Check(metric, replay["differences"][group][metric], found[metric])
+            for metric in REPLAY_METRICS if metric in found]
+
+
+def prediction_table(results: list[Check], source: str) -> Table:
+    table = Table(title=f"The A/B against the offline prediction ({source})")
+    for column in ("metric", "predicted (replay)", "found (A/B)", "agrees", "confirmed"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for c in results:
+        table.add_row(REPLAY_METRICS[c.metric], _difference(c.predicted), _difference(c.found),
+                      "yes" if c.agrees else "NO", "yes" if c.confirmed else "no")
+    return table
+
+
+def report_prediction(repository: Path, report: Report, expected: dict, out: Path,
+                      console: Console) -> list[Check]:
+    """Print the comparison and save it as OUT/prediction.json; nothing if no prediction."""
+    replay, source = load_prediction(repository)
+    if replay is None:
+        console.print(f"no offline prediction to compare with: {source}")
+        return []
+    results = checks(replay, report, expected)
+    console.print(prediction_table(results, source))
+    (out / "prediction.json").write_text(json.dumps(
+        {"source": source, "replay": {k: replay[k] for k in ("days", "users", "seed")},
+         "checks": [c.as_dict() for c in results]}, indent=1))
+    return results
+
+
+def _difference(t: dict) -> str:
+    return (f"{t['difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] "
+            f"p={t['p_value']:.2g}")
