@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="users of the offline A/B replay over the evaluation window, "
                                "the traffic of `ab simulate` with the same --seed (default "
                                "1000; 0 skips it)")
+    evaluate.add_argument("--force", action="store_true",
+                          help="evaluate again even if the saved evaluation has the same inputs")
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -70,7 +72,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.users < 1 or args.replay_users < 0 or args.replay_users == 1:
         raise FeedrankError(f"--users must be ≥ 1 and --replay-users 0 or ≥ 2, got "
                             f"{args.users} and {args.replay_users}")
-    models, windows = {}, set()
+    models, windows, fingerprints = {}, set(), {}
     for name in ("control", "test"):
         latest = latest_metadata(settings.repository / name)
         if latest is None:
@@ -78,17 +80,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                 "run `feedrank build`")
         models[name] = (latest[0], settings.repository / name / str(latest[0]))
         windows.add(Windows.from_dict(latest[1]["windows"]))
+        fingerprints[name] = latest[1].get("build_fingerprint")
     if len(windows) != 1:
         raise FeedrankError("the latest control and test versions were trained on different "
                             "windows; rebuild both with `feedrank build`")
     world = require_world(settings.world)
     from feedrank.export.evaluate import evaluate
-    from feedrank.export.replay import replay
-    from feedrank.export.report import evaluation_table, replay_table, save_evaluation
+    from feedrank.export.replay import Replay, replay
+    from feedrank.export.report import (evaluation_table, replay_table, save_evaluation,
+                                        saved_evaluation)
 
     window, console = windows.pop(), Console()
+    inputs = {"models": fingerprints, "users": args.users, "seed": args.seed,
+              "replay_users": args.replay_users}
+    saved = saved_evaluation(models["test"][1])
+    if saved is not None and saved.inputs == inputs and not args.force:
+        console.print(f"inputs unchanged: the saved evaluation ({models['test'][1]}/"
+                      "evaluation.json; --force evaluates again)")
+        console.print(evaluation_table(saved))
+        if saved.replay:
+            console.print(replay_table(Replay(**saved.replay)))
+        return 0
     result = evaluate(world, models, window, users=args.users,
                       seed=args.seed, threads=settings.build.threads)
+    result = dataclasses.replace(result, inputs=inputs)
     console.print(evaluation_table(result))
     if args.replay_users:
         days = np.arange(np.datetime64(window.eval_start, "D"),

@@ -52,9 +52,16 @@ class Evaluation:
     seed: int
     rows: list[Row]
     replay: dict | None = None   # export/replay.py: the A/B an experiment should find
+    # what was evaluated (versions' build fingerprints, sample sizes, seed): the same inputs
+    # give the same evaluation, so `feedrank evaluate` shows the saved one instead of redoing it
+    inputs: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Evaluation:
+        return cls(**data | {"rows": [Row(**row) for row in data["rows"]]})
     def row(self, ranker: str) -> Row:
         return next(r for r in self.rows if r.ranker == ranker)
 

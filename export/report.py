@@ -47,3 +47,11 @@ def save_evaluation(evaluation: Evaluation, version_dirs: list[Path]) -> None:
     for folder in version_dirs:
         write_json(folder / EVALUATION, data)
         write_json(folder / METADATA, read_json(folder / METADATA) | {"evaluation": data})
+
+
+def saved_evaluation(version_dir: Path) -> Evaluation | None:
+    """The evaluation saved beside a version, if any (older files without `inputs` are
+    returned too: their inputs match nothing, so they are redone)."""
+    path = version_dir / EVALUATION
+    return Evaluation.from_dict(read_json(path)) if path.is_file() else None
+

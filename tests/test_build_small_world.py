@@ -138,3 +138,10 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
                                                      - means["control"][metric], abs=1e-12)
         assert paired["low"] <= paired["difference"] <= paired["high"]
     assert 0 < replay["means"]["control"]["expected_hit_rate"] < 1
+    # the same inputs again: the saved evaluation is shown, not redone
+    before = (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns
+    assert main(["evaluate", "--world", str(world), "--repository", str(repository_copy),
+                 "--users", "400", "--replay-users", "150"]) == 0
+    again = flat(capsys.readouterr().out)
+    assert "inputs unchanged" in again and "Offline A/B replay" in again and "oracle" in again
+    assert (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns == before
