@@ -49,9 +49,8 @@ from feedrank.server.exposure_log import query as exposure_query
 from feedrank.world import schema
 from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.layout import WorldLayout
-from feedrank.world.simulated_users import Reactions, Traffic, experiment_streams, feed_events
-
-LIMIT = 5
+from feedrank.world.simulated_users import (SLOTS, Reactions, Traffic, experiment_streams,
+                                            feed_events)
 
 
 @dataclass
@@ -72,7 +71,7 @@ class Simulation:
         self._check()
         truth = GroundTruth.load(self.world)
         traffic = Traffic.plan(truth.user_ids, self.users, self._days(), self.seed,
-                               requests_per_day=self.requests_per_day, slots=LIMIT)
+                               requests_per_day=self.requests_per_day)
         for sub in ("log", "events", "report", "repository"):
             shutil.rmtree(self.out / sub, ignore_errors=True)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +197,7 @@ class ClosedLoop:
         """One feed request and the user's reaction, posted back; (shown posts, liked)."""
         stamp = str(at)
         feed = await self._call(client.get("/post/recommendations/", params={
-            "id": user, "time": stamp, "limit": LIMIT}))
+            "id": user, "time": stamp, "limit": SLOTS}))
         shown = np.array([p["id"] for p in feed["recommendations"]], np.int64)
         liked = self.reactions.react(self.truth, i, user, shown, at, self.liked[user])
         like_at = self.reactions.like_times(i, at, liked)

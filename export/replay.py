@@ -31,9 +31,8 @@ from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.progress import progress_bar
 from feedrank.server.ranking import rank
 from feedrank.world.ground_truth import GroundTruth
-from feedrank.world.simulated_users import Traffic
+from feedrank.world.simulated_users import SLOTS, Traffic
 
-SLOTS = 5           # posts per feed, as `ab simulate` asks for
 BATCH = 16          # requests scored per CatBoost call
 EXPECTED = "expected_hit_rate"
 # the A/B report's metrics, and the one only a simulation knows: 1 − Π(1 − p_true) per feed
@@ -57,7 +56,7 @@ def replay(world: Path, models: dict[str, Path], days: np.ndarray, *, users: int
            threads: int, control: str = "control", progress: bool = True) -> Replay:
     """`models`: name -> version folder; `days`: datetime64[D] the experiment runs on."""
     truth = GroundTruth.load(world)
-    traffic = Traffic.plan(truth.user_ids, users, days, seed, slots=SLOTS)
+    traffic = Traffic.plan(truth.user_ids, users, days, seed)
     online = OnlineFeatures.load(world)   # the server's snapshot: point-in-time history
     users_of = {}
     for name, folder in models.items():

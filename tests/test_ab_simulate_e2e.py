@@ -15,7 +15,7 @@ from feed_serving import built_repository, copy_repository
 from feedrank.ab.simulate import Simulation, drop_users
 from feedrank.ab.split import router_shares
 from feedrank.cli import main
-from feedrank.export.replay import SLOTS, candidates, run_loop
+from feedrank.export.replay import candidates, run_loop
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.exposure_log import query
 from feedrank.world import schema
@@ -164,7 +164,7 @@ def test_the_offline_replay_reproduces_each_groups_feeds(simulation: Path,
     repository = built_repository(tiny_world)
     feed = sorted(p.stem for p in (tiny_world / "feed_data").glob("*.parquet"))
     traffic = Traffic.plan(GroundTruth.load(tiny_world).user_ids, 200,
-                           np.array(feed[-2:], "datetime64[D]"), 3, slots=SLOTS)
+                           np.array(feed[-2:], "datetime64[D]"), 3)
     online = OnlineFeatures.load(tiny_world)
     served = duckdb.sql(f"SELECT user_id, requested_time, exp_group, post_ids FROM "
                         f"({query(simulation / 'log')}) ORDER BY requested_time, user_id").df()

@@ -20,6 +20,7 @@ from feedrank.world.generate import LIKE_DELAY_S
 from feedrank.world.ground_truth import GroundTruth
 
 REQUESTS_PER_DAY = 1.5        # mean feed requests per simulated user and day
+SLOTS = 5                     # posts a simulated user asks for per feed (the `limit`)
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class Traffic:
 
     @classmethod
     def plan(cls, world_user_ids: np.ndarray, users: int, days: np.ndarray, seed: int, *,
-             requests_per_day: float = REQUESTS_PER_DAY, slots: int) -> Traffic:
+             requests_per_day: float = REQUESTS_PER_DAY, slots: int = SLOTS) -> Traffic:
         streams = experiment_streams(seed)
         population = Population.sample(world_user_ids, users, streams[0], requests_per_day)
         requests = population.requests(days, streams[1])
