@@ -2,9 +2,10 @@
 
 `feedrank evaluate` saves beside each version a replay of the A/B (export/replay.py): for each
 metric, the paired difference test − control with its 95% interval. The simulation's report
-measures the same metrics on an actual split. They *agree* when the predicted difference lies
-inside the A/B's interval; the A/B *confirms* the prediction when, in addition, both are
-significant with the same sign.
+measures the same metrics on an actual split. Both are estimates from samples of users, so they
+*agree* when their gap is within the 95% margin of the two errors combined (a two-sided z-test
+of "same difference", standard errors read back from the intervals); the A/B *confirms* the
+prediction when, in addition, both are significant with the same sign.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
+from scipy import stats
 from rich.table import Table
 
 from feedrank.ab.report import Report
@@ -30,8 +33,15 @@ class Check:
     found: dict       # the A/B's Welch test
 
     @property
+    def gap_z(self) -> float:
+        """(found − predicted) in standard errors of that gap."""
+        se = np.hypot(_standard_error(self.found), _standard_error(self.predicted))
+        gap = self.found["difference"] - self.predicted["difference"]
+        return float(gap / se) if se > 0 else (0.0 if gap == 0 else float(np.inf))
+
+    @property
     def agrees(self) -> bool:
-        return bool(self.found["low"] <= self.predicted["difference"] <= self.found["high"])
+        return bool(abs(self.gap_z) < stats.norm.ppf(1 - SIGNIFICANT_P / 2))
 
     @property
     def confirmed(self) -> bool:
@@ -40,7 +50,8 @@ class Check:
                     and self.predicted["p_value"] < SIGNIFICANT_P)
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"agrees": self.agrees, "confirmed": self.confirmed}
+        return asdict(self) | {"gap_z": self.gap_z, "agrees": self.agrees,
+                               "confirmed": self.confirmed}
 
 
 def load_prediction(repository: Path, group: str = "test") -> tuple[dict | None, str]:
@@ -72,11 +83,13 @@ def checks(replay: dict, report: Report, expected: dict, group: str = "test") ->
 
 def prediction_table(results: list[Check], source: str) -> Table:
     table = Table(title=f"The A/B against the offline prediction ({source})")
-    for column in ("metric", "predicted (replay)", "found (A/B)", "agrees", "confirmed"):
+    for column in ("metric", "predicted (replay)", "found (A/B)", "gap (z)", "agrees",
+                   "confirmed"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for c in results:
         table.add_row(REPLAY_METRICS[c.metric], _difference(c.predicted), _difference(c.found),
-                      "yes" if c.agrees else "NO", "yes" if c.confirmed else "no")
+                      f"{c.gap_z:+.2f}", "yes" if c.agrees else "NO",
+                      "yes" if c.confirmed else "no")
     return table
 
 
@@ -93,6 +106,11 @@ def report_prediction(repository: Path, report: Report, expected: dict, out: Pat
         {"source": source, "replay": {k: replay[k] for k in ("days", "users", "seed")},
          "checks": [c.as_dict() for c in results]}, indent=1))
     return results
+
+
+def _standard_error(t: dict) -> float:
+    """A t-test's standard error, from its 95% interval and degrees of freedom."""
+    return (t["high"] - t["low"]) / (2 * stats.t.ppf(0.975, t["df"]))
 
 
 def _difference(t: dict) -> str:

@@ -5,26 +5,38 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from feedrank.ab.prediction import Check, load_prediction
 
 
-def t(difference: float, low: float, high: float, p: float) -> dict:
-    return {"difference": difference, "low": low, "high": high, "p_value": p}
+def t(difference: float, half: float, p: float, df: float = 1e6) -> dict:
+    """A t-test result with a 95% interval of half-width `half` (large df: half = 1.96 se)."""
+    return {"difference": difference, "low": difference - half, "high": difference + half,
+            "p_value": p, "df": df}
 
 
 @pytest.mark.parametrize(("predicted", "found", "agrees", "confirmed"), [
-    (t(0.01, 0.008, 0.012, 1e-6), t(0.012, 0.004, 0.020, 0.003), True, True),
-    (t(0.01, 0.008, 0.012, 1e-6), t(0.003, -0.005, 0.011, 0.45), True, False),   # underpowered
-    (t(0.01, 0.008, 0.012, 1e-6), t(-0.012, -0.02, -0.004, 0.003), False, False),  # wrong sign
-    (t(-0.002, -0.009, 0.005, 0.6), t(-0.012, -0.02, -0.004, 0.003), False, False),
-    (t(0.0, -0.001, 0.001, 1.0), t(0.0005, -0.004, 0.005, 0.8), True, False),   # nothing to find
+    (t(0.01, 0.002, 1e-6), t(0.012, 0.008, 0.003), True, True),
+    (t(0.01, 0.002, 1e-6), t(0.003, 0.008, 0.45), True, False),     # underpowered A/B
+    (t(0.01, 0.002, 1e-6), t(-0.012, 0.008, 0.003), False, False),  # wrong sign
+    (t(0.0, 0.001, 1.0), t(0.0005, 0.0045, 0.8), True, False),      # nothing to find
+    # just outside the A/B's interval, yet within the two estimates' combined margin
+    (t(-0.0067, 0.0034, 1e-4), t(-0.0022, 0.0031, 0.17), True, False),
 ])
 def test_agreement_and_confirmation(predicted, found, agrees, confirmed) -> None:
     check = Check("hit_rate", predicted, found)
     assert (check.agrees, check.confirmed) == (agrees, confirmed)
     assert check.as_dict()["agrees"] == agrees
+
+
+def test_gap_in_standard_errors_matches_a_direct_computation() -> None:
+    predicted, found = t(0.010, 0.004, 1e-6, df=999), t(0.002, 0.006, 0.5, df=5000)
+    se = np.hypot(*(0.5 * (x["high"] - x["low"]) / stats.t.ppf(0.975, x["df"])
+                    for x in (predicted, found)))
+    assert Check("ctr", predicted, found).gap_z == pytest.approx((0.002 - 0.010) / se, rel=1e-12)
 
 
 def repository(tmp_path: Path, evaluated: dict[str, int], replay: dict | None) -> Path:
