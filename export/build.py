@@ -156,11 +156,15 @@ class Builder:
 
 
 def training_summary(model: CatBoostClassifier, data: ModelData) -> dict:
+    """Rows, the validation metrics *of the saved model* (cut back to its best iteration), the
+    trees trained and kept, and feature importances."""
     history = model.get_evals_result()["validation"]
-    final = {metric: values[-1] for metric, values in history.items()}
+    best = model.get_best_iteration()
     importance = sorted(zip(data.names, model.get_feature_importance().round(3).tolist()),
                         key=lambda pair: -pair[1])
     return {"train_rows": len(data.train[1]), "validation_rows": len(data.valid[1]),
             "train_positive_rate": float(data.train[1].mean()),
-            "validation_auc": final["AUC"], "validation_logloss": final["Logloss"],
+            "validation_auc": history["AUC"][best], "validation_logloss": history["Logloss"][best],
+            "trees_trained": len(history["AUC"]), "trees_kept": model.tree_count_,
+            "validation_auc_all_trees": history["AUC"][-1],
             "feature_importance": importance}  # a list: JSON objects lose the order

@@ -22,13 +22,18 @@ class TrainParams:
         params = {"iterations": self.iterations, "depth": self.depth, "random_seed": self.seed,
                   "thread_count": self.threads, "loss_function": "Logloss",
                   "eval_metric": "AUC", "custom_metric": ["Logloss"],
+                  # keep the trees up to the best validation AUC: later ones fit the training
+                  # window's counts, which drift (a post's views double by validation time)
+                  "use_best_model": True,
                   "allow_writing_files": False, "verbose": False}
         if self.learning_rate is not None:
             params["learning_rate"] = self.learning_rate
         return params
 
     def identity(self) -> dict:
-        """What changes the model (threads do not: CatBoost is deterministic across them)."""
+        """What the model is meant to be. Threads are left out: they can change CatBoost's float
+        sums in the last bits (the test model's best iteration moved at a fixed seed), which is
+        no reason to retrain a published version."""
         return {k: v for k, v in asdict(self).items() if k != "threads"}
 
 

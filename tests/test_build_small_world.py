@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import onnx
+from catboost import CatBoostClassifier
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -67,6 +68,11 @@ def test_build_publishes_a_parity_checked_version_with_a_triton_config(built, na
     assert {"model.onnx", "model.cbm", "metadata.json", "post_features.parquet"} <= files
     assert ("embedding_pipeline" in files) == (name == "test")
     assert (repository / "router.toml").is_file()
+    # the summary describes the saved model: cut back to its best validation iteration
+    saved = CatBoostClassifier().load_model(str(repository / name / "1" / "model.cbm"))
+    summary = meta["training"]
+    assert summary["trees_kept"] == saved.tree_count_ <= summary["trees_trained"] == 60
+    assert summary["validation_auc"] >= summary["validation_auc_all_trees"]
 
 
 def test_test_model_sees_more_features_than_control(built):
