@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "Parquet files (`ab simulate`'s OUT/events) or a server's log folder "
                         "(its events-*.jsonl, what clients posted to /feed/events)")
     _analysis_options(report)
-    report.add_argument("--out", type=Path, default=Path("report"), help="report folder")
+    report.add_argument("--out", type=Path, default=Path("report"), help="report folder "
+                        "(with --repository: prediction.json, the A/B against the offline "
+                        "replay `feedrank evaluate` saved for the served versions)")
     report.set_defaults(handler=report_command)
 
     simulate = commands.add_parser("simulate", help="simulated users against the real server",
@@ -59,15 +61,22 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from feedrank.ab.analysis import run_report
     from feedrank.ab.attribution import like_files, parse_window
+    from feedrank.ab.prediction import report_prediction
     from feedrank.ab.split import parse_split, router_shares
 
     shares = (parse_split(args.split) if args.split else
               router_shares(args.repository / "router.toml") if args.repository else None)
-    run_report(args.log, like_files(args.world, args.events), window_s=parse_window(args.window),
-               shares=shares, out=args.out, control=args.control, seed=args.seed,
-               covariate_world=args.world)
+    console = Console()
+    report = run_report(args.log, like_files(args.world, args.events),
+                        window_s=parse_window(args.window), shares=shares, out=args.out,
+                        control=args.control, seed=args.seed, console=console,
+                        covariate_world=args.world)
+    if args.repository and args.control == "control":
+        report_prediction(args.repository, report, None, args.out, console)
     return 0
 
 

@@ -63,6 +63,17 @@ def test_the_ab_is_set_against_the_offline_prediction(simulation: Path) -> None:
         assert check["agrees"] == (abs(check["gap_z"]) < 1.96)
 
 
+def test_ab_report_with_a_repository_sets_a_log_against_its_prediction(
+        simulation: Path, tmp_path: Path) -> None:
+    assert main(["ab", "report", "--log", str(simulation / "log"), "--events",
+                 str(simulation / "events"), "--repository", str(simulation.parent / "repository"),
+                 "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "prediction.json").read_text())
+    simulated = json.loads((simulation / "report" / "prediction.json").read_text())
+    # a real log has no ground truth: the three logged metrics, as the simulation found them
+    assert saved["checks"] == simulated["checks"][:3]
+
+
 def test_log_answers_and_events_agree(simulation: Path) -> None:
     con = duckdb.connect()
     served = con.execute(f"SELECT exp_group, model, count(*) FROM ({query(simulation / 'log')}) "
