@@ -59,6 +59,10 @@ def load_prediction(repository: Path, group: str = "test") -> tuple[dict | None,
     It must have been made for the very versions the router serves to both groups."""
     config = parse_router((repository / "router.toml").read_text(), lambda model, version: None)
     served = {g.name: (g.model, g.version) for g in config.groups}
+    if {name: model for name, (model, _) in served.items()} != {"control": "control",
+                                                                 group: group}:
+        return None, (f"the replay compares the models control and {group}; the router serves "
+                      f"{served}")
     model, version = served[group]
     path = repository / model / str(version) / "evaluation.json"
     if not path.is_file():

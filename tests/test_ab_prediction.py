@@ -71,3 +71,13 @@ def test_no_evaluation_is_named(tmp_path: Path) -> None:
     (root / "test" / "2" / "evaluation.json").unlink()
     replay, why = load_prediction(root)
     assert replay is None and "feedrank evaluate" in why
+
+
+def test_an_aa_router_has_no_prediction(tmp_path: Path) -> None:
+    root = repository(tmp_path, {"control": 1, "test": 2}, {"x": 1})
+    text = (root / "router.toml").read_text().replace('model = "test"\nversion = 2',
+                                                      'model = "control"\nversion = 1')
+    (root / "router.toml").write_text(text)
+    replay, why = load_prediction(root)
+    assert replay is None and "compares the models control and test" in why
+
