@@ -62,6 +62,7 @@ class Evaluation:
     @classmethod
     def from_dict(cls, data: dict) -> Evaluation:
         return cls(**data | {"rows": [Row(**row) for row in data["rows"]]})
+
     def row(self, ranker: str) -> Row:
         return next(r for r in self.rows if r.ranker == ranker)
 

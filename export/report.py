@@ -29,9 +29,9 @@ def evaluation_table(evaluation: Evaluation) -> Table:
 
 
 def replay_table(replay: Replay) -> Table:
-    table = Table(title=f"Offline A/B replay: {replay.users:,} users asking for feeds, {replay.requests:,} feed "
-                        f"requests, {replay.days[0]} .. {replay.days[-1]}, seed {replay.seed} "
-                        "(paired t-test, 95% CI)")
+    table = Table(title=f"Offline A/B replay: {replay.users:,} users asking for feeds, "
+                        f"{replay.requests:,} feed requests, {replay.days[0]} .. "
+                        f"{replay.days[-1]}, seed {replay.seed} (paired t-test, 95% CI)")
     for column in ("metric", *replay.means, *(f"{m} − control" for m in replay.differences)):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for metric, label in REPLAY_METRICS.items():
@@ -54,4 +54,3 @@ def saved_evaluation(version_dir: Path) -> Evaluation | None:
     returned too: their inputs match nothing, so they are redone)."""
     path = version_dir / EVALUATION
     return Evaluation.from_dict(read_json(path)) if path.is_file() else None
-
