@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "from the ground truth, then report.")
     simulate.add_argument("--world", type=Path, required=True, help="generated world")
     simulate.add_argument("--repository", type=Path, required=True, help="model repository")
-    simulate.add_argument("--users", type=int, default=3000, help="simulated users")
+    simulate.add_argument("--users", type=int, default=20000,
+                          help="simulated users (default 20000: on the default world about "
+                          "216,000 requests, 35-40 min on 2 cores, hit rate@5 MDE about ±0.008)")
     simulate.add_argument("--days", type=int, default=7, help="the world's last D days")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--requests-per-day", type=float, default=1.5,

@@ -58,7 +58,7 @@ class Simulation:
     world: Path
     repository: Path
     out: Path
-    users: int = 3000
+    users: int = 20000
     days: int = 7
     seed: int = 0
     requests_per_day: float = 1.5
