@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from scipy import stats
 from rich.table import Table
+from scipy import stats
 
 from feedrank.ab.report import Report
+from feedrank.ab.stats import standard_error
 from feedrank.export.replay import EXPECTED, REPLAY_METRICS
 from feedrank.server.router import parse_router
 
@@ -35,7 +36,8 @@ class Check:
     @property
     def gap_z(self) -> float:
         """(found − predicted) in standard errors of that gap."""
-        se = np.hypot(_standard_error(self.found), _standard_error(self.predicted))
+        se = np.hypot(*(standard_error(t["low"], t["high"], t["df"])
+                        for t in (self.found, self.predicted)))
         gap = self.found["difference"] - self.predicted["difference"]
         return float(gap / se) if se > 0 else (0.0 if gap == 0 else float(np.inf))
 
@@ -113,11 +115,6 @@ def report_prediction(repository: Path, report: Report, expected: dict | None, o
         {"source": source, "replay": {k: replay[k] for k in ("days", "users", "seed")},
          "checks": [c.as_dict() for c in results]}, indent=1))
     return results
-
-
-def _standard_error(t: dict) -> float:
-    """A t-test's standard error, from its 95% interval and degrees of freedom."""
-    return (t["high"] - t["low"]) / (2 * stats.t.ppf(0.975, t["df"]))
 
 
 def _difference(t: dict) -> str:

@@ -114,13 +114,17 @@ def _t_test(difference: float, se: float, df: float, level: float) -> TTest:
                  float(2 * stats.t.sf(abs(t), df)))
 
 
+def standard_error(low: float, high: float, df: float, level: float = LEVEL) -> float:
+    """A t-test's standard error, read back from its `level` interval and degrees of freedom."""
+    return float((high - low) / (2 * stats.t.ppf((1 + level) / 2, df)))
+
+
 def minimum_detectable_effect(w: TTest, level: float = LEVEL, power: float = POWER) -> float:
     """The smallest true difference this test would find significant with probability `power`:
-    (t_{(1+level)/2} + t_power) x its standard error, read back from its interval. It says
-    whether a non-significant result could have shown an effect of the size one expected."""
+    (t_{(1+level)/2} + t_power) x its standard error. It says whether a non-significant result
+    could have shown an effect of the size one expected."""
     t_crit = stats.t.ppf((1 + level) / 2, w.df)
-    se = (w.high - w.low) / (2 * t_crit)
-    return float((t_crit + stats.t.ppf(power, w.df)) * se)
+    return float((t_crit + stats.t.ppf(power, w.df)) * standard_error(w.low, w.high, w.df, level))
 
 
 def cuped(a: np.ndarray, b: np.ndarray, a_x: np.ndarray, b_x: np.ndarray,
