@@ -21,6 +21,7 @@ from catboost import CatBoostClassifier
 from rich.console import Console
 
 from feedrank.errors import FeedrankError
+from feedrank.export.evaluate import choose_exposure
 from feedrank.export.onnx_export import INPUT_NAME, PROBABILITY_OUTPUT, export_onnx
 from feedrank.export.parity import MIN_ROWS, check_parity, require_parity
 from feedrank.export.publish import (METADATA, ensure_router, latest_metadata, publish_version,
@@ -33,6 +34,7 @@ from feedrank.world.layout import WorldLayout
 
 MODELS = ("control", "test")
 PARITY_REQUESTS = 20
+EXPOSURE_REQUESTS = 1000   # validation sessions ranked to choose the exposure term
 PIPELINE = "embedding_pipeline"
 
 
@@ -68,12 +70,23 @@ def split(table: pl.DataFrame, name: str, specs: list[dict], windows: Windows,
     ts = pl.col("timestamp")
     train = table.filter(ts < windows.valid_start)
     valid = table.filter((ts >= windows.valid_start) & (ts < windows.eval_start))
-    if train.height == 0 or valid.height == 0:
-        raise FeedrankError(f"time split left {train.height} training and {valid.height}"
-                            f" validation rows: the world is too small for {windows.as_dict()}")
+    for part, frame in (("training", train), ("validation", valid)):
+        _require_both_classes(part, frame, windows)
     requests = valid.select("user_id", "timestamp").sample(
         min(PARITY_REQUESTS, valid.height), seed=seed)
     return ModelData(name, specs, xy(train), xy(valid), requests)
+
+
+def _require_both_classes(part: str, frame: pl.DataFrame, windows: Windows) -> None:
+    """CatBoost cannot learn (or validate) from one class: say which window lacks which."""
+    liked = int(frame["target"].sum()) if frame.height else 0
+    if frame.height and 0 < liked < frame.height:
+        return
+    what = ("no rows" if not frame.height else
+            "only views followed by a like" if liked else "no view followed by a like")
+    raise FeedrankError(f"the {part} window has {what} ({frame.height:,} rows); a model needs "
+                        f"liked and not-liked views in both training and validation. Windows, "
+                        f"derived from the feed's views: {windows.describe()}")
 
 
 def parity_rows(data: ModelData) -> np.ndarray:
@@ -119,13 +132,18 @@ class Builder:
             return latest[0]
         data = split(table(), name, specs, windows, self.params.seed)
         model = fit(name, self.params, data.train, data.valid, progress=self.progress)
+        post_features = features / f"post_features_{name}.parquet"
+        exposure, choice = choose_exposure(
+            self.world, ModelInputs(self.online, specs, post_features), model, windows,
+            requests=EXPOSURE_REQUESTS, seed=self.params.seed, threads=self.params.threads)
+        self.console.print(f"{name}: ranks by {choice.get('chosen', 'preference')} "
+                           f"(validation hit rate@5 of each: {_rates(choice)})")
         meta = {"model": name, "features": specs, "input_name": INPUT_NAME,
                 "output_name": PROBABILITY_OUTPUT, "windows": windows.as_dict(),
                 "data_fingerprint": manifest["fingerprint"], "build_fingerprint": key,
                 "features_cutoff": manifest.get("cutoff"),
                 "training": training_summary(model, data), "catboost": self.params.catboost(),
-                "evaluation": None}
-        post_features = features / f"post_features_{name}.parquet"
+                "exposure": exposure.as_dict(), "exposure_choice": choice, "evaluation": None}
         version = publish_version(
             self.repository, name, len(specs),
             lambda folder, v: self.write_version(folder, v, model, data, post_features,
@@ -153,6 +171,10 @@ class Builder:
         inputs = ModelInputs(self.online, data.specs, folder / "post_features.parquet")
         for user_id, at in data.requests.iter_rows():
             yield inputs.matrix(user_id, np.datetime64(at, "us")), inputs.post_ids
+
+
+def _rates(choice: dict) -> str:
+    return ", ".join(f"{name} {rate:.4f}" for name, rate in choice.get("hit_rates", {}).items())
 
 
 def training_summary(model: CatBoostClassifier, data: ModelData) -> dict:

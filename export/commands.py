@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from rich.console import Console
 
 from feedrank.errors import FeedrankError
 from feedrank.settings import load_settings
+from feedrank.world.layout import WorldLayout
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate", help="hit rate@5 of the latest published models on the held-out window")
     add_locations(evaluate)
-    evaluate.add_argument("--users", type=int, default=2000,
-                          help="active users sampled from the window (default 2000)")
+    evaluate.add_argument("--requests", type=int, default=2000,
+                          help="logged sessions sampled from the held-out window (default 2000)")
+    evaluate.add_argument("--horizon", type=float, default=1.0,
+                          help="hours after a request in which a like is a hit (default 1)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--replay-users", type=int, default=1000,
                           help="users of the offline A/B replay over the evaluation window, "
@@ -69,9 +73,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from feedrank.export.windows import Windows
 
     settings = load_settings(world=args.world, repository=args.repository)
-    if args.users < 1 or args.replay_users < 0 or args.replay_users == 1:
-        raise FeedrankError(f"--users must be ≥ 1 and --replay-users 0 or ≥ 2, got "
-                            f"{args.users} and {args.replay_users}")
+    if args.requests < 1 or args.horizon <= 0 or args.replay_users < 0 or args.replay_users == 1:
+        raise FeedrankError(f"--requests must be ≥ 1, --horizon > 0 and --replay-users 0 or "
+                            f"≥ 2, got {args.requests}, {args.horizon} and {args.replay_users}")
     models, windows, fingerprints = {}, set(), {}
     for name in ("control", "test"):
         latest = latest_metadata(settings.repository / name)
@@ -91,8 +95,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                         saved_evaluation)
 
     window, console = windows.pop(), Console()
-    inputs = {"models": fingerprints, "users": args.users, "seed": args.seed,
-              "replay_users": args.replay_users}
+    inputs = {"models": fingerprints, "requests": args.requests, "horizon": args.horizon,
+              "seed": args.seed, "replay_users": args.replay_users}
     saved = saved_evaluation(models["test"][1])
     if saved is not None and saved.inputs == inputs and not args.force:
         console.print(f"inputs unchanged: the saved evaluation ({models['test'][1]}/"
@@ -101,11 +105,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if saved.replay:
             console.print(replay_table(Replay(**saved.replay)))
         return 0
-    result = evaluate(world, models, window, users=args.users,
-                      seed=args.seed, threads=settings.build.threads)
+    result = evaluate(world, models, window, requests=args.requests, seed=args.seed,
+                      threads=settings.build.threads, horizon=timedelta(hours=args.horizon))
     result = dataclasses.replace(result, inputs=inputs)
     console.print(evaluation_table(result))
-    if args.replay_users:
+    if args.replay_users and not WorldLayout(world).ground_truth.exists():
+        console.print("no offline A/B replay: it draws likes from a generated world's ground "
+                      "truth, which an imported world has not")
+    elif args.replay_users:
         days = np.arange(np.datetime64(window.eval_start, "D"),
                          np.datetime64(window.eval_end, "D"))
         predicted = replay(world, {name: folder for name, (_, folder) in models.items()}, days,

@@ -33,10 +33,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from feedrank.errors import FeedrankError
 
-Kind = Literal["request", "post", "pair"]
+Kind = Literal["request", "post", "pair", "dense"]
 SOURCE_KINDS: dict[str, Kind] = {"user": "request", "time": "request", "post": "post",
-                                 "history": "pair"}
-REQUEST_INPUT, PAIR_INPUT, SCORES_OUTPUT, TABLE = "request", "pair", "scores", "table"
+                                 "history": "pair", "recent": "post", "affinity": "dense"}
+REQUEST_INPUT, PAIR_INPUT, DENSE_INPUT, SCORES_OUTPUT = "request", "pair", "dense", "scores"
+TABLE, DENSE_TABLE = "table", "dense_table"
 OPSET = 17
 
 
@@ -47,7 +48,7 @@ class Partition:
     kinds: tuple[Kind, ...]
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.kinds) - {"request", "post", "pair"})
+        unknown = sorted(set(self.kinds) - {"request", "post", "pair", "dense"})
         if unknown:
             raise FeedrankError(f"unknown column kinds {unknown}: use request, post or pair")
 
@@ -223,12 +224,15 @@ def _merge_round(groups: list[tuple[list[int], set[int]]], conds: Conditions,
 class FastPath:
     """The specialised graph and the tables it reads (kept outside the protobuf)."""
 
-    graph: onnx.ModelProto           # the table is an external initializer named "table"
-    tables: dict[str, np.ndarray]    # {"table": float32 [blocks × rows, block width]}
-    groups: list[Group]
+    graph: onnx.ModelProto           # the tables are external initializers
+    tables: dict[str, np.ndarray]    # "table": float32 [blocks × rows, block width];
+    #                                  "dense_table": float32 [dense rows × N]
+    groups: list[Group]              # tree groups read by post block
+    dense_groups: list[Group]        # tree groups testing dense columns, read post by post
     n_groups: int                    # post groups (rows of the pair input)
     request_columns: np.ndarray
     pair_columns: np.ndarray
+    dense_columns: np.ndarray
 
     @property
     def table_bytes(self) -> int:
@@ -263,12 +267,19 @@ def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
         raise FeedrankError(f"post groups must be codes in 0..{n_groups - 1}")
     blocks = Blocks.of(post_group, n_groups)
     conds = Conditions()
-    groups = _tree_groups(trees, partition, conds, merge_cost=merge_cost,
-                          max_rows=max_table_bytes // (4 * max(blocks.slots, 1)))
+    budget = max_table_bytes // 2 if len(partition.columns("dense")) else max_table_bytes
+    groups, dense_groups = _tree_groups(
+        trees, partition, conds, merge_cost=merge_cost,
+        max_rows=budget // (4 * max(blocks.slots, 1)),
+        max_dense_rows=(max_table_bytes - budget) // (4 * max(n_posts, 1)))
     table, offset = _table(groups, trees, conds, post_matrix, blocks)
-    graph = _graph(groups, conds, partition, blocks, table, n_groups, offset)
-    return FastPath(graph, {TABLE: table}, groups, n_groups, partition.columns("request"),
-                    partition.columns("pair"))
+    dense_table, dense_offset = _dense_table(dense_groups, trees, conds, post_matrix)
+    graph = _graph(groups, dense_groups, conds, partition, blocks, post_group, table,
+                   dense_table, n_groups, offset + dense_offset)
+    tables = {TABLE: table} | ({DENSE_TABLE: dense_table} if dense_groups else {})
+    return FastPath(graph, tables, groups, dense_groups,
+                    n_groups, partition.columns("request"), partition.columns("pair"),
+                    partition.columns("dense"))
 
 
 @dataclass(frozen=True)
@@ -300,20 +311,40 @@ class Blocks:
         return cls(np.repeat(np.arange(n_groups), per_group), slot, width)
 
 
-def _tree_groups(trees: Trees, partition: Partition, conds: Conditions, **merge_options
-                 ) -> list[Group]:
+def _tree_groups(trees: Trees, partition: Partition, conds: Conditions, *, max_dense_rows: int,
+                 **merge_options) -> tuple[list[Group], list[Group]]:
+    """Tree groups read by post block, and those testing a dense column (read post by post).
+    A tree's post conditions are resolved in the tables; its others index them."""
     kinds = list(partition.kinds)
     tree_conditions = [{conds.id(f, b) for f, b in zip(fs.tolist(), bs.tolist())
                         if kinds[f] != "post"}
                        for fs, bs in zip(trees.features, trees.borders)]
+    dense = [any(kinds[conds.feature[c]] == "dense" for c in cs) for cs in tree_conditions]
+    dense_groups = merge_groups([cs if d else set() for cs, d in zip(tree_conditions, dense)],
+                                conds, **merge_options | {"max_rows": max_dense_rows})
+    tree_conditions = [set() if d else cs for cs, d in zip(tree_conditions, dense)]
     groups = merge_groups(tree_conditions, conds, **merge_options) or [_group([], set(), conds)]
-    folded = [t for t, cs in enumerate(tree_conditions) if not cs]
+    folded = [t for t, cs in enumerate(tree_conditions) if not cs and not dense[t]]
     groups[0] = Group(groups[0].trees + folded, groups[0].conditions, groups[0].radix,
                       groups[0].patterns)
     # rows are summed in two float32 stages of ~√G terms each (error ~√G·ulp instead of G);
     # empty groups (one zero row each) pad G to a multiple of the stage size
     stage = int(np.ceil(np.sqrt(len(groups))))
-    return groups + [_group([], set(), conds)] * (-len(groups) % stage)
+    return groups + [_group([], set(), conds)] * (-len(groups) % stage), dense_groups
+
+
+def _dense_table(groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray
+                 ) -> tuple[np.ndarray, float]:
+    """float32, flat: group after group, each [N, patterns] post-major, so the patterns of a
+    post are adjacent and a request reads each group's part front to back. Centred per
+    group, as `_table`."""
+    parts, offset = [np.zeros(0, np.float32)], 0.0
+    for group in groups:
+        values = _group_table(group, trees, conds, posts)
+        centre = float(values.mean()) if values.size else 0.0
+        offset += centre
+        parts.append((values - centre).T.astype(np.float32).reshape(-1))
+    return np.concatenate(parts), offset
 
 
 def _table(groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray,
@@ -373,49 +404,44 @@ def _external(name: str, table: np.ndarray) -> onnx.TensorProto:
     return tensor
 
 
-def _graph(groups: list[Group], conds: Conditions, partition: Partition, blocks: Blocks,
-           table: np.ndarray, n_groups: int, offset: float) -> onnx.ModelProto:
-    """Conditions → pattern rows [n_groups, G] → per block Gather + ReduceSum → scores [N]."""
-    kinds = np.array(partition.kinds)
-    position = {k: {int(c): i for i, c in enumerate(partition.columns(k))}
-                for k in ("request", "pair")}
-    offsets = np.cumsum([0] + [g.patterns for g in groups[:-1]]).astype(np.float32)
+def _graph(groups: list[Group], dense_groups: list[Group], conds: Conditions,
+           partition: Partition, blocks: Blocks, post_group: np.ndarray, table: np.ndarray,
+           dense_table: np.ndarray, n_groups: int, offset: float) -> onnx.ModelProto:
+    """Conditions → pattern rows [n_groups, G] → per block Gather + ReduceSum → scores [N];
+    plus, for the tree groups testing dense columns, one table value per (post, group)."""
+    every = groups + dense_groups
+    # a static group's first row in its table; a dense group's rows are local (see _dense_nodes)
+    offsets = np.zeros(len(every), np.float32)
+    offsets[:len(groups)] = np.cumsum([0] + [g.patterns for g in groups[:-1]])
     nodes, inits = [], [numpy_helper.from_array(offsets, "offsets"),
-                        numpy_helper.from_array(np.zeros((n_groups, len(groups)), np.float32),
+                        numpy_helper.from_array(np.zeros((n_groups, len(every)), np.float32),
                                                 "zeros")]
     terms = ["zeros"]
     for kind, source, axis in (("request", REQUEST_INPUT, 0), ("pair", PAIR_INPUT, 1)):
-        ids = [c for c in range(len(conds.feature)) if kinds[conds.feature[c]] == kind]
-        if not ids:
-            continue
-        row_of = {c: i for i, c in enumerate(ids)}
-        weight = np.zeros((len(ids), len(groups)), np.float32)
-        for g, group in enumerate(groups):
-            for c in group.conditions:
-                if c in row_of:
-                    weight[row_of[c], g] = group.radix[conds.feature[c]]
-        cols = np.array([position[kind][conds.feature[c]] for c in ids], np.int64)
-        inits += [numpy_helper.from_array(cols, f"{kind}_cols"),
-                  numpy_helper.from_array(np.array([conds.border[c] for c in ids], np.float32),
-                                          f"{kind}_borders"),
-                  numpy_helper.from_array(weight, f"{kind}_weights")]
-        nodes += [helper.make_node("Gather", [source, f"{kind}_cols"], [f"{kind}_x"], axis=axis),
-                  helper.make_node("Greater", [f"{kind}_x", f"{kind}_borders"], [f"{kind}_b"]),
-                  helper.make_node("Cast", [f"{kind}_b"], [f"{kind}_bits"], to=TensorProto.FLOAT),
-                  helper.make_node("MatMul", [f"{kind}_bits", f"{kind}_weights"],
-                                   [f"{kind}_rows"])]
-        terms.append(f"{kind}_rows")
+        part = _conditions(kind, source, axis, every, conds, partition)
+        if part is not None:
+            nodes += part[0]
+            inits += part[1]
+            terms.append(f"{kind}_rows")
     terms.append("offsets")
     for i in range(1, len(terms)):
         nodes.append(helper.make_node("Add", [terms[i - 1] if i == 1 else f"sum{i - 1}",
                                               terms[i]], [f"sum{i}"]))
-    nodes.append(helper.make_node("Cast", [f"sum{len(terms) - 1}"], ["rows"],
-                                  to=TensorProto.INT64))
+    total = f"sum{len(terms) - 1}"
+    if dense_groups:   # the request/pair rows of both kinds of tree group, split
+        for name, (start, stop) in (("static", (0, len(groups))),
+                                    ("dense", (len(groups), len(every)))):
+            inits += [numpy_helper.from_array(np.array([start], np.int64), f"{name}_start"),
+                      numpy_helper.from_array(np.array([stop], np.int64), f"{name}_stop")]
+            nodes.append(helper.make_node("Slice", [total, f"{name}_start", f"{name}_stop",
+                                                    "axis_1"], [f"{name}_sum"]))
+        total = "static_sum"
+    nodes.append(helper.make_node("Cast", [total], ["rows"], to=TensorProto.INT64))
     stage = int(np.ceil(np.sqrt(len(groups))))
     rows = sum(g.patterns for g in groups)
     arrays = {"block_group": blocks.group, "block_base": (np.arange(len(blocks.group)) * rows
                                                           )[:, None],
-              "axis1": np.array([1]), "flat": np.array([-1]), "slot": blocks.slot,
+              "axis_1": np.array([1]), "flat": np.array([-1]), "slot": blocks.slot,
               "stages": np.array([len(blocks.group), stage, len(groups) // stage, blocks.width])}
     inits += [numpy_helper.from_array(v.astype(np.int64), k) for k, v in arrays.items()]
     inits.append(numpy_helper.from_array(np.array(offset, np.float64), "offset"))
@@ -423,18 +449,97 @@ def _graph(groups: list[Group], conds: Conditions, partition: Partition, blocks:
               helper.make_node("Add", ["block_rows", "block_base"], ["table_rows"]),
               helper.make_node("Gather", [TABLE, "table_rows"], ["picked"], axis=0),
               helper.make_node("Reshape", ["picked", "stages"], ["staged"]),
-              helper.make_node("ReduceSum", ["staged", "axis1"], ["inner"], keepdims=0),
-              helper.make_node("ReduceSum", ["inner", "axis1"], ["by_block"], keepdims=0),
+              helper.make_node("ReduceSum", ["staged", "axis_1"], ["inner"], keepdims=0),
+              helper.make_node("ReduceSum", ["inner", "axis_1"], ["by_block"], keepdims=0),
               helper.make_node("Reshape", ["by_block", "flat"], ["by_slot"]),
               helper.make_node("Gather", ["by_slot", "slot"], ["centred"], axis=0),
-              helper.make_node("Cast", ["centred"], ["centred64"], to=TensorProto.DOUBLE),
-              helper.make_node("Add", ["centred64", "offset"], [SCORES_OUTPUT])]
+              helper.make_node("Cast", ["centred"], ["centred64"], to=TensorProto.DOUBLE)]
+    static = "centred64"
+    if dense_groups:
+        part = _dense_nodes(dense_groups, conds, partition, post_group, "dense_sum")
+        nodes += part[0] + [helper.make_node("Add", ["centred64", "dense64"], ["all64"])]
+        inits += part[1]
+        static = "all64"
+    nodes.append(helper.make_node("Add", [static, "offset"], [SCORES_OUTPUT]))
     inputs = [helper.make_tensor_value_info(REQUEST_INPUT, TensorProto.FLOAT,
-                                            [len(position["request"])]),
+                                            [len(partition.columns("request"))]),
               helper.make_tensor_value_info(PAIR_INPUT, TensorProto.FLOAT,
-                                            [n_groups, len(position["pair"])])]
-    inits.append(_external(TABLE, table))
+                                            [n_groups, len(partition.columns("pair"))])]
+    if len(partition.columns("dense")):
+        inputs.append(helper.make_tensor_value_info(
+            DENSE_INPUT, TensorProto.FLOAT, [len(post_group), len(partition.columns("dense"))]))
+    inits += [_external(TABLE, table)] + ([_external(DENSE_TABLE, dense_table)]
+                                          if dense_groups else [])
     graph = helper.make_graph(nodes, "feedrank_fastpath", inputs,
                               [helper.make_tensor_value_info(SCORES_OUTPUT, TensorProto.DOUBLE,
                                                              [len(blocks.slot)])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def _conditions(kind: str, source: str, axis: int, groups: list[Group], conds: Conditions,
+                partition: Partition) -> tuple[list, list] | None:
+    """Nodes turning one input's tested columns into each tree group's pattern row offset:
+    Gather the columns, compare with the borders, MatMul the bits by the radix weights."""
+    kinds = np.array(partition.kinds)
+    position = {int(c): i for i, c in enumerate(partition.columns(kind))}
+    ids = [c for c in range(len(conds.feature)) if kinds[conds.feature[c]] == kind]
+    if not ids:
+        return None
+    row_of = {c: i for i, c in enumerate(ids)}
+    weight = np.zeros((len(ids), len(groups)), np.float32)
+    for g, group in enumerate(groups):
+        for c in group.conditions:
+            if c in row_of:
+                weight[row_of[c], g] = group.radix[conds.feature[c]]
+    cols = np.array([position[conds.feature[c]] for c in ids], np.int64)
+    inits = [numpy_helper.from_array(cols, f"{kind}_cols"),
+             numpy_helper.from_array(np.array([conds.border[c] for c in ids], np.float32),
+                                     f"{kind}_borders"),
+             numpy_helper.from_array(weight, f"{kind}_weights")]
+    nodes = [helper.make_node("Gather", [source, f"{kind}_cols"], [f"{kind}_x"], axis=axis),
+             helper.make_node("Greater", [f"{kind}_x", f"{kind}_borders"], [f"{kind}_b"]),
+             helper.make_node("Cast", [f"{kind}_b"], [f"{kind}_bits"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", [f"{kind}_bits", f"{kind}_weights"], [f"{kind}_rows"])]
+    return nodes, inits
+
+
+def _dense_nodes(groups: list[Group], conds: Conditions, partition: Partition,
+                 post_group: np.ndarray, group_rows: str) -> tuple[list, list]:
+    """Per (dense tree group, post): its pattern = the group's request/pair pattern for the
+    post's group + the dense columns' part; one element Gather each from the dense table,
+    laid out so that each group is read front to back ([G, N] throughout)."""
+    kinds = np.array(partition.kinds)
+    position = {int(c): i for i, c in enumerate(partition.columns("dense"))}
+    ids = [c for c in range(len(conds.feature)) if kinds[conds.feature[c]] == "dense"]
+    weight = np.zeros((len(groups), len(ids)), np.float32)
+    for g, group in enumerate(groups):
+        for i, c in enumerate(ids):
+            if c in group.conditions:
+                weight[g, i] = group.radix[conds.feature[c]]
+    n, patterns = len(post_group), np.array([g.patterns for g in groups], np.int64)
+    starts = np.cumsum(np.concatenate([[0], patterns[:-1] * n]))
+    inits = [numpy_helper.from_array(np.array([position[conds.feature[c]] for c in ids],
+                                              np.int64), "dense_cols"),
+             numpy_helper.from_array(np.array([conds.border[c] for c in ids], np.float32
+                                              )[:, None], "dense_borders"),
+             numpy_helper.from_array(weight, "dense_weights"),
+             numpy_helper.from_array(post_group.astype(np.int64), "post_group"),
+             numpy_helper.from_array(starts[:, None] + patterns[:, None] * np.arange(n),
+                                     "dense_post_base"),
+             numpy_helper.from_array(np.array([0], np.int64), "axis_0")]
+    nodes = [helper.make_node("Transpose", [DENSE_INPUT], ["dense_t"], perm=[1, 0]),
+             helper.make_node("Gather", ["dense_t", "dense_cols"], ["dense_x"], axis=0),
+             helper.make_node("Greater", ["dense_x", "dense_borders"], ["dense_b"]),
+             helper.make_node("Cast", ["dense_b"], ["dense_bits"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["dense_weights", "dense_bits"], ["dense_rows"]),
+             helper.make_node("Transpose", [group_rows], ["group_rows_t"], perm=[1, 0]),
+             helper.make_node("Gather", ["group_rows_t", "post_group"], ["post_rows"], axis=1),
+             helper.make_node("Add", ["post_rows", "dense_rows"], ["dense_row_f"]),
+             helper.make_node("Cast", ["dense_row_f"], ["dense_row"], to=TensorProto.INT64),
+             helper.make_node("Add", ["dense_row", "dense_post_base"], ["dense_at"]),
+             helper.make_node("Gather", [DENSE_TABLE, "dense_at"], ["dense_picked"], axis=0),
+             helper.make_node("Cast", ["dense_picked"], ["dense_picked64"],
+                              to=TensorProto.DOUBLE),
+             helper.make_node("ReduceSum", ["dense_picked64", "axis_0"], ["dense64"],
+                              keepdims=0)]
+    return nodes, inits

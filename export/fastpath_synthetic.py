@@ -32,11 +32,19 @@ class RankingProblem:
         """A random request: (request row, pair values per post group)."""
         return _request_values(self.rng), _pair_values(self.rng, self.n_groups)
 
-    def matrix(self, request_row: np.ndarray, pair_values: np.ndarray) -> np.ndarray:
+    def dense(self) -> np.ndarray:
+        """Random dense values of a request: float32 [N, dense columns] (user × post)."""
+        return _dense_values(self.rng, len(self.post_matrix),
+                             len(self.partition.columns("dense")))
+
+    def matrix(self, request_row: np.ndarray, pair_values: np.ndarray,
+               dense_values: np.ndarray | None = None) -> np.ndarray:
         """The full model-input matrix the plain model scores for that request."""
         x = self.post_matrix.copy()
         x[:, self.partition.columns("request")] = request_row
         x[:, self.partition.columns("pair")] = pair_values[self.post_group]
+        if dense_values is not None:
+            x[:, self.partition.columns("dense")] = dense_values
         return x
 
 
@@ -52,6 +60,14 @@ def _pair_values(rng: np.random.Generator, n_groups: int, n: int | None = None) 
     return rng.beta(2, 15, shape).astype(np.float32)
 
 
+def _dense_values(rng: np.random.Generator, n: int, columns: int) -> np.ndarray:
+    """A similarity in [-1, 1] and a share of recent activity, per (request, post)."""
+    draws = [lambda: rng.uniform(-1, 1, n), lambda: rng.exponential(1.0, n)]
+    values = [draws[i]() if i < len(draws) else rng.normal(size=n) for i in range(columns)]
+    return np.stack(values, axis=-1).astype(np.float32) if columns \
+        else np.zeros((n, 0), np.float32)
+
+
 def _posts(rng: np.random.Generator, n_posts: int, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     group = rng.integers(0, n_groups, n_posts)
     text = rng.normal(size=(n_posts, POST_COLUMNS - 1)) + 0.5 * group[:, None] % 3
@@ -60,18 +76,25 @@ def _posts(rng: np.random.Generator, n_posts: int, n_groups: int) -> tuple[np.nd
 
 def synthetic_problem(*, n_posts: int = 7023, n_groups: int = 16, iterations: int = 1000,
                       depth: int = 6, train_rows: int = 40_000, seed: int = 0,
-                      threads: int = 2) -> RankingProblem:
+                      threads: int = 2, dense: int = 0) -> RankingProblem:
+    """`dense`: how many per (request, post) columns (affinity, recent activity) to add."""
     rng = np.random.default_rng(seed)
     n_request = len(REQUEST_CODES) + REQUEST_RATES
-    kinds = ["request"] * n_request + ["post"] * POST_COLUMNS + ["pair"] * PAIR_COLUMNS
+    kinds = (["request"] * n_request + ["post"] * POST_COLUMNS + ["pair"] * PAIR_COLUMNS
+             + ["dense"] * dense)
     posts, group = _posts(rng, n_posts, n_groups)
     rows = rng.integers(0, n_posts, train_rows)
     x = np.column_stack([_request_values(rng, train_rows), posts[rows],
-                         _pair_values(rng, n_groups, train_rows)])
-    r, p, q = x[:, :n_request], x[:, n_request:n_request + POST_COLUMNS], x[:, -PAIR_COLUMNS:]
+                         _pair_values(rng, n_groups, train_rows),
+                         _dense_values(rng, train_rows, dense)])
+    end = n_request + POST_COLUMNS + PAIR_COLUMNS
+    r, p, q, d = (x[:, :n_request], x[:, n_request:n_request + POST_COLUMNS],
+                  x[:, end - PAIR_COLUMNS:end], x[:, end:])
     logit = (3 * r[:, 7] - 0.03 * np.abs(r[:, 1] - 30) + 0.5 * (r[:, 0] == p[:, 0] % 2)
              + p[:, 1:6] @ rng.normal(size=5) * 0.4 + np.sin(r[:, 5] / 4 + p[:, 6])
              + 8 * q[:, 0] * (1 + p[:, 7]) + 4 * q[:, 1] * r[:, 8] * 10 - 2)
+    if dense:
+        logit += 1.5 * d[:, 0] * (1 + (p[:, 1] > 0)) + (np.log1p(d[:, 1]) if dense > 1 else 0)
     y = (rng.random(train_rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     model = CatBoostClassifier(iterations=iterations, depth=depth, random_seed=seed,
                                thread_count=threads, verbose=False, allow_writing_files=False)

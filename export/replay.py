@@ -91,7 +91,7 @@ def candidates(online: OnlineFeatures, version_dir: Path, requests: pd.DataFrame
             matrix = np.concatenate([inputs.matrix(int(users[i]), times[i]) for i in batch])
             scores = model.predict_proba(matrix, thread_count=threads)[:, 1]
             for i, row in zip(batch, scores.reshape(len(batch), -1), strict=True):
-                ranked.append(rank(inputs.post_ids, row,
+                ranked.append(rank(inputs.post_ids, inputs.ranking_scores(row, times[i]),
                                    online.liked_before(int(users[i]), times[i]), depth[i]))
             bar.advance(task, len(batch))
     return ranked

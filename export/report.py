@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from feedrank.export.evaluate import Evaluation
+from feedrank.export.evaluate import Evaluation, Rate
 from feedrank.export.replay import REPLAY_METRICS, Replay
 from feedrank.export.publish import METADATA, read_json, write_json
 
@@ -14,18 +14,32 @@ EVALUATION = "evaluation.json"
 
 
 def evaluation_table(evaluation: Evaluation) -> Table:
-    start, end = evaluation.window
-    table = Table(title=f"Offline evaluation: window {start} .. {end}, ranked at "
-                        f"{evaluation.requested_at}, "
-                        f"{evaluation.users_evaluated} of {evaluation.users_active} active users")
-    columns = ("ranker", "version", "hit rate@5", "simulated hit rate@5", "share of oracle lift")
+    windows = "; ".join(f"{name} {a} .. {b}" for name, (a, b) in evaluation.windows.items())
+    table = Table(title=f"Offline evaluation: {evaluation.requests:,} of {evaluation.sessions:,} "
+                        f"logged sessions ({evaluation.users:,} users) in the held-out window, "
+                        f"a hit = a like within {evaluation.horizon_hours:g} h; trending = "
+                        f"most liked in the last {evaluation.trending_hours} h (chosen on "
+                        f"validation); windows: {windows}")
+    simulated = any(r.simulated_hit_rate is not None for r in evaluation.rows)
+    columns = ["ranker", "version", "hit rate@5 [95% CI]", "− popularity [95% CI]",
+               "− trending [95% CI]"]
+    columns += ["simulated hit rate@5", "share of oracle lift"] if simulated else []
     for column in columns:
         table.add_column(column, justify="left" if column == "ranker" else "right")
     for row in evaluation.rows:
-        table.add_row(row.ranker, "" if row.version is None else str(row.version),
-                      f"{row.hit_rate:.4f}", f"{row.simulated_hit_rate:.4f}",
-                      f"{evaluation.oracle_lift_share(row.ranker):.0%}")
+        cells = [row.ranker, "" if row.version is None else str(row.version),
+                 _rate(row.hit_rate), _rate(row.vs_popularity, signed=True),
+                 _rate(row.vs_trending, signed=True)]
+        if simulated:
+            cells += [f"{row.simulated_hit_rate:.4f}",
+                      f"{evaluation.oracle_lift_share(row.ranker):.0%}"]
+        table.add_row(*cells)
     return table
+
+
+def _rate(rate: Rate, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return f"{rate.mean:{sign}.4f} [{rate.low:{sign}.4f}, {rate.high:{sign}.4f}]"
 
 
 def replay_table(replay: Replay) -> Table:

@@ -1,22 +1,28 @@
-"""The time split of a world: train on early days, validate on later ones, evaluate on the last.
+"""The time split of a world, derived from when its views happened.
 
-    | train ............ | validation (≤10 days) | evaluation (≤7 days) |
-    first day                                                        last day + 1
+    | train ............ | validation | evaluation (held out) |
+    first view                                      last view, rounded up
 
-Boundaries are midnights of world time. Models never see the evaluation window, so the offline
-hit rate measured there is honest; short worlds get proportionally shorter windows.
+The last ~15% of the views are held out for evaluation and the ~15% before them validate, cut
+at midnights (at whole hours when the log spans less than two weeks), so a 5-day log and a
+7-month log both split. Windows are capped (7 days held out, 10 validating) so a long log keeps
+most of its history for training. Models never see the evaluation window, so hit rates measured
+there are honest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
+
+import duckdb
 
 from feedrank.errors import FeedrankError
 from feedrank.world.layout import WorldLayout
 
-VALID_DAYS = 10
-EVAL_DAYS = 7
+EVAL_SHARE, VALID_SHARE = 0.15, 0.15
+EVAL_MAX, VALID_MAX = timedelta(days=7), timedelta(days=10)
+DAILY_FROM = timedelta(days=14)   # shorter logs are cut at whole hours
 
 
 @dataclass(frozen=True)
@@ -36,17 +42,32 @@ class Windows:
         (a, b), (_, c), (_, d) = data["training"], data["validation"], data["evaluation"]
         return cls(*(datetime.fromisoformat(x) for x in (a, b, c, d)))
 
+    def describe(self) -> str:
+        return "; ".join(f"{name} {a} .. {b}" for name, (a, b) in self.as_dict().items())
+
 
 def world_windows(layout: WorldLayout) -> Windows:
-    days = sorted(date.fromisoformat(p.stem) for p in layout.feed_dir.glob("*.parquet"))
-    if not days:
-        raise FeedrankError(f"{layout.feed_dir}: no daily feed files (YYYY-MM-DD.parquet)")
-    first, span = days[0], (days[-1] - days[0]).days + 1
-    if span < 5:
-        raise FeedrankError(f"{layout.feed_dir}: {span} days of feed; "
-                            "a time split needs at least 5")
-    evaluation = min(EVAL_DAYS, max(1, span // 10))
-    validation = min(VALID_DAYS, max(1, span // 6))
-    midnight = datetime.combine(first, datetime.min.time())
-    at = lambda day: midnight + timedelta(days=day)  # noqa: E731
-    return Windows(at(0), at(span - evaluation - validation), at(span - evaluation), at(span))
+    try:
+        first, last, (valid_q, eval_q) = duckdb.execute(
+            "SELECT min(timestamp), max(timestamp), quantile_disc(timestamp, [$v, $e]) "
+            "FROM read_parquet($glob) WHERE action = 'view'",
+            {"glob": layout.feed_glob, "v": 1 - EVAL_SHARE - VALID_SHARE,
+             "e": 1 - EVAL_SHARE}).fetchall()[0]
+    except duckdb.Error as error:
+        raise FeedrankError(f"{layout.feed_dir}: no readable feed: {error}") from None
+    if first is None:
+        raise FeedrankError(f"{layout.feed_dir}: the feed has no views to split")
+    unit = timedelta(days=1) if last - first >= DAILY_FROM else timedelta(hours=1)
+    end = _floor(last, unit) + unit
+    eval_start = min(max(_floor(eval_q, unit), end - EVAL_MAX), end - unit)
+    valid_start = min(max(_floor(valid_q, unit), eval_start - VALID_MAX), eval_start - unit)
+    train_start = _floor(first, unit)
+    if valid_start <= train_start:
+        raise FeedrankError(f"{layout.feed_dir}: views from {first} to {last} are too few "
+                            f"hours to split into training, validation and evaluation")
+    return Windows(train_start, valid_start, eval_start, end)
+
+
+def _floor(at: datetime, unit: timedelta) -> datetime:
+    midnight = datetime.combine(at.date(), datetime.min.time())
+    return midnight + (at - midnight) // unit * unit

@@ -17,12 +17,16 @@ import polars as pl
 from rich.progress import Progress
 
 from feedrank.errors import FeedrankError, InputFileError
+from feedrank.features.affinity import COLUMNS as AFFINITY_COLUMNS
+from feedrank.features.affinity import PREFIX as AFFINITY_PREFIX
 from feedrank.features.embeddings import EmbeddingCache, PostEmbedder
 from feedrank.features.fingerprint import fingerprint
 from feedrank.features.layout import FeaturesLayout
-from feedrank.features.online import OnlineFeatures
-from feedrank.features.specs import FeatureSpec, history_columns
-from feedrank.features.text import control_post_features
+from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
+from feedrank.features.history import group_columns
+from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
+from feedrank.features.specs import FeatureSpec
+from feedrank.features.text import affinity_columns, post_text_features
 from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.training import sample_views, training_set
 from feedrank.features.users import user_features
@@ -30,6 +34,7 @@ from feedrank.progress import progress_bar
 from feedrank.world.layout import WorldLayout
 
 MAX_TRAINING_ROWS = 1_500_000
+LIFTS = ("hist_user_lift", "hist_post_lift", "hist_text_cluster_lift")
 REQUIRED = {
     "users": ("user_id", "gender", "age", "country", "city", "exp_group", "os", "source"),
     "posts": ("post_id", "text", "topic"),
@@ -112,10 +117,13 @@ def _post_features(layout: WorldLayout, embedder: PostEmbedder,
                        f"FROM read_parquet('{layout.posts}') ORDER BY post_id").pl()
     if posts.is_empty():
         raise InputFileError(layout.posts, "no posts")
-    control = control_post_features(posts)
+    shared, lsa_vectors = post_text_features(posts, embedder.seed)
     texts = posts["text"].to_list()
     embedded = embedder.fit(texts, bar).frame(texts, bar)
-    return control, pl.concat([control, embedded], how="horizontal")
+    reduced = embedded.select(embedder.feature_names[:embedder.n_components]).to_numpy()
+    seed = embedder.seed
+    return (pl.concat([shared, affinity_columns(lsa_vectors, seed)], how="horizontal"),
+            pl.concat([shared, embedded, affinity_columns(reduced, seed)], how="horizontal"))
 
 
 def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
@@ -129,18 +137,22 @@ def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
 
 def _model_specs(files: FeaturesLayout,
                  embedder: PostEmbedder) -> dict[str, list[FeatureSpec]]:
-    """Control: user + topic/TF-IDF + time + history by user, topic and post. Test: the same,
-    then the embedding columns and the history by embedding cluster."""
+    """Control: user + topic/TF-IDF + time + the lifts of the user, the user by topic, the post
+    and its TF-IDF cluster + the post's recent activity. Test: the same with its clusters in
+    embedding space, then the embedding columns, the user by embedding cluster and the user's
+    taste in embedding space (affinity). Counts and the month are left out on purpose: they
+    drift between the training and serving windows (docs/models.md)."""
     user_columns = [c for c in pl.read_parquet_schema(files.users) if c != "user_id"]
-    post_columns = [c for c in pl.read_parquet_schema(files.posts_control) if c != "post_id"]
+    post_columns = [c for c in pl.read_parquet_schema(files.posts_control)
+                    if c not in ("post_id", TEXT_CLUSTER) and not c.startswith(AFFINITY_PREFIX)]
     control = ([FeatureSpec(n, "user") for n in user_columns]
                + [FeatureSpec(n, "post") for n in post_columns]
-               + [FeatureSpec(n, "time") for n in TIME_COLUMNS]
-               + [FeatureSpec(n, "history") for n in history_columns(("topic",))])
-    extra_history = [n for n in history_columns(("cluster",), post=False)
-                     if n not in {s.name for s in control}]
+               + [FeatureSpec(n, "time") for n in TIME_COLUMNS if n != "time_month"]
+               + [FeatureSpec(n, "history") for n in LIFTS + group_columns("topic")[-1:]]
+               + [FeatureSpec(n, "recent") for n in RECENT_COLUMNS])
     test = (control + [FeatureSpec(n, "post") for n in [*embedder.feature_names, "emb_cluster"]]
-            + [FeatureSpec(n, "history") for n in extra_history])
+            + [FeatureSpec(group_columns("cluster")[-1], "history")]
+            + [FeatureSpec(n, "affinity") for n in AFFINITY_COLUMNS])
     return {"control": control, "test": test}
 
 

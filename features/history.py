@@ -20,8 +20,13 @@ USER_WEIGHT = 10.0
 GROUP_WEIGHT = 5.0
 POST_WEIGHT = 50.0
 
-USER_COLUMNS = ("hist_user_views", "hist_user_likes", "hist_user_like_rate")
-POST_COLUMNS = ("hist_post_views", "hist_post_likes", "hist_post_like_rate")
+# a *lift* is a like rate over the whole feed's rate before the same moment: rates rise and
+# fall with the season and the audience, lifts keep their meaning between training and serving
+USER_COLUMNS = ("hist_user_views", "hist_user_likes", "hist_user_like_rate", "hist_user_lift")
+POST_COLUMNS = ("hist_post_views", "hist_post_likes", "hist_post_like_rate", "hist_post_lift")
+# the like rate of all posts in the post's text cluster: a text-informed prior for its own rate
+TEXT_CLUSTER_COLUMNS = ("hist_text_cluster_like_rate", "hist_text_cluster_lift")
+CLUSTER_WEIGHT = 200.0
 # a grouping of posts (name -> the post column holding each post's group code)
 GROUPINGS = {"topic": "topic_code", "cluster": "emb_cluster"}
 
@@ -53,18 +58,32 @@ class EventIndex:
         self.composite = composite[order]
         self.payload = None if payload is None else payload[order]
 
-    def _bounds(self, keys: np.ndarray, t_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self, keys: np.ndarray, t_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's events before `t_ms` are `composite[lo:hi]` (and `payload[lo:hi]`)."""
         base = keys.astype(np.int64) << self.bits
         t = np.minimum(np.maximum(t_ms, 0), (1 << self.bits) - 1)
         return (np.searchsorted(self.composite, base, side="left"),
                 np.searchsorted(self.composite, base | t, side="left"))
 
     def count_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-        lo, hi = self._bounds(keys, t_ms)
+        lo, hi = self.bounds(keys, t_ms)
         return hi - lo
 
+    def first_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """Time (ms) of each key's first event, if it is before `t_ms`; -1 otherwise."""
+        lo, hi = self.bounds(keys, t_ms)
+        first = self.composite[np.minimum(lo, max(self.composite.size - 1, 0))] \
+            if self.composite.size else np.zeros(lo.shape, np.int64)
+        return np.where(hi > lo, first & ((1 << self.bits) - 1), -1)
+
+    def last_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """Time (ms) of each key's last event strictly before `t_ms`; -1 when there is none."""
+        lo, hi = self.bounds(keys, t_ms)
+        last = self.composite[np.maximum(hi - 1, 0)] & ((1 << self.bits) - 1)
+        return np.where(hi > lo, last, -1) if self.composite.size else np.full(hi.shape, -1)
+
     def payload_before(self, key: int, t_ms: int) -> np.ndarray:
-        lo, hi = self._bounds(np.array([key]), np.array([t_ms]))
+        lo, hi = self.bounds(np.array([key]), np.array([t_ms]))
         return self.payload[lo[0]:hi[0]]
 
 
@@ -77,6 +96,14 @@ class Grouping:
     n_groups: int
     views: EventIndex
     likes: EventIndex
+
+
+def _groups_of(events: Events, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's post group under `codes` (by post id), and which events have one."""
+    known = events.post_ids < codes.size
+    group = np.full(events.post_ids.shape, -1, dtype=np.int64)
+    group[known] = codes[events.post_ids[known]]
+    return group, group >= 0
 
 
 def smoothed(likes: np.ndarray, views: np.ndarray, prior: np.ndarray | float,
@@ -134,21 +161,33 @@ class History:
         n_groups = int(codes.max()) + 1
 
         def by_group(events: Events) -> EventIndex:
-            known = events.post_ids < codes.size
-            group = np.full(events.post_ids.shape, -1, dtype=np.int64)
-            group[known] = codes[events.post_ids[known]]
-            keep = group >= 0
+            group, keep = _groups_of(events, codes)
             return EventIndex(events.user_ids[keep] * n_groups + group[keep],
                               events.t_ms[keep], self.bits)
         return self._index(f"group/{name}/{digest}", lambda: Grouping(
             name, codes, n_groups, by_group(self.views), by_group(self.likes)))
 
+    def group_totals(self, name: str, codes: np.ndarray) -> dict[str, EventIndex]:
+        """Views and likes of all posts of each group (`codes` by post id), keyed by group."""
+        digest = hashlib.sha1(codes.tobytes()).hexdigest()
+
+        def by_group(events: Events) -> EventIndex:
+            group, keep = _groups_of(events, codes)
+            return EventIndex(group[keep], events.t_ms[keep], self.bits)
+        return self._index(f"totals/{name}/{digest}", lambda: {
+            "views": by_group(self.views), "likes": by_group(self.likes)})
+
     def user_block(self, users: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
         t = self.to_ms(times)
         views = self._by_user("views").count_before(users, t)
         likes = self._by_user("likes").count_before(users, t)
-        return dict(zip(USER_COLUMNS, (views, likes,
-                                       smoothed(likes, views, PRIOR_RATE, USER_WEIGHT))))
+        rate = smoothed(likes, views, PRIOR_RATE, USER_WEIGHT)
+        return dict(zip(USER_COLUMNS, (views, likes, rate, rate / self.feed_rate(t))))
+
+    def feed_rate(self, t_ms: np.ndarray) -> np.ndarray:
+        """Likes per view of the whole feed before each of `t_ms` (the prior before any)."""
+        views = self.total_before("views", t_ms)
+        return smoothed(self.total_before("likes", t_ms), views, PRIOR_RATE, 1.0)
 
     def group_block(self, grouping: Grouping, users: np.ndarray, groups: np.ndarray,
                     times: np.ndarray, user_rate: np.ndarray) -> dict[str, np.ndarray]:
@@ -161,13 +200,48 @@ class History:
         rate = smoothed(likes, views, user_rate, GROUP_WEIGHT)
         return dict(zip(group_columns(grouping.name), (views, likes, rate, rate / user_rate)))
 
-    def post_block(self, posts: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
-        """A post's views/likes before the start of the day of `times`: one snapshot a day."""
+    def post_block(self, posts: np.ndarray, times: np.ndarray,
+                   text_clusters: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """A post's views/likes before the start of the day of `times`: one snapshot a day.
+        With `text_clusters` (cluster by post id, -1 for none), also its cluster's like rate."""
         t = self.to_ms(np.asarray(times).astype("datetime64[D]"))
         views = self._by_post("views").count_before(posts, t)
         likes = self._by_post("likes").count_before(posts, t)
-        return dict(zip(POST_COLUMNS, (views, likes,
-                                       smoothed(likes, views, PRIOR_RATE, POST_WEIGHT))))
+        rate, feed = smoothed(likes, views, PRIOR_RATE, POST_WEIGHT), self.feed_rate(t)
+        out = dict(zip(POST_COLUMNS, (views, likes, rate, rate / feed)))
+        if text_clusters is not None:
+            totals = self.group_totals("text", text_clusters)
+            known = (posts >= 0) & (posts < text_clusters.size)
+            code = np.where(known, text_clusters[np.where(known, posts, 0)], -1)
+            keys = np.maximum(code, 0)
+            rate = smoothed(totals["likes"].count_before(keys, t),
+                            totals["views"].count_before(keys, t),
+                            PRIOR_RATE, CLUSTER_WEIGHT)
+            rate = np.where(code >= 0, rate, np.nan)
+            out.update(zip(TEXT_CLUSTER_COLUMNS, (rate, rate / feed)))
+        return out
+
+    def post_index(self, action: str) -> EventIndex:
+        """Events of one action ("views" or "likes") keyed by post."""
+        return self._by_post(action)
+
+    def user_index(self, action: str) -> EventIndex:
+        """Events of one action keyed by user (likes carry their post ids as payload)."""
+        return self._by_user(action)
+
+    def total_before(self, action: str, t_ms: np.ndarray) -> np.ndarray:
+        """Events of one action, all keys together, strictly before each of `t_ms`."""
+        times = self._index(f"all/{action}", lambda: np.sort(getattr(self, action).t_ms))
+        return np.searchsorted(times, t_ms, side="left")
+
+    def post_likes_between(self, posts: np.ndarray, start: np.datetime64 | None,
+                           end: np.datetime64) -> np.ndarray:
+        """Likes of each post in [start, end) (since the first event when `start` is None)."""
+        index = self._by_post("likes")
+        count = index.count_before(posts, np.full(posts.shape, self.to_ms(end)))
+        if start is not None:
+            count = count - index.count_before(posts, np.full(posts.shape, self.to_ms(start)))
+        return count
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
         liked = self._by_user("likes").payload_before(user_id, int(self.to_ms(at)))

@@ -17,8 +17,15 @@ import numpy as np
 import polars as pl
 
 from feedrank.errors import FeedrankError
-from feedrank.features.history import GROUPINGS, POST_COLUMNS, History, group_columns
+from feedrank.features.affinity import COLUMNS as AFFINITY_COLUMNS
+from feedrank.features.affinity import Affinity, vector_columns
+from feedrank.features.exposure import STEP as EXPOSURE_STEP
+from feedrank.features.exposure import Exposure
+from feedrank.features.history import (GROUPINGS, POST_COLUMNS, TEXT_CLUSTER_COLUMNS, History,
+                                       group_columns)
 from feedrank.features.layout import FeaturesLayout
+from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
+from feedrank.features.recency import as_of, recency_block
 from feedrank.features.specs import (
     FeatureSpec,
     by_source,
@@ -30,6 +37,7 @@ from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.timefeatures import time_block
 
 DAY_CACHE = 4   # days of post snapshots kept per model
+TEXT_CLUSTER = "text_cluster"   # post column: the post's fine cluster in its model's text space
 
 
 class UnknownUser(FeedrankError, KeyError):
@@ -100,14 +108,26 @@ def group_codes(posts: pl.DataFrame, grouping: str) -> np.ndarray:
     return codes
 
 
+def text_cluster_codes(posts: pl.DataFrame) -> np.ndarray | None:
+    """Dense array by post id: the post's fine text cluster (-1 for no post); None when the
+    post table has no `text_cluster` column."""
+    if TEXT_CLUSTER not in posts.columns:
+        return None
+    ids = posts["post_id"].to_numpy().astype(np.int64)
+    codes = np.full(int(ids.max()) + 1 if ids.size else 1, -1, dtype=np.int64)
+    codes[ids] = posts[TEXT_CLUSTER].to_numpy().astype(np.int64)
+    return codes
+
+
 class ModelInputs:
     """One model's input matrix for a request: every candidate post, in `post_ids` order."""
 
     def __init__(self, online: OnlineFeatures, feature_specs: list[dict] | list[FeatureSpec],
-                 post_features: pl.DataFrame | Path) -> None:
+                 post_features: pl.DataFrame | Path, exposure: Exposure | None = None) -> None:
         posts = post_features if isinstance(post_features, pl.DataFrame) \
             else pl.read_parquet(post_features)
         self.online = online
+        self.exposure = exposure or Exposure()
         self.specs = parse_specs(feature_specs)
         self.feature_names = [s.name for s in self.specs]
         self.post_ids = posts["post_id"].to_numpy().astype(np.int64)
@@ -119,8 +139,14 @@ class ModelInputs:
         self._user_positions = np.array([p for p, _ in user], dtype=np.int64)
         self._user_sources = np.array([online.user_columns.index(n) for _, n in user],
                                       dtype=np.int64)
+        self._text_clusters = text_cluster_codes(posts)
         self._plan_history(posts)
         self._bases_by_day: OrderedDict = OrderedDict()
+        self._recent = by_source(self.specs, "recent")
+        self._bases_by_hour: OrderedDict = OrderedDict()
+        self._shares_by_minute: OrderedDict = OrderedDict()
+        self._affinity = by_source(self.specs, "affinity")
+        self.affinity = Affinity.of_posts(online.history, posts) if self._affinity else None
         self.matrix(int(online.user_ids[0]), online.cutoff)   # builds the history indexes now
 
     def _plan_history(self, posts: pl.DataFrame) -> None:
@@ -133,14 +159,33 @@ class ModelInputs:
                            for g in groupings_used([n for _, n in history])]
         per_post = {n for g, _ in self._groupings for n in group_columns(g.name)}
         self._per_post = [(p, n) for p, n in history if n in per_post]
-        self._daily = [(p, n) for p, n in history if n in POST_COLUMNS]
+        daily = {*POST_COLUMNS, *TEXT_CLUSTER_COLUMNS}
+        self._daily = [(p, n) for p, n in history if n in daily]
         self._constant = by_source(self.specs, "time") + [
-            (p, n) for p, n in history if n not in per_post and n not in POST_COLUMNS]
+            (p, n) for p, n in history if n not in per_post and n not in daily]
 
     @classmethod
     def from_version_dir(cls, online: OnlineFeatures, version_dir: Path) -> ModelInputs:
         metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
-        return cls(online, metadata["features"], Path(version_dir) / "post_features.parquet")
+        return cls(online, metadata["features"], Path(version_dir) / "post_features.parquet",
+                   Exposure.from_dict(metadata.get("exposure")))
+
+    def ranking_scores(self, probabilities: np.ndarray, at: np.datetime64) -> np.ndarray:
+        """What the feed ranks by: P(like | shown), adjusted by the version's exposure term."""
+        if not self.exposure.active:
+            return probabilities
+        return self.exposure.scores(probabilities, self.recent_column(self.exposure.column, at))
+
+    def recent_column(self, name: str, at: np.datetime64) -> np.ndarray:
+        """One `recent` column for every candidate post as of `at`'s minute (the exposure
+        term's step; cached: requests of one minute share it)."""
+        minute = as_of(np.array([at]), EXPOSURE_STEP)[0]
+        values = self._shares_by_minute.get((name, minute))
+        if values is None:
+            values = recency_block(self.online.history, self.post_ids,
+                                   np.full(self.post_ids.size, minute), EXPOSURE_STEP)[name]
+            _remember(self._shares_by_minute, (name, minute), values)
+        return values
 
     def matrix(self, user_id: int, at: np.datetime64) -> np.ndarray:
         """float32[n_posts, n_features] for `user_id` at world time `at`.
@@ -159,11 +204,31 @@ class ModelInputs:
         constant[self._user_positions] = self.online.user_matrix[row, self._user_sources]
         for position, name in self._constant:
             constant[position] = values[name][0]
-        out = self._day_base(np.datetime64(at, "D")) + constant
+        out = self._hour_base(at) + constant
         values.update(self._group_values(users, times, values["hist_user_like_rate"]))
         for position, name in self._per_post:
             out[:, position] = values[name]
+        if self.affinity is not None:
+            values = self.affinity.request_block(user_id, at, self.post_ids)
+            for position, name in self._affinity:
+                out[:, position] = values[name]
         return out
+
+    def _hour_base(self, at: np.datetime64) -> np.ndarray:
+        """The day's base with the posts' recent activity as of `at`'s hour (cached)."""
+        day_base = self._day_base(np.datetime64(at, "D"))
+        if not self._recent:
+            return day_base
+        hour = as_of(np.array([at]))[0]
+        base = self._bases_by_hour.get(hour)
+        if base is None:
+            base = day_base.copy()
+            block = recency_block(self.online.history, self.post_ids,
+                                  np.full(self.post_ids.size, hour))
+            for position, name in self._recent:
+                base[:, position] = block[name]
+            _remember(self._bases_by_hour, hour, base)
+        return base
 
     def _group_values(self, users: np.ndarray, times: np.ndarray,
                       rate: np.ndarray) -> dict[str, np.ndarray]:
@@ -182,8 +247,8 @@ class ModelInputs:
         base = self._bases_by_day.get(day)
         if base is None:
             base = self._base.copy()
-            block = self.online.history.post_block(self.post_ids,
-                                                   np.full(self.post_ids.size, day))
+            block = self.online.history.post_block(
+                self.post_ids, np.full(self.post_ids.size, day), self._text_clusters)
             for position, name in self._daily:
                 base[:, position] = block[name]
             _remember(self._bases_by_day, day, base)
@@ -203,7 +268,10 @@ def _check_available(specs: list[FeatureSpec], online: OnlineFeatures,
     with the names it misses, not with an error deep inside a request."""
     known = {"user": set(online.user_columns), "post": set(posts.columns),
              "time": set(TIME_COLUMNS),
-             "history": set(history_columns(tuple(GROUPINGS)))}
+             "history": set(history_columns(tuple(GROUPINGS))) | (
+                 set(TEXT_CLUSTER_COLUMNS) if TEXT_CLUSTER in posts.columns else set()),
+             "recent": set(RECENT_COLUMNS),
+             "affinity": set(AFFINITY_COLUMNS) if vector_columns(posts) else set()}
     missing = [f"{s.name} ({s.source})" for s in specs if s.name not in known[s.source]]
     if missing:
         raise FeedrankError(f"model features not available here: {', '.join(missing)}")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from feedrank.features.online import OnlineFeatures, group_codes
+from feedrank.features.affinity import Affinity
+from feedrank.features.online import OnlineFeatures, group_codes, text_cluster_codes
+from feedrank.features.recency import recency_block
 from feedrank.features.specs import FeatureSpec, groupings_used
 from feedrank.features.timefeatures import time_block
 
@@ -46,5 +48,13 @@ def feature_rows(online: OnlineFeatures, specs: list[FeatureSpec], posts: pl.Dat
         block = history.group_block(groups_of, user_ids, np.maximum(groups, 0), times,
                                     values["hist_user_like_rate"])
         values.update({k: np.where(groups >= 0, v, np.nan) for k, v in block.items()})
-    values.update(history.post_block(post_ids, times))
+    values.update(history.post_block(post_ids, times, text_cluster_codes(posts)))
+    sources = {s.source for s in specs}
+    if "recent" in sources:
+        values.update(recency_block(history, post_ids, times))
+    if "affinity" in sources:
+        affinity = Affinity.of_posts(history, posts)
+        if affinity is None:
+            raise ValueError("affinity features need the posts' affinity_* vector columns")
+        values.update(affinity.block(user_ids, post_ids, times))
     return {s.name: np.asarray(values[s.name], dtype=np.float32) for s in specs}

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from feedrank.features.history import GROUPINGS, POST_COLUMNS, USER_COLUMNS, group_columns
 
-SOURCES = ("user", "post", "history", "time")
+# user: the user's own row; post: the post's row; time: the request's moment; history: the
+# user's past by user, user × group, and the post's past up to the request's day; recent: the
+# post's activity in the hours before the request's minute; affinity: user × post taste
+SOURCES = ("user", "post", "history", "time", "recent", "affinity")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import numpy as np
 import onnxruntime as ort
 
 from feedrank.errors import FeedrankError
-from feedrank.export.fastpath import (PAIR_INPUT, REQUEST_INPUT, SCORES_OUTPUT, FastPath,
-                                      Partition, Trees, build)
+from feedrank.export.fastpath import (DENSE_INPUT, PAIR_INPUT, REQUEST_INPUT, SCORES_OUTPUT,
+                                      FastPath, Partition, Trees, build)
 
 
 class FastRanker:
@@ -57,19 +57,26 @@ class FastRanker:
         partition = Partition.from_sources([f["source"] for f in metadata["features"]])
         return cls(Path(version_dir), post_matrix, partition, post_group, n_groups, **options)
 
-    def scores(self, request_row: np.ndarray, pair_values: np.ndarray | None = None
-               ) -> np.ndarray:
-        """request_row: float32[request columns]; pair_values: float32[n_groups, pair columns]."""
+    def scores(self, request_row: np.ndarray, pair_values: np.ndarray | None = None,
+               dense_values: np.ndarray | None = None) -> np.ndarray:
+        """request_row: float32[request columns]; pair_values: float32[n_groups, pair columns];
+        dense_values: float32[N, dense columns] in catalogue order."""
         fp = self.fastpath
         request = np.ascontiguousarray(request_row, np.float32).reshape(-1)
         pair = (np.zeros((fp.n_groups, 0), np.float32) if pair_values is None
                 else np.ascontiguousarray(pair_values, np.float32))
-        if request.shape != (len(fp.request_columns),) or pair.shape != (fp.n_groups,
-                                                                          len(fp.pair_columns)):
-            raise FeedrankError(f"expected request values [{len(fp.request_columns)}] and pair "
-                                f"values [{fp.n_groups}, {len(fp.pair_columns)}], got "
-                                f"{list(request.shape)} and {list(pair.shape)}")
-        (raw,) = self.session.run([SCORES_OUTPUT], {REQUEST_INPUT: request, PAIR_INPUT: pair})
+        dense = (np.zeros((self.n_posts, 0), np.float32) if dense_values is None
+                 else np.ascontiguousarray(dense_values, np.float32))
+        expected = ((len(fp.request_columns),), (fp.n_groups, len(fp.pair_columns)),
+                    (self.n_posts, len(fp.dense_columns)))
+        if (request.shape, pair.shape, dense.shape) != expected:
+            raise FeedrankError(f"expected request, pair and dense values of shapes "
+                                f"{[list(e) for e in expected]}, got {list(request.shape)}, "
+                                f"{list(pair.shape)} and {list(dense.shape)}")
+        feeds = {REQUEST_INPUT: request, PAIR_INPUT: pair}
+        if len(fp.dense_columns):
+            feeds[DENSE_INPUT] = dense
+        (raw,) = self.session.run([SCORES_OUTPUT], feeds)
         return raw
 
     def scores_for_matrix(self, features: np.ndarray) -> np.ndarray:
@@ -78,7 +85,7 @@ class FastRanker:
         fp = self.fastpath
         rows = np.where(self._group_rows >= 0, self._group_rows, 0)
         pair = features[rows][:, fp.pair_columns]
-        return self.scores(features[0, fp.request_columns], pair)
+        return self.scores(features[0, fp.request_columns], pair, features[:, fp.dense_columns])
 
     def like_probability(self, request_row: np.ndarray, pair_values: np.ndarray | None = None
                          ) -> np.ndarray:
@@ -95,12 +102,15 @@ def feedrank_columns(features: list[dict], post_matrix: np.ndarray
     combination of the groupings (topic, cluster) the model's pair columns use, read from the
     post matrix's grouping columns.
     """
-    from feedrank.features.history import GROUPINGS, POST_COLUMNS, group_columns
+    from feedrank.features.history import (GROUPINGS, POST_COLUMNS, TEXT_CLUSTER_COLUMNS,
+                                           group_columns)
 
     names = [f["name"] for f in features]
     used = [g for g in GROUPINGS if set(group_columns(g)) & set(names)]
     pair = {n for g in used for n in group_columns(g)}
-    kinds = tuple("pair" if n in pair else "post" if s == "post" or n in POST_COLUMNS
+    daily = {*POST_COLUMNS, *TEXT_CLUSTER_COLUMNS}
+    kinds = tuple("pair" if n in pair else "post" if s in ("post", "recent") or n in daily
+                  else "dense" if s == "affinity"
                   else "request" for n, s in ((f["name"], f["source"]) for f in features))
     missing = [GROUPINGS[g] for g in used if GROUPINGS[g] not in names]
     if missing:

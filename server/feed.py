@@ -136,7 +136,8 @@ class FeedService:
         inputs = await self.inputs.get(loaded)
         scored = await self.batcher.score(loaded.backend, Job(inputs, query.user_id, query.at))
         self.metrics.observe_scoring(loaded.model, loaded.version, scored)
-        ids = rank(inputs.post_ids, scored.scores, liked, query.limit)
+        ids = rank(inputs.post_ids, inputs.ranking_scores(scored.scores, query.at), liked,
+                   query.limit)
         return Answer(request_id, group.name, loaded.model, loaded.version, ids, False)
 
     def record(self, query: FeedQuery, answer: Answer, latency_ms: float) -> dict:

@@ -118,6 +118,40 @@ def test_embedded_graph_runs_alone(problem, trees, ranker):
     np.testing.assert_array_equal(scores, ranker.scores(request, pair))
 
 
+@pytest.fixture(scope="module")
+def dense_problem():
+    return synthetic_problem(n_posts=600, n_groups=8, iterations=150, train_rows=8000, seed=4,
+                             dense=2)
+
+
+def test_dense_columns_equal_catboost_and_merging_keeps_them(dense_problem):
+    """Per (request, post) columns: the trees that test them are read post by post."""
+    problem = dense_problem
+    trees = Trees.from_catboost(problem.model)
+    ranker = FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
+                        problem.n_groups)
+    unmerged = FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
+                          problem.n_groups, merge_cost=0)
+    assert 0 < len(ranker.fastpath.dense_groups) < len(unmerged.fastpath.dense_groups)
+    dense_trees = {t for g in ranker.fastpath.dense_groups for t in g.trees}
+    static_trees = {t for g in ranker.fastpath.groups for t in g.trees}
+    assert dense_trees.isdisjoint(static_trees)
+    assert dense_trees | static_trees == set(range(len(trees.leaves)))
+    for _ in range(REQUESTS):
+        request, pair = problem.request()
+        dense = problem.dense()
+        expected = catboost_raw(problem, problem.matrix(request, pair, dense))
+        for scorer in (ranker, unmerged):
+            got = scorer.scores(request, pair, dense)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+            np.testing.assert_array_equal(top_k(got), top_k(expected))
+        np.testing.assert_array_equal(
+            ranker.scores_for_matrix(problem.matrix(request, pair, dense)),
+            ranker.scores(request, pair, dense))
+    with pytest.raises(FeedrankError, match="dense"):
+        ranker.scores(request, pair)
+
+
 def test_model_without_pair_columns(problem):
     request_only = Partition(tuple("post" if k == "pair" else k for k in problem.partition.kinds))
     posts = problem.matrix(*problem.request())   # pair columns now fixed per post
@@ -130,11 +164,11 @@ def test_model_without_pair_columns(problem):
 
 
 def test_partition_from_sources_and_bad_inputs(ranker):
-    assert Partition.from_sources(["user", "post", "history", "time"]).kinds == (
-        "request", "post", "pair", "request")
+    assert Partition.from_sources(["user", "post", "history", "time", "affinity"]).kinds == (
+        "request", "post", "pair", "request", "dense")
     with pytest.raises(FeedrankError, match="sources"):
         Partition.from_sources(["user", "weather"])
-    with pytest.raises(FeedrankError, match="expected request values"):
+    with pytest.raises(FeedrankError, match="expected request, pair and dense values"):
         ranker.scores(np.zeros(3, np.float32), np.zeros((8, 8), np.float32))
 
 
