@@ -29,6 +29,7 @@ from feedrank.export.publish import (METADATA, ensure_router, latest_metadata, p
 from feedrank.export.training import TrainParams, fit
 from feedrank.export.windows import Windows, world_windows
 from feedrank.features.build import build_features
+from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.world.layout import WorldLayout
 
@@ -115,7 +116,8 @@ class Builder:
         manifest = json.loads((features / "manifest.json").read_text())
         windows = world_windows(WorldLayout(self.world))
         # read lazily: an unchanged rebuild should not pay for loading the training set
-        table = functools.cache(lambda: pl.read_parquet(features / "training_set.parquet"))
+        layout = FeaturesLayout(features)
+        table = functools.cache(lambda name: pl.read_parquet(layout.training_set(name)))
         versions = {name: self.build_model(name, features, manifest, windows, table)
                     for name in MODELS}
         if ensure_router(self.repository, versions):
@@ -123,14 +125,14 @@ class Builder:
         return versions
 
     def build_model(self, name: str, features: Path, manifest: dict, windows: Windows,
-                    table: Callable[[], pl.DataFrame]) -> int:
+                    table: Callable[[str], pl.DataFrame]) -> int:
         specs = manifest["models"][name]
         key = fingerprint(manifest["fingerprint"], specs, self.params.identity(), windows.as_dict())
         latest = latest_metadata(self.repository / name)
         if latest and latest[1].get("build_fingerprint") == key:
             self.console.print(f"{name}: inputs unchanged, keeping version {latest[0]}")
             return latest[0]
-        data = split(table(), name, specs, windows, self.params.seed)
+        data = split(table(name), name, specs, windows, self.params.seed)
         model = fit(name, self.params, data.train, data.valid, progress=self.progress)
         post_features = features / f"post_features_{name}.parquet"
         exposure, choice = choose_exposure(

@@ -71,7 +71,7 @@ class Rate:
         n, p = len(hits), float(np.mean(hits))
         centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
         half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-        return cls(p, float(centre - half), float(centre + half))
+        return cls(p, max(0.0, float(centre - half)), min(1.0, float(centre + half)))
 
     @classmethod
     def paired(cls, a: np.ndarray, b: np.ndarray) -> Rate:

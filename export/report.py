@@ -17,15 +17,16 @@ def evaluation_table(evaluation: Evaluation) -> Table:
     windows = "; ".join(f"{name} {a} .. {b}" for name, (a, b) in evaluation.windows.items())
     table = Table(title=f"Offline evaluation: {evaluation.requests:,} of {evaluation.sessions:,} "
                         f"logged sessions ({evaluation.users:,} users) in the held-out window, "
-                        f"a hit = a like within {evaluation.horizon_hours:g} h; trending = "
-                        f"most liked in the last {evaluation.trending_hours} h (chosen on "
-                        f"validation); windows: {windows}")
+                        f"a hit = a like within {evaluation.horizon_hours:g} h",
+                  caption=f"trending = most liked in the last {evaluation.trending_hours} h "
+                          f"(chosen on validation). Windows: {windows}")
     simulated = any(r.simulated_hit_rate is not None for r in evaluation.rows)
     columns = ["ranker", "version", "hit rate@5 [95% CI]", "− popularity [95% CI]",
                "− trending [95% CI]"]
     columns += ["simulated hit rate@5", "share of oracle lift"] if simulated else []
     for column in columns:
-        table.add_column(column, justify="left" if column == "ranker" else "right")
+        table.add_column(column, justify="left" if column == "ranker" else "right",
+                         no_wrap=column == "ranker")
     for row in evaluation.rows:
         cells = [row.ranker, "" if row.version is None else str(row.version),
                  _rate(row.hit_rate), _rate(row.vs_popularity, signed=True),

@@ -40,7 +40,7 @@ REQUIRED = {
     "posts": ("post_id", "text", "topic"),
     "feed_glob": ("timestamp", "user_id", "post_id", "action", "target"),
 }
-STEPS = 6
+STEPS = 7
 
 
 def build_features(world: Path, *, progress: bool = True, max_rows: int = MAX_TRAINING_ROWS,
@@ -72,8 +72,10 @@ def build_features(world: Path, *, progress: bool = True, max_rows: int = MAX_TR
         online = OnlineFeatures.load(layout.root)
         step("training sample")
         sample = sample_views(layout.feed_glob, max_rows, seed)
-        step(f"training set ({sample.height:,} rows)")
-        training_set(online, models["test"], test, sample).write_parquet(files.training_set)
+        for name, posts in (("control", control), ("test", test)):
+            step(f"{name} training set ({sample.height:,} rows)")
+            training_set(online, models[name], posts, sample).write_parquet(
+                files.training_set(name))
         step("features built")
     _write_manifest(files, digest, parameters, models, online, sample)
     return files.root

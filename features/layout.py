@@ -19,7 +19,11 @@ class FeaturesLayout:
     posts_test = property(lambda self: self.root / "post_features_test.parquet")
     embedding_pipeline = property(lambda self: self.root / "embedding_pipeline")
     embedding_cache = property(lambda self: self.root / "embedding_cache.parquet")
-    training_set = property(lambda self: self.root / "training_set.parquet")
+    def training_set(self, model: str) -> Path:
+        """The sampled views with every feature of `model` (models that share a column name
+        may compute it in their own text space: the text cluster, the affinity)."""
+        return self.root / f"training_set_{model}.parquet"
+
     manifest = property(lambda self: self.root / "manifest.json")
 
     def post_features(self, model: str) -> Path:

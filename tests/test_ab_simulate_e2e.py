@@ -29,7 +29,7 @@ def simulation(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     root = tmp_path_factory.mktemp("ab")
     repository = copy_repository(built_repository(tiny_world), root)
     assert main(["evaluate", "--world", str(tiny_world), "--repository", str(repository),
-                 "--users", "100", "--replay-users", "200", "--seed", "3"]) == 0
+                 "--requests", "100", "--replay-users", "200", "--seed", "3"]) == 0
     out = root / "sim"
     assert main(["ab", "simulate", "--world", str(tiny_world), "--repository", str(repository),
                  "--users", "200", "--days", "2", "--seed", "3", "--out", str(out)]) == 0

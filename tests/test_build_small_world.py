@@ -121,20 +121,28 @@ def test_an_export_that_differs_from_catboost_is_not_published(built, repository
 def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys):
     world, _ = built
     assert main(["evaluate", "--world", str(world), "--repository", str(repository_copy),
-                 "--users", "400", "--replay-users", "150"]) == 0
+                 "--requests", "400", "--replay-users", "150"]) == 0
     out = capsys.readouterr().out
-    for ranker in ("control", "test", "popularity", "random", "oracle"):
+    for ranker in ("control", "test", "popularity", "trending", "random", "oracle"):
         assert ranker in out
+    assert "logged sessions" in flat(out) and "chosen on validation" in flat(out)
     assert "Offline A/B replay" in flat(out) and "paired t-test" in flat(out)
     rows = {}
     for model in ("control", "test"):
         saved = json.loads((repository_copy / model / "1" / "evaluation.json").read_text())
         meta = json.loads((repository_copy / model / "1" / "metadata.json").read_text())
-        assert meta["evaluation"] == saved and saved["users_evaluated"] == 400
+        assert meta["evaluation"] == saved and saved["requests"] == 400 < saved["sessions"]
+        choice, exposure = meta["exposure_choice"], meta["exposure"]
+        assert choice["requests"] > 100 and "preference" in choice["hit_rates"]
+        assert choice["chosen"] == ("preference" if exposure["column"] is None
+                                    else f"{exposure['column']}^{exposure['alpha']:g}")
         rows = {r["ranker"]: r for r in saved["rows"]}
     assert rows["test"]["simulated_hit_rate"] > rows["random"]["simulated_hit_rate"]
-    assert rows["test"]["hit_rate"] > rows["random"]["hit_rate"]
     assert rows["oracle"]["simulated_hit_rate"] >= rows["test"]["simulated_hit_rate"]
+    for row in rows.values():
+        rate = row["hit_rate"]
+        assert 0 <= rate["low"] <= rate["mean"] <= rate["high"] <= 1
+    assert rows["popularity"]["vs_popularity"] == {"mean": 0.0, "low": 0.0, "high": 0.0}
     replay = saved["replay"]
     assert 100 < replay["users"] <= 150 < replay["requests"]   # users who asked for a feed
     assert set(replay["means"]) == {"control", "test"} and set(replay["differences"]) == {"test"}
@@ -147,7 +155,7 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
     # the same inputs again: the saved evaluation is shown, not redone
     before = (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns
     assert main(["evaluate", "--world", str(world), "--repository", str(repository_copy),
-                 "--users", "400", "--replay-users", "150"]) == 0
+                 "--requests", "400", "--replay-users", "150"]) == 0
     again = flat(capsys.readouterr().out)
     assert "inputs unchanged" in again and "Offline A/B replay" in again and "oracle" in again
     assert (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns == before

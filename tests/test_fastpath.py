@@ -200,22 +200,26 @@ def test_built_from_a_version_directory(problem, tmp_path):
 
 @pytest.mark.parametrize("model", ["control", "test"])
 def test_feedrank_models_on_a_built_repository(tiny_world, model):
-    """The real models and features: per (user, time) of one day the fast path's scores equal
-    CatBoost's and the published model.onnx's, and the top-k lists are identical."""
+    """The real models and features: per (user, time) of one hour the fast path's scores equal
+    CatBoost's and the published model.onnx's, and the top-k lists are identical (the posts'
+    recent activity is as of the hour: one ranker per hour; the test model's affinity columns
+    are dense, read post by post)."""
     version_dir = built_repository(tiny_world) / model / "1"
     online = OnlineFeatures.load(tiny_world)
     inputs = ModelInputs.from_version_dir(online, version_dir)
     features = json.loads((version_dir / "metadata.json").read_text())["features"]
-    day_start = online.cutoff.astype("datetime64[D]").astype("datetime64[us]")
-    posts = inputs.matrix(int(online.user_ids[0]), day_start)
+    hour_start = (online.cutoff - np.timedelta64(1, "h")).astype("datetime64[h]").astype(
+        "datetime64[us]")
+    posts = inputs.matrix(int(online.user_ids[0]), hour_start)
     partition, post_group, n_groups = feedrank_columns(features, posts)
     assert len(partition.columns("pair")) and n_groups > 1
+    assert bool(len(partition.columns("dense"))) == (model == "test")
     ranker = FastRanker(version_dir, posts, partition, post_group, n_groups)
     catboost_model = CatBoost().load_model(str(version_dir / "model.cbm"))
     plain = OnnxScorer(version_dir / "model.onnx")
     rng = np.random.default_rng(5)
     for user in rng.choice(online.user_ids, 12):
-        at = day_start + np.timedelta64(int(rng.integers(0, 86_400)), "s")
+        at = hour_start + np.timedelta64(int(rng.integers(0, 3_600)), "s")
         matrix = inputs.matrix(int(user), min(at, online.cutoff))
         got = ranker.scores_for_matrix(matrix)
         expected = catboost_model.predict(matrix, prediction_type="RawFormulaVal")

@@ -47,15 +47,17 @@ def load(repository: Path, model: str) -> Backend:
     return load_backend(repository / model / "1", read_config(repository / model))
 
 
-def requests(online: OnlineFeatures, days: int, per_day: int) -> list[tuple[int, np.datetime64]]:
-    """Seeded (user, time) pairs on the last `days` days of the world, grouped by day."""
+def requests(online: OnlineFeatures, hours: int, per_hour: int
+             ) -> list[tuple[int, np.datetime64]]:
+    """Seeded (user, time) pairs in `hours` hours of the world's last day, grouped by hour (the
+    posts' recent activity is as of the hour: a ranker serves one hour)."""
     rng = np.random.default_rng(11)
-    last = online.cutoff.astype("datetime64[D]")
+    last = (online.cutoff - np.timedelta64(1, "h")).astype("datetime64[h]")
     pairs = []
-    for day in range(days - 1, -1, -1):
-        start = (last - np.timedelta64(day, "D")).astype("datetime64[us]")
-        for user in rng.choice(online.user_ids, per_day, replace=False):
-            at = start + np.timedelta64(int(rng.integers(0, 86_400_000_000)), "us")
+    for hour in range(hours - 1, -1, -1):
+        start = (last - np.timedelta64(3 * hour, "h")).astype("datetime64[us]")
+        for user in rng.choice(online.user_ids, per_hour, replace=False):
+            at = start + np.timedelta64(int(rng.integers(0, 3_600_000_000)), "us")
             pairs.append((int(user), min(at, online.cutoff)))
     return pairs
 
@@ -67,14 +69,14 @@ def test_probabilities_and_top5_equal_the_plain_backend_on_both_paths(
     plain = load(built_repository(tiny_world), model)
     assert isinstance(fast, FastPathBackend) and type(plain) is OnnxRuntimeBackend
     inputs = ModelInputs.from_version_dir(online, fast_repository / model / "1")
-    for user, at in requests(online, days=2, per_day=10):
+    for user, at in requests(online, hours=2, per_hour=10):
         matrix = inputs.matrix(user, at)
         got, expected = fast.like_probability(matrix), plain.like_probability(matrix)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(rank(inputs.post_ids, got, NO_LIKES, 5),
                                       rank(inputs.post_ids, expected, NO_LIKES, 5))
-        fast.wait_for_build()  # a day's first request starts its ranker; the rest use it
-    # each day: the first request plain, the other nine through that day's ranker
+        fast.wait_for_build()  # an hour's first request starts its ranker; the rest use it
+    # each hour: the first request plain, the other nine through that hour's ranker
     assert (fast.plain_blocks, fast.fast_blocks) == (2, 18)
     # KServe's infer is the plain model's, untouched
     np.testing.assert_array_equal(fast.infer({"features": matrix})["probabilities"],
@@ -85,10 +87,10 @@ def test_a_stacked_batch_of_three_requests_mixes_both_paths(tiny_world, fast_rep
     fast = load(fast_repository, "test")
     plain = load(built_repository(tiny_world), "test")
     inputs = ModelInputs.from_version_dir(online, fast_repository / "test" / "1")
-    pairs = requests(online, days=2, per_day=3)
-    yesterday, today = pairs[:3], pairs[3:]
-    # 1) nothing ready: all plain; 2) today's ranker ready, yesterday's not: both paths at once
-    for batch in (today, [today[0], yesterday[0], today[1]]):
+    pairs = requests(online, hours=2, per_hour=3)
+    earlier, now = pairs[:3], pairs[3:]
+    # 1) nothing ready: all plain; 2) this hour's ranker ready, the earlier's not: both paths
+    for batch in (now, [now[0], earlier[0], now[1]]):
         matrices = [inputs.matrix(user, at) for user, at in batch]
         got = fast.like_probability(np.concatenate(matrices))
         assert got.shape == (3 * len(inputs.post_ids),)
@@ -131,7 +133,7 @@ def test_feed_answers_equal_a_plain_server(tiny_world, online, tmp_path):
     onnxruntime), and answers exactly as the same server with `--no-fast-path`."""
     repository = built_repository(tiny_world)
     assert 'backend: "onnxruntime"' in (repository / "test" / CONFIG_FILE).read_text()
-    pairs = requests(online, days=2, per_day=8)
+    pairs = requests(online, hours=2, per_hour=8)
     with ServerProcess(tiny_world, repository, tmp_path / "plain", "--no-fast-path") as plain:
         with httpx.Client(base_url=plain.url, timeout=30.0) as client:
             expected = [_answer(client, user, at) for user, at in pairs]
@@ -139,7 +141,7 @@ def test_feed_answers_equal_a_plain_server(tiny_world, online, tmp_path):
     assert {a[0] for a in expected} == set(MODELS)
     with ServerProcess(tiny_world, repository, tmp_path / "fast") as fast, \
             httpx.Client(base_url=fast.url, timeout=30.0) as client:
-        # the first pass starts each day's ranker builds (answered by the plain graph meanwhile);
+        # the first pass starts each hour's ranker builds (answered by the plain graph meanwhile);
         # passes repeat until one is ranked entirely by the fast path
         deadline, before, passes = time.monotonic() + 120, {}, 0
         while True:

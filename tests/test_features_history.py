@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import duckdb
 import numpy as np
@@ -10,6 +11,7 @@ import polars as pl
 import pytest
 
 from feedrank.features.build import build_features
+from feedrank.features.affinity import vector_columns
 from feedrank.features.history import EventIndex
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import OnlineFeatures
@@ -22,39 +24,98 @@ from feedrank.world.layout import WorldLayout
 def built(tiny_world):
     files = FeaturesLayout(build_features(tiny_world, progress=False))
     manifest = json.loads(files.manifest.read_text())
-    return files, manifest, pl.read_parquet(files.training_set)
+    return files, manifest, pl.read_parquet(files.training_set("test"))
 
 
 def _feed(world) -> pl.DataFrame:
     return duckdb.sql(f"SELECT * FROM read_parquet('{WorldLayout(world).feed_glob}')").pl()
 
 
+def _rows(training: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    return training.sample(n, seed=seed)
+
+
+def _values(tiny_world, files, rows: pl.DataFrame, names: list[str], source: str,
+            model: str = "test") -> dict[str, np.ndarray]:
+    return feature_rows(OnlineFeatures.load(tiny_world), parse_specs(
+        [{"name": n, "source": source} for n in names]),
+        pl.read_parquet(files.post_features(model)), rows["user_id"].to_numpy(),
+        rows["post_id"].to_numpy(), rows["timestamp"].to_numpy().astype("datetime64[us]"))
+
+
 def test_counts_are_those_of_events_strictly_before_each_row(tiny_world, built):
     files, _, training = built
     feed, posts = _feed(tiny_world), pl.read_parquet(files.posts_control)
     feed = feed.join(posts.select("post_id", "topic_code"), on="post_id", how="left")
-    for row in training.sample(150, seed=3).iter_rows(named=True):
+    rows = _rows(training, 150, 3)
+    names = ["hist_user_views", "hist_user_likes", "hist_user_topic_views",
+             "hist_user_topic_likes"]
+    values = _values(tiny_world, files, rows, names, "history")
+    for i, row in enumerate(rows.iter_rows(named=True)):
         past = feed.filter(pl.col("timestamp") < row["timestamp"],
                            pl.col("user_id") == row["user_id"])
         topic = posts.filter(pl.col("post_id") == row["post_id"])["topic_code"][0]
         on_topic = past.filter(pl.col("topic_code") == topic)
-        expected = {
-            "hist_user_views": (past["action"] == "view").sum(),
-            "hist_user_likes": (past["action"] == "like").sum(),
-            "hist_user_topic_views": (on_topic["action"] == "view").sum(),
-            "hist_user_topic_likes": (on_topic["action"] == "like").sum(),
-        }
-        assert {k: row[k] for k in expected} == expected
+        expected = [(past["action"] == "view").sum(), (past["action"] == "like").sum(),
+                    (on_topic["action"] == "view").sum(), (on_topic["action"] == "like").sum()]
+        assert [values[n][i] for n in names] == expected
 
 
 def test_post_counts_are_as_of_the_start_of_the_rows_day(tiny_world, built):
-    _, _, training = built
+    files, _, training = built
     feed = _feed(tiny_world)
-    for row in training.sample(100, seed=4).iter_rows(named=True):
+    rows = _rows(training, 100, 4)
+    values = _values(tiny_world, files, rows, ["hist_post_views", "hist_post_likes"], "history")
+    for i, row in enumerate(rows.iter_rows(named=True)):
         day = row["timestamp"].replace(hour=0, minute=0, second=0, microsecond=0)
         past = feed.filter(pl.col("timestamp") < day, pl.col("post_id") == row["post_id"])
-        assert row["hist_post_views"] == (past["action"] == "view").sum()
-        assert row["hist_post_likes"] == (past["action"] == "like").sum()
+        assert values["hist_post_views"][i] == (past["action"] == "view").sum()
+        assert values["hist_post_likes"][i] == (past["action"] == "like").sum()
+
+
+def test_recent_activity_is_as_of_the_start_of_the_rows_hour(tiny_world, built):
+    files, _, training = built
+    feed = _feed(tiny_world)
+    rows = _rows(training, 60, 5)
+    names = ["recent_like_share_24h", "recent_view_share_1h", "post_hours_since_view"]
+    values = _values(tiny_world, files, rows, names, "recent")
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        hour = row["timestamp"].replace(minute=0, second=0, microsecond=0)
+        for name, action, hours in (("recent_like_share_24h", "like", 24),
+                                    ("recent_view_share_1h", "view", 1)):
+            window = feed.filter(pl.col("timestamp") < hour, pl.col("action") == action,
+                                 pl.col("timestamp") >= hour - timedelta(hours=hours))
+            mine = (window["post_id"] == row["post_id"]).sum()
+            expected = 1000 * mine / max(window.height, 1)
+            assert values[name][i] == pytest.approx(expected, rel=1e-6), name
+        views = feed.filter(pl.col("timestamp") < hour, pl.col("action") == "view",
+                            pl.col("post_id") == row["post_id"])
+        since = ((hour - views["timestamp"].max()).total_seconds() / 3600 if views.height
+                 else 720.0)
+        assert values["post_hours_since_view"][i] == pytest.approx(min(since, 720.0),
+                                                                   rel=1e-6)
+
+
+def test_affinity_is_the_cosine_with_the_posts_liked_before(tiny_world, built):
+    files, _, training = built
+    feed = _feed(tiny_world).filter(pl.col("action") == "like")
+    posts = pl.read_parquet(files.posts_test)
+    vectors = dict(zip(posts["post_id"].to_list(),
+                       posts.select(vector_columns(posts)).to_numpy().astype(np.float64)))
+    unit = {p: v / np.linalg.norm(v) for p, v in vectors.items()}
+    rows = _rows(training, 80, 6)
+    values = _values(tiny_world, files, rows, ["affinity_liked", "affinity_recent"], "affinity")
+    checked = 0
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        liked = feed.filter(pl.col("timestamp") < row["timestamp"],
+                            pl.col("user_id") == row["user_id"]).sort("timestamp")["post_id"]
+        for name, chosen in (("affinity_liked", liked), ("affinity_recent", liked[-10:])):
+            taste = sum((unit[p] for p in chosen), np.zeros(len(unit[row["post_id"]])))
+            norm = np.linalg.norm(taste)
+            expected = taste @ unit[row["post_id"]] / norm if norm > 0 else 0.0
+            assert values[name][i] == pytest.approx(expected, abs=1e-6), name
+        checked += len(liked) > 0
+    assert checked > 20
 
 
 def test_the_future_does_not_change_any_feature(tiny_world, built):

@@ -31,7 +31,7 @@ def test_request_matrix_rows_equal_training_rows(files, online, model):
     specs = json.loads(files.manifest.read_text())["models"][model]
     inputs = ModelInputs(online, specs, files.post_features(model))
     assert inputs.feature_names == [s["name"] for s in specs]
-    training = pl.read_parquet(files.training_set)
+    training = pl.read_parquet(files.training_set(model))
     for row in training.sample(60, seed=5).iter_rows(named=True):
         matrix = inputs.matrix(row["user_id"], np.datetime64(row["timestamp"], "us"))
         assert matrix.dtype == np.float32 and matrix.shape == (inputs.post_ids.size, len(specs))

@@ -2,12 +2,13 @@
 feed.
 
 The feed calls `like_probability` with whole requests' matrices, stacked when batched. A fast
-ranker depends on the post columns, which include the posts' own history as of the request's day,
-so each ranker is kept with the post columns it was built for, matched bit for bit (a hash of
-those ~2 MB cost 3-6 ms per request, the comparison ~0.5 ms), and built on demand: a block
-whose ranker is not ready is scored by the plain session (same probabilities within 1e-5) while
-one background thread builds it, so no request ever waits for a build. `infer` stays the plain
-model's: KServe clients and Triton must see exactly the exported `model.onnx`.
+ranker depends on the post columns, which include the posts' history and recent activity as of
+the request's hour, so each ranker is kept with the post columns it was built for, matched bit
+for bit (a hash of those ~2 MB cost 3-6 ms per request, the comparison ~0.5 ms), and built on
+demand: a block whose ranker is not ready is scored by the plain session (same probabilities
+within 1e-5) while one background thread builds it, so no request ever waits for a build.
+`infer` stays the plain model's: KServe clients and Triton must see exactly the exported
+`model.onnx`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.fastpath import FastRanker, feedrank_columns
 
 log = logging.getLogger("feedrank.fastpath")
-# rankers kept, the newest builds: today's and yesterday's (requests cluster around one "now");
+# rankers kept, the newest builds: this hour's and the last (requests cluster around one "now");
 # each holds its tables (up to FastRanker's max_table_bytes), so no more
 KEEP = 2
 
