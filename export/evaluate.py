@@ -167,7 +167,7 @@ def model_ranker(inputs: ModelInputs, model: CatBoostClassifier, catalogue: np.n
 def popularity_ranker(online: OnlineFeatures, catalogue: np.ndarray) -> Ranker:
     """The course's baseline: most liked posts known at the start of the request's day."""
     def scores(users: np.ndarray, times: np.ndarray) -> np.ndarray:
-        out = np.empty((len(users), len(catalogue)))
+        out = np.full((len(users), len(catalogue)), -np.inf)
         for i, at in enumerate(times):
             ranked = online.popular_posts(at)
             known = np.isin(ranked, catalogue)
