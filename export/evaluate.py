@@ -120,12 +120,11 @@ class Evaluation:
 
     def oracle_lift_share(self, ranker: str) -> float:
         """Share of the oracle's lift over random that `ranker` reaches (simulated metric)."""
-        names = {r.ranker for r in self.rows}
-        if "oracle" not in names or self.row(ranker).simulated_hit_rate is None:
+        rates = {r.ranker: r.simulated_hit_rate for r in self.rows}
+        value, top, base = rates.get(ranker), rates.get("oracle"), rates.get("random")
+        if value is None or top is None or base is None or top <= base:
             return float("nan")
-        base = self.row("random").simulated_hit_rate
-        top = self.row("oracle").simulated_hit_rate - base
-        return (self.row(ranker).simulated_hit_rate - base) / top if top > 0 else float("nan")
+        return (value - base) / (top - base)
 
 
 def logged_requests(layout: WorldLayout, start: object, end: object, *, horizon: timedelta,

@@ -417,7 +417,9 @@ def _graph(groups: list[Group], dense_groups: list[Group], conds: Conditions,
                         numpy_helper.from_array(np.zeros((n_groups, len(every)), np.float32),
                                                 "zeros")]
     terms = ["zeros"]
-    for kind, source, axis in (("request", REQUEST_INPUT, 0), ("pair", PAIR_INPUT, 1)):
+    inputs_of: tuple[tuple[Kind, str, int], ...] = (("request", REQUEST_INPUT, 0),
+                                                    ("pair", PAIR_INPUT, 1))
+    for kind, source, axis in inputs_of:
         part = _conditions(kind, source, axis, every, conds, partition)
         if part is not None:
             nodes += part[0]
@@ -476,7 +478,7 @@ def _graph(groups: list[Group], dense_groups: list[Group], conds: Conditions,
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
-def _conditions(kind: str, source: str, axis: int, groups: list[Group], conds: Conditions,
+def _conditions(kind: Kind, source: str, axis: int, groups: list[Group], conds: Conditions,
                 partition: Partition) -> tuple[list, list] | None:
     """Nodes turning one input's tested columns into each tree group's pattern row offset:
     Gather the columns, compare with the borders, MatMul the bits by the radix weights."""

@@ -34,7 +34,7 @@ class Exposure:
 
     def scores(self, probabilities: np.ndarray, shares: np.ndarray | None) -> np.ndarray:
         """Ranking scores from P(like | shown) and each post's share of recent views."""
-        if not self.active:
+        if not self.active or shares is None:
             return probabilities
         p = np.clip(probabilities, 1e-12, 1 - 1e-12)
         return np.log(p / (1 - p)) + self.alpha * np.log(shares + FLOOR)

@@ -10,9 +10,13 @@ online, with the same code.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 # smoothing of like rates toward a prior: (likes + weight * prior) / (views + weight)
 PRIOR_RATE = 0.1
@@ -134,12 +138,13 @@ class History:
                    Events(likes[0].astype(np.int64), likes[1].astype(np.int64), to_ms(likes[2])),
                    epoch, bits)
 
-    def to_ms(self, times: np.ndarray) -> np.ndarray:
+    def to_ms(self, times: np.ndarray | np.datetime64) -> np.ndarray:
         """Milliseconds since the epoch, floored: an event in the same millisecond as a query
         counts as not-before, so flooring can only drop events, never leak them."""
         return (np.asarray(times).astype("datetime64[ms]") - self.epoch).astype(np.int64)
 
-    def _index(self, name: str, build) -> EventIndex:
+    def _index(self, name: str, build: Callable[[], T]) -> T:
+        """Built once, on first use: indexes, totals and sorted times by name."""
         if name not in self._indexes:
             self._indexes[name] = build()
         return self._indexes[name]
