@@ -19,6 +19,7 @@ import pyarrow as pa
 from feedrank.errors import FeedrankError
 from feedrank.server import events as server_events
 from feedrank.server.exposure_log import query as exposure_query
+from feedrank.server.exposure_log import sql_paths
 from feedrank.world.layout import WorldLayout
 
 TOP_K = 5
@@ -93,7 +94,7 @@ def events_query(files: list[Path]) -> str:
         raise FeedrankError("feed events: give Parquet files or an events log, not both")
     if logged:
         return server_events.query(logged)
-    return f"SELECT * FROM read_parquet({server_events.sql_paths(files)})"
+    return f"SELECT * FROM read_parquet({sql_paths(files)})"
 
 
 def connect_frames(exposures: pd.DataFrame, likes: pd.DataFrame) -> duckdb.DuckDBPyConnection:

@@ -28,10 +28,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from feedrank.server.admin import ApiError, read_body
+from feedrank.server.exposure_log import read_query
 from feedrank.server.params import INT64_MAX, parse_time
 
 ACTIONS = ("view", "like")
 FIELDS = ("user_id", "post_id", "action", "timestamp", "target")
+COLUMNS = {"timestamp": "TIMESTAMP", "user_id": "BIGINT", "post_id": "BIGINT",
+           "action": "VARCHAR", "target": "TINYINT"}
 MAX_EVENTS = 10_000
 PREFIX = "events"
 
@@ -89,17 +92,10 @@ def log_files(log_dir: Path) -> list[Path]:
     return sorted(log_dir.glob(f"{PREFIX}-*.jsonl"))
 
 
-def sql_paths(files: list[Path]) -> str:
-    """Paths as a DuckDB list literal (views cannot take parameters)."""
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
-
-
 def query(files: list[Path]) -> str:
     """The DuckDB query that reads events log files as feed_data rows, typed."""
     return ("SELECT timestamp, user_id, post_id, action, target FROM "
-            f"read_json({sql_paths(files)}, format='newline_delimited', "
-            "columns={'timestamp': 'TIMESTAMP', 'user_id': "
-            "'BIGINT', 'post_id': 'BIGINT', 'action': 'VARCHAR', 'target': 'TINYINT'})")
+            f"({read_query(files, COLUMNS, 'user_id')})")
 
 
 def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:

@@ -7,14 +7,21 @@ durable log costs one disk flush per burst rather than per request, and the even
 blocks on the disk. A request awaits its record's commit before its response is sent, so after
 `kill -9` every answer a client received is in the log.
 
+A commit that fails (a full disk, a file-size limit) is cut back off the file before its
+requests hear of it: they get the error, and the file ends where the last good commit ended, so
+a refused batch leaves nothing and later records never glue onto a fragment. Only a crash in the
+middle of a write can leave an incomplete last line; readers (`read_query`) skip such a line
+with a warning instead of failing the folder.
+
 Files: `LOG/<prefix>-<UTC start>-<seq>.jsonl`, rotated by size or age. Read them all with
-`SELECT * FROM read_json('LOG/exposures-*.jsonl', columns=...)` (see `query`).
+`query(LOG)`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import queue
 import threading
@@ -23,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feedrank.errors import FeedrankError
+
+log = logging.getLogger("feedrank.log")
 
 COLUMNS = {
     "request_id": "VARCHAR", "server_time": "TIMESTAMPTZ", "requested_time": "TIMESTAMP",
@@ -33,10 +42,34 @@ COLUMNS = {
 
 def query(log_dir: Path | str) -> str:
     """The one DuckDB query that reads every record of a log folder, typed."""
-    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
-    pattern = str(Path(log_dir) / "exposures-*.jsonl").replace("'", "''")
-    return (f"SELECT * FROM read_json('{pattern}', format='newline_delimited', "
-            f"columns={{{columns}}})")
+    return read_query(sorted(Path(log_dir).glob("exposures-*.jsonl")), COLUMNS, "request_id")
+
+
+def read_query(files: list[Path], columns: dict[str, str], required: str) -> str:
+    """A DuckDB query over JSON-lines log files that reads every complete record: an incomplete
+    last line (a crash in the middle of a write) becomes a row without `required` and is left out.
+    Warns about each such file."""
+    for path in files:
+        if ends_torn(path):
+            log.warning("%s: the last line is incomplete (the writer stopped in the middle of "
+                        "it); it is skipped", path)
+    typed = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
+    return (f"SELECT * FROM read_json({sql_paths(files)}, format='newline_delimited', "
+            f"columns={{{typed}}}, ignore_errors=true) WHERE {required} IS NOT NULL")
+
+
+def sql_paths(files: list[Path]) -> str:
+    """Paths as a DuckDB list literal (views cannot take parameters)."""
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+
+
+def ends_torn(path: Path) -> bool:
+    """Whether a log file's last line lacks its newline."""
+    with path.open("rb") as file:
+        if file.seek(0, os.SEEK_END) == 0:
+            return False
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) != b"\n"
 
 
 class ExposureLog:
@@ -113,17 +146,33 @@ class ExposureLog:
             if (self._bytes >= self.rotate_bytes
                     or time.monotonic() - self._opened >= self.rotate_seconds):
                 self._open_next()
-            # one write call per batch: lines are never torn between records
-            written = os.write(self._fd, data)
-            while written < len(data):
-                written += os.write(self._fd, data[written:])
-            if self.fsync:
-                os.fsync(self._fd)
-            self._bytes += len(data)
+            self._append(data)
         except OSError as exc:
             error = exc
+            self._cut_back()
         for _, loop, done in batch:
             loop.call_soon_threadsafe(_settle, done, error)
+
+    def _append(self, data: bytes) -> None:
+        written = 0
+        while written < len(data):
+            written += os.write(self._fd, data[written:])
+        if self.fsync:
+            os.fsync(self._fd)
+        self._bytes += len(data)
+
+    def _cut_back(self) -> None:
+        """Remove what a failed commit left: its requests are refused, so none of it may stay."""
+        try:
+            os.ftruncate(self._fd, self._bytes)
+        except OSError as error:
+            # the fragment stays (readers skip an incomplete last line); never append after it
+            log.error("%s: cannot cut a failed write back (%s); continuing in a new file",
+                      self._path, error)
+            try:
+                self._open_next()
+            except OSError:
+                pass
 
 
 def _settle(done: asyncio.Future, error: OSError | None) -> None:

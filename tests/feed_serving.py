@@ -7,9 +7,14 @@ import functools
 import shutil
 from pathlib import Path
 
+import duckdb
+import httpx
+import numpy as np
+
 from feedrank.ab.server_process import ServerProcess as _ServerProcess
 from feedrank.export.build import Builder
 from feedrank.export.training import TrainParams
+from feedrank.world.layout import WorldLayout
 
 # few shallow trees: the tests check serving, not model quality, and must build in seconds
 TEST_TRAINING = TrainParams(iterations=40, depth=4, learning_rate=None, seed=42, threads=1)
@@ -36,3 +41,32 @@ class ServerProcess(_ServerProcess):
         super().__init__(world, repository, log_dir, None, *extra,
                          env={"FEEDRANK_SERVER__POLL_INTERVAL_S": "0.2", **(env or {})})
         self.start()
+
+
+def last_moment(world: Path) -> str:
+    """The world's last feed time, to the second."""
+    (last,), = duckdb.sql(f"SELECT max(timestamp) FROM read_parquet("
+                          f"'{WorldLayout(world).feed_glob}')").fetchall()
+    return last.replace(microsecond=0).isoformat()
+
+
+def first_user(world: Path) -> int:
+    (user_id,), = duckdb.sql(f"SELECT min(user_id) FROM read_parquet("
+                             f"'{WorldLayout(world).users}')").fetchall()
+    return int(user_id)
+
+
+def feed(client: httpx.Client, user: int, at: str, limit: int = 10) -> list[int]:
+    """The post ids of a feed that must be answered."""
+    response = client.get("/post/recommendations/", params={"id": user, "time": at,
+                                                            "limit": limit})
+    assert response.status_code == 200, response.text
+    return [p["id"] for p in response.json()["recommendations"]]
+
+
+def like(user: int, post: int, at: str) -> dict:
+    return {"user_id": user, "post_id": post, "action": "like", "timestamp": at}
+
+
+def later(at: str, seconds: int) -> str:
+    return str(np.datetime64(at, "s") + np.timedelta64(seconds, "s"))

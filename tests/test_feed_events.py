@@ -7,45 +7,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import httpx
 import numpy as np
 import pytest
 
-from feed_serving import ServerProcess, built_repository
+from feed_serving import (ServerProcess, built_repository, feed, first_user, last_moment,
+                          later, like)
 from feedrank.server.events import MAX_EVENTS, EventError, LiveLikes, parse_events
-from feedrank.world.layout import WorldLayout
 
 NEW_USER = 10**12
 
 
 @pytest.fixture(scope="module")
 def moment(tiny_world: Path) -> str:
-    (last,), = duckdb.sql(f"SELECT max(timestamp) FROM read_parquet("
-                          f"'{WorldLayout(tiny_world).feed_glob}')").fetchall()
-    return last.replace(microsecond=0).isoformat()
+    return last_moment(tiny_world)
 
 
 @pytest.fixture(scope="module")
 def user(tiny_world: Path) -> int:
-    (user_id,), = duckdb.sql(f"SELECT min(user_id) FROM read_parquet("
-                             f"'{WorldLayout(tiny_world).users}')").fetchall()
-    return int(user_id)
-
-
-def feed(client: httpx.Client, user: int, at: str, limit: int = 10) -> list[int]:
-    response = client.get("/post/recommendations/", params={"id": user, "time": at,
-                                                            "limit": limit})
-    assert response.status_code == 200, response.text
-    return [p["id"] for p in response.json()["recommendations"]]
-
-
-def like(user: int, post: int, at: str) -> dict:
-    return {"user_id": user, "post_id": post, "action": "like", "timestamp": at}
-
-
-def later(at: str, seconds: int) -> str:
-    return str(np.datetime64(at, "s") + np.timedelta64(seconds, "s"))
+    return first_user(tiny_world)
 
 
 def test_posted_likes_leave_later_feeds_and_survive_a_restart(tiny_world, moment, user,
