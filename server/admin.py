@@ -8,13 +8,20 @@ which stops at `server.max_body_bytes` (also after gzip/deflate decoding) with H
 from __future__ import annotations
 
 import hmac
+import json
+import re
 import zlib
+from typing import Any
 
 from starlette.requests import Request
 
 from feedrank.server.repository import InvalidName, check_name
 
-__all__ = ["ApiError", "InvalidName", "check_name", "check_admin", "read_body"]
+__all__ = ["ApiError", "InvalidName", "check_admin", "check_name", "decimal", "json_object",
+           "parse_json", "read_body"]
+
+# ASCII only: str.isdigit() and int() also take '²' and other scripts' digits; 18 digits fit int64
+_DECIMAL = re.compile(r"[0-9]{1,18}")
 
 
 class ApiError(Exception):
@@ -23,6 +30,28 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers
+
+
+def parse_json(body: bytes, what: str) -> Any:
+    """A request's JSON ({} when empty); any problem, nesting too deep included, is a 400."""
+    try:
+        return json.loads(body) if body.strip() else {}
+    except (UnicodeDecodeError, ValueError, RecursionError) as problem:
+        raise ApiError(400, f"failed to parse the {what} JSON: {problem}") from None
+
+
+def json_object(value: Any, what: str) -> dict:
+    """An optional JSON object field (absent is empty); anything else is a 400 naming it."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def decimal(text: str) -> int | None:
+    """A non-negative integer written in at most 18 ASCII digits, else None."""
+    return int(text) if _DECIMAL.fullmatch(text) else None
 
 
 def check_admin(request: Request, token: str | None) -> None:

@@ -16,7 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
@@ -26,7 +31,7 @@ from feedrank.server.events import LiveLikes, post_events
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.feed import (FeedService, InputsCache, PostCatalog, recommendations,
                                   router_state)
-from feedrank.server.kserve import kserve_routes
+from feedrank.server.kserve import error, kserve_routes
 from feedrank.server.metrics import Metrics
 from feedrank.server.repository import ModelRepository
 from feedrank.server.router import Router, RouterConfigError, Servable
@@ -56,11 +61,40 @@ def create_app(settings: Settings) -> Starlette:
     routes = [Route("/post/recommendations/", recommendations, methods=["GET"]),
               Route("/feed/events", post_events, methods=["POST"]),
               Route("/router", router_state, methods=["GET"]),
-              *kserve_routes(service.repository, settings, service.metrics)]
-    app = Starlette(routes=routes, lifespan=lifespan)
+              *kserve_routes(service.repository, settings, service.metrics, service.router)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RawPathGuard)],
+                    exception_handlers={HTTPException: _http_error, Exception: _internal_error})
     app.state.settings, app.state.feed = settings, service
     app.state.repository = service.repository
     return app
+
+
+class RawPathGuard:
+    """Refuses a path with an encoded '/': Starlette routes on the decoded path, so
+    `/post%2Frecommendations/` would otherwise reach the feed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"%2f" in scope.get("raw_path", b"").lower():
+            response = error(400, "path: an encoded '/' (%2F) is not allowed")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, a method not allowed) in the JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    message = {404: f"no such endpoint: {request.url.path}",
+               405: f"method {request.method} not allowed on {request.url.path}"}
+    return error(exc.status_code, message.get(exc.status_code, exc.detail), exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A fault no handler expected: a JSON 500 (the traceback goes to the server log)."""
+    return error(500, f"internal error: {type(exc).__name__}")
 
 
 def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:

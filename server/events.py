@@ -103,7 +103,7 @@ def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
     boolean table indexed by post id."""
     try:
         payload = json.loads(body)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
         raise EventError([{"field": "body", "problem": f"not JSON: {error}"}]) from None
     events = payload.get("events") if isinstance(payload, dict) else payload
     if not isinstance(events, list) or not events:
@@ -146,7 +146,8 @@ def _event(i: int, event: Any, known_post: np.ndarray, problems: list) -> dict:
     if action not in ACTIONS:
         problem("action", f"'view' or 'like', got {action!r}")
     row["action"] = action
-    if "target" in event and (action != "view" or event["target"] not in (0, 1)):
+    if "target" in event and (action != "view" or type(event["target"]) is not int
+                              or event["target"] not in (0, 1)):
         problem("target", "only on a view, 0 or 1")
     stamp = event.get("timestamp")
     if not isinstance(stamp, str):

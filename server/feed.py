@@ -161,6 +161,9 @@ async def recommendations(request: Request) -> Response:
     started = time.perf_counter()
     service: FeedService = request.app.state.feed
     answer: Answer | None = None
+    if request.method == "HEAD":
+        # a HEAD shows nothing, so it must not rank or log an exposure
+        return _error(405, "HEAD is not served: GET the feed", headers={"Allow": "GET"})
     try:
         query = parse_feed_query(request.query_params.multi_items())
         answer = await service.recommend(query)
@@ -196,5 +199,6 @@ def _iso(at: np.datetime64) -> str:
     return at.item().isoformat()
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None,
+           **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)

@@ -31,10 +31,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feedrank.errors import FeedrankError
-from feedrank.server.admin import ApiError, check_admin, check_name, read_body
+from feedrank.server.admin import (ApiError, check_admin, check_name, decimal, json_object,
+                                   parse_json, read_body)
 from feedrank.server.backends.base import DATATYPES, TensorSpec
 from feedrank.server.metrics import CONTENT_TYPE, Metrics
 from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
+from feedrank.server.router import Group, Router
 from feedrank.settings import Settings
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -46,25 +48,15 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _json(body: bytes, what: str) -> Any:
-    try:
-        return json.loads(body) if body.strip() else {}
-    except (UnicodeDecodeError, ValueError) as problem:
-        raise ApiError(400, f"failed to parse the {what} JSON: {problem}") from None
-
-
 # -- tensors ------------------------------------------------------------------------------
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview]:
     """The JSON request header and the binary section after it."""
-    if header_length is None:
-        size = len(body)
-    elif not header_length.isdigit() or int(header_length) > len(body):
-        raise ApiError(400, f"{HEADER_LENGTH} '{header_length}' does not fit the "
+    size = len(body) if header_length is None else decimal(header_length)
+    if size is None or size > len(body):
+        raise ApiError(400, f"{HEADER_LENGTH} '{header_length[:40]}' does not fit the "
                             f"{len(body)}-byte body")
-    else:
-        size = int(header_length)
-    request = _json(body[:size], "inference request")
+    request = parse_json(body[:size], "inference request")
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise ApiError(400, "inference request needs an 'inputs' list")
     return request, memoryview(body)[size:]
@@ -79,11 +71,13 @@ def decode_inputs(request: dict, binary: memoryview, specs: list[TensorSpec],
         if not isinstance(entry, dict):
             raise ApiError(400, "each input must be an object")
         name = entry.get("name")
-        spec = by_name.get(name)
+        spec = by_name.get(name) if isinstance(name, str) else None
         if spec is None:
-            raise ApiError(400, f"unexpected inference input '{name}' for model '{model}'")
+            raise ApiError(400, f"unexpected inference input {name!r} for model '{model}'")
+        if name in tensors:
+            raise ApiError(400, f"input '{name}' given more than once")
         shape = entry.get("shape")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
             raise ApiError(400, f"input '{name}': shape must be a list of non-negative integers")
         if entry.get("datatype") != spec.datatype:
             raise ApiError(400, f"input '{name}': datatype {entry.get('datatype')} does not "
@@ -92,7 +86,7 @@ def decode_inputs(request: dict, binary: memoryview, specs: list[TensorSpec],
             raise ApiError(400, f"input '{name}': shape {shape} does not match the model's "
                                 f"{list(spec.shape)}")
         dtype = DATATYPES[spec.datatype]
-        parameters = entry.get("parameters") or {}
+        parameters = json_object(entry.get("parameters"), f"input '{name}': parameters")
         if any(key.startswith("shared_memory") for key in parameters):
             raise ApiError(400, "shared-memory tensors are not supported over this server")
         size = parameters.get("binary_data_size")
@@ -128,16 +122,21 @@ def _json_data(data: Any, dtype: np.dtype, name: str) -> np.ndarray:
 
 def requested_outputs(request: dict, specs: list[TensorSpec], model: str) -> dict[str, bool]:
     """Output name -> binary?; all outputs when the request names none."""
-    default_binary = bool((request.get("parameters") or {}).get("binary_data_output", False))
-    if not request.get("outputs"):
+    parameters = json_object(request.get("parameters"), "parameters")
+    default_binary = bool(parameters.get("binary_data_output", False))
+    outputs = request.get("outputs")
+    if not outputs:
         return {spec.name: default_binary for spec in specs}
+    if not isinstance(outputs, list):
+        raise ApiError(400, "outputs must be a list of objects")
     known = {spec.name for spec in specs}
     wanted = {}
-    for entry in request["outputs"]:
+    for entry in outputs:
         name = entry.get("name") if isinstance(entry, dict) else None
-        if name not in known:
-            raise ApiError(400, f"unexpected inference output '{name}' for model '{model}'")
-        wanted[name] = bool((entry.get("parameters") or {}).get("binary_data", default_binary))
+        if not isinstance(name, str) or name not in known:
+            raise ApiError(400, f"unexpected inference output {name!r} for model '{model}'")
+        options = json_object(entry.get("parameters"), f"output '{name}': parameters")
+        wanted[name] = bool(options.get("binary_data", default_binary))
     return wanted
 
 
@@ -171,8 +170,13 @@ def encode_response(request: dict, loaded: LoadedVersion, outputs: dict[str, np.
 # -- routes -------------------------------------------------------------------------------
 
 class KServe:
-    def __init__(self, repository: ModelRepository, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, repository: ModelRepository, settings: Settings, metrics: Metrics,
+                 router: Router | None = None) -> None:
         self.repository, self.settings, self.metrics = repository, settings, metrics
+        self.router = router
+
+    def _routed(self) -> list[Group]:
+        return list(self.router.config.groups) if self.router is not None else []
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{name}"
@@ -198,7 +202,9 @@ class KServe:
         return Response(status_code=200)
 
     async def ready(self, request: Request) -> Response:
-        return Response(status_code=200 if self.repository.ready() else 400)
+        """Ready when every model has a version serving and every routed version is loaded."""
+        routed = all(self.repository.has(g.model, g.version) for g in self._routed())
+        return Response(status_code=200 if routed and self.repository.ready() else 400)
 
     async def server_metadata(self, request: Request) -> Response:
         return JSONResponse({"name": "feedrank", "version": package_version("feedrank"),
@@ -211,11 +217,12 @@ class KServe:
         return Response(self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     def _resolve(self, request: Request) -> LoadedVersion:
-        name, version = request.path_params["name"], request.path_params.get("version")
-        if version is not None and not (version.isdigit() and not version.startswith("0")):
-            raise ApiError(400, f"invalid model version '{version}'")
+        name, text = request.path_params["name"], request.path_params.get("version")
+        version = None if text is None else decimal(text)
+        if text is not None and (version is None or text.startswith("0")):
+            raise ApiError(400, f"invalid model version {text[:40]!r}: a positive integer")
         try:
-            return self.repository.get(name, int(version) if version else None)
+            return self.repository.get(name, version)
         except ModelNotFound as problem:
             raise ApiError(404, str(problem)) from None
 
@@ -278,7 +285,8 @@ class KServe:
 
     async def _admin(self, request: Request) -> dict:
         check_admin(request, self.settings.server.admin_token)
-        payload = _json(await read_body(request, self.settings.server.max_body_bytes), "request")
+        payload = parse_json(await read_body(request, self.settings.server.max_body_bytes),
+                             "request")
         if not isinstance(payload, dict):
             raise ApiError(400, "request body must be a JSON object")
         return payload
@@ -299,13 +307,23 @@ class KServe:
     async def unload(self, request: Request) -> Response:
         return await self._control(request, self.repository.unload)
 
+    def _check_unrouted(self, name: str, parameters: dict) -> None:
+        """Unloading what the router sends a group to would fail that group's feeds."""
+        groups = [g.name for g in self._routed() if g.model == name]
+        if groups and parameters.get("force") is not True:
+            raise ApiError(409, f"model '{name}' serves group(s) {', '.join(groups)} in "
+                                "router.toml: route them elsewhere first, or unload with "
+                                '{"parameters": {"force": true}}')
+
     async def _control(self, request: Request, action: Any) -> Response:
         try:
             payload = await self._admin(request)
             name = check_name(request.path_params["name"])
-            parameters = payload.get("parameters") or {}
+            parameters = json_object(payload.get("parameters"), "parameters")
             if "config" in parameters or any(k.startswith("file:") for k in parameters):
                 raise ApiError(501, "loading with a config or file override is not supported")
+            if action == self.repository.unload:
+                self._check_unrouted(name, parameters)
             await run_in_threadpool(action, name)
         except ApiError as problem:
             return error(problem.status, problem.message, problem.headers)
@@ -316,6 +334,6 @@ class KServe:
         return Response(status_code=200)
 
 
-def kserve_routes(repository: ModelRepository, settings: Settings,
-                  metrics: Metrics) -> list[Route]:
-    return KServe(repository, settings, metrics).routes()
+def kserve_routes(repository: ModelRepository, settings: Settings, metrics: Metrics,
+                  router: Router | None = None) -> list[Route]:
+    return KServe(repository, settings, metrics, router).routes()

@@ -13,7 +13,10 @@ ALLOWED = ("id", "time", "limit")
 DEFAULT_LIMIT = 5
 MAX_LIMIT = 100
 INT64_MAX = 2**63 - 1
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+# the ISO-8601 forms the feed documents; fromisoformat alone also takes basic forms of any length
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?"
+                   r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?")
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,8 @@ def parse_feed_query(items: Iterable[tuple[str, str]]) -> FeedQuery:
 
 
 def _integer(text: str, what: str) -> int:
-    if not _INTEGER.fullmatch(text.strip()):
-        raise ValueError(f"{what} must be an integer, got {text!r}")
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"{what} must be an integer in decimal digits, got {text[:40]!r}")
     return int(text)
 
 
@@ -82,10 +85,12 @@ def parse_time(text: str | None) -> np.datetime64:
         moment = datetime.now(UTC)
     else:
         try:
-            moment = datetime.fromisoformat(text.strip())
+            if not _TIME.fullmatch(text):
+                raise ValueError
+            moment = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"not an ISO-8601 date-time (e.g. 2021-12-01T14:30:00): {text!r}") \
-                from None
+            raise ValueError("not an ISO-8601 date-time (e.g. 2021-12-01T14:30:00): "
+                             f"{text[:40]!r}") from None
     if moment.tzinfo is not None:
         # world time is UTC without an offset: an offset moves the moment into UTC
         try:

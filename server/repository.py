@@ -155,6 +155,9 @@ class ModelRepository:
                                 f"(loaded: {', '.join(map(str, versions))})")
         return loaded
 
+    def has(self, model: str, version: int) -> bool:
+        return version in self._serving.get(model, {})
+
     def versions(self, model: str) -> list[int]:
         return list(self._serving.get(model, {}))
 
@@ -183,8 +186,10 @@ class ModelRepository:
                 if name in self._model_error or not statuses:
                     entries.append({"name": name, "version": "", "state": UNAVAILABLE,
                                     "reason": self._model_error.get(name, "not loaded")})
+                # a version gone from disk and from serving is no longer in the repository
                 entries += [{"name": name, "version": str(v), "state": s.state, "reason": s.reason}
-                            for v, s in sorted(statuses.items())]
+                            for v, s in sorted(statuses.items())
+                            if s.state != UNAVAILABLE or (self.root / name / str(v)).is_dir()]
             return entries
 
     def names_on_disk(self) -> list[str]:

@@ -198,3 +198,11 @@ def test_polling_thread_loads_a_new_version(tmp_path):
     finally:
         repository.stop_polling()
     assert repository.versions("m") == [2]
+
+
+def test_a_version_removed_from_disk_leaves_the_index(tmp_path):
+    repository = loaded_repository(tmp_path, {"m": [1, 2]})
+    shutil.rmtree(tmp_path / "m" / "1")
+    repository.load("m")
+    assert repository.versions("m") == [2]
+    assert [e["version"] for e in repository.index()] == ["2"]

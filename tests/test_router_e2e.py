@@ -133,15 +133,22 @@ def test_server_refuses_to_start_with_an_invalid_router(tiny_world, tmp_path):
     assert "Traceback" not in run.stderr
 
 
-def test_a_routed_model_unloaded_answers_503_not_500(tiny_world, tmp_path):
+def test_unloading_a_routed_model_is_refused_unless_forced_then_503_and_unready(tiny_world,
+                                                                                 tmp_path):
     repository = copy_repository(built_repository(tiny_world), tmp_path)
     server = ServerProcess(tiny_world, repository, tmp_path / "log",
                            env={"FEEDRANK_SERVER__ADMIN_TOKEN": "secret"})
+    admin = {"Authorization": "Bearer secret"}
     try:
         with httpx.Client(base_url=server.url, timeout=30.0) as client:
-            unload = client.post("/v2/repository/models/test/unload", json={},
-                                 headers={"Authorization": "Bearer secret"})
+            refused = client.post("/v2/repository/models/test/unload", json={}, headers=admin)
+            assert refused.status_code == 409 and "group(s) test" in refused.json()["error"]
+            assert client.get("/v2/health/ready").status_code == 200
+            unload = client.post("/v2/repository/models/test/unload",
+                                 json={"parameters": {"force": True}}, headers=admin)
             assert unload.status_code == 200, unload.text
+            # the router still sends a group to it: the server is not ready
+            assert client.get("/v2/health/ready").status_code == 400
             users = [u for u in range(200, 260) if bucket(u, "feedrank") >= 50]
             answers = [client.get("/post/recommendations/", params={"id": u}) for u in users]
             fallback = client.get("/post/recommendations/", params={"id": 10**12})
