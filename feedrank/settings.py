@@ -36,6 +36,11 @@ class ServerSettings(BaseModel):
     fast_path: bool = True
     # KServe v2 repository extension (load/unload/index): off unless a token is set
     admin_token: str | None = None
+    # POST /feed/events needs `Authorization: Bearer <events_token>` when set
+    events_token: str | None = None
+    # likes posted since the feature snapshot held for exclusion, 24 bytes each (240 MB here);
+    # a batch that would pass it is refused with 503
+    max_live_likes: int = Field(10_000_000, ge=0)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # seconds between re-reads of the router file and rescans of the repository (0 = never)
     poll_interval_s: float = Field(1.0, ge=0)

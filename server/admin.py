@@ -17,8 +17,8 @@ from starlette.requests import Request
 
 from feedrank.server.repository import InvalidName, check_name
 
-__all__ = ["ApiError", "InvalidName", "check_admin", "check_name", "decimal", "json_object",
-           "parse_json", "read_body"]
+__all__ = ["ApiError", "InvalidName", "check_admin", "check_bearer", "check_name", "decimal",
+           "json_object", "parse_json", "read_body"]
 
 # ASCII only: str.isdigit() and int() also take '²' and other scripts' digits; 18 digits fit int64
 _DECIMAL = re.compile(r"[0-9]{1,18}")
@@ -57,10 +57,14 @@ def decimal(text: str) -> int | None:
 def check_admin(request: Request, token: str | None) -> None:
     if token is None:
         raise ApiError(403, "model control is disabled (set server.admin_token to enable it)")
+    check_bearer(request, token, "model control")
+
+
+def check_bearer(request: Request, token: str, what: str) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
                                                              token.encode()):
-        raise ApiError(401, "model control needs 'Authorization: Bearer <admin token>'",
+        raise ApiError(401, f"{what} needs 'Authorization: Bearer <token>'",
                        {"WWW-Authenticate": 'Bearer realm="feedrank"'})
 
 

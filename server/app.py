@@ -27,11 +27,12 @@ from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher
 from feedrank.server.events import PREFIX as EVENTS_PREFIX
-from feedrank.server.events import LiveLikes, post_events
+from feedrank.server.events import logged_likes, post_events
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.feed import (FeedService, InputsCache, PostCatalog, recommendations,
                                   router_state)
 from feedrank.server.kserve import error, kserve_routes
+from feedrank.server.live_likes import LiveLikes, LiveLikesFull
 from feedrank.server.metrics import Metrics
 from feedrank.server.repository import ModelRepository
 from feedrank.server.router import Router, RouterConfigError, Servable
@@ -47,12 +48,14 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         interval = settings.server.poll_interval_s
         poll = asyncio.create_task(_poll_router(service.router, interval))
+        watch = asyncio.create_task(service.metrics.watch_loop())
         if settings.server.repository_poll:
             service.repository.start_polling(interval)
         try:
             yield
         finally:
             poll.cancel()
+            watch.cancel()
             service.repository.stop_polling()
             service.exposure_log.close()
             service.events_log.close()
@@ -112,8 +115,14 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
                                  fast_path=server.fast_path)
     repository.load_all()
     inputs = InputsCache(online, executor)
-    live_likes = LiveLikes()
-    replayed = live_likes.replay(settings.log_dir)
+    live_likes = LiveLikes(server.max_live_likes)
+    likes = logged_likes(settings.log_dir)
+    try:
+        live_likes.replay(likes["user_id"], likes["post_id"], likes["timestamp"])
+    except LiveLikesFull as full:
+        raise FeedrankError(f"{settings.log_dir}: the events log's likes do not fit: {full}") \
+            from None
+    replayed = len(live_likes)
     try:
         router = Router(router_file, _servable(repository, inputs))
     except RouterConfigError as error:
@@ -127,6 +136,7 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
                         workers=server.scoring_threads),
         exposure_log=_log(settings, "exposures"), events_log=_log(settings, EVENTS_PREFIX),
         live_likes=live_likes, metrics=Metrics(repository))
+    service.metrics.live_likes.set(replayed)
     groups = ", ".join(f"{g.name} {g.last - g.first + 1}% -> {g.model} v{g.version}"
                        for g in router.config.groups)
     log.info("feed ready: %d users, %d posts; router: %s; exposure log: %s; %d likes replayed "

@@ -45,6 +45,10 @@ def query(log_dir: Path | str) -> str:
     return read_query(sorted(Path(log_dir).glob("exposures-*.jsonl")), COLUMNS, "request_id")
 
 
+def encode_lines(records: list[dict]) -> str:
+    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+
+
 def read_query(files: list[Path], columns: dict[str, str], required: str) -> str:
     """A DuckDB query over JSON-lines log files that reads every complete record: an incomplete
     last line (a crash in the middle of a write) becomes a row without `required` and is left out.
@@ -97,9 +101,12 @@ class ExposureLog:
 
     async def write_many(self, records: list[dict]) -> None:
         """Append records together, in one commit; return once they are written."""
+        await self.write_lines(encode_lines(records))
+
+    async def write_lines(self, lines: str) -> None:
+        """Append `encode_lines` output in one commit; return once it is written."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
         self._queue.put((lines, loop, done))
         await done
 

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.batching import Batcher, Job
-from feedrank.server.events import LiveLikes
+from feedrank.server.live_likes import LiveLikes
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.metrics import Metrics
 from feedrank.server.params import FeedQuery, QueryError, parse_feed_query

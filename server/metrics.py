@@ -7,7 +7,7 @@ Two families:
   renders them itself.
 - feedrank's own, through prometheus_client: requests by endpoint, group, model, version and
   status; queue / compute / total latency histograms; the batch size each request was scored
-  in; loaded versions per model.
+  in; loaded versions per model; the event loop's lag (how long handlers block it); live likes.
 
 The feed server records through `observe_feed` (one per answered feed request) and
 `observe_scoring` (one per scored request); the KServe routes through `observe_infer`.
@@ -15,12 +15,13 @@ The feed server records through `observe_feed` (one per answered feed request) a
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -107,6 +108,11 @@ class Metrics:
                                "Requests in the backend call that scored each request",
                                ["model", "version"], buckets=BATCH_BUCKETS,
                                registry=self.registry)
+        self.loop_lag = Histogram("feedrank_event_loop_lag_seconds",
+                                  "How late the event loop woke a timer: time it was blocked",
+                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.live_likes = Gauge("feedrank_live_likes", "Likes posted since the feature "
+                                "snapshot, held for exclusion", registry=self.registry)
         if repository is not None:
             self.registry.register(_LoadedVersions(repository))
 
@@ -141,6 +147,15 @@ class Metrics:
     def observe_events(self, status: int, total_s: float) -> None:
         """One `POST /feed/events` request."""
         self._finish("events", "", 0, "", str(status), total_s)
+
+    async def watch_loop(self, interval_s: float = 0.05) -> None:
+        """Observe the event loop's lag until cancelled: a handler that blocks the loop delays
+        every timer by as long as it runs."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(interval_s)
+            self.loop_lag.observe(max(0.0, loop.time() - start - interval_s))
 
     def _phases(self, endpoint: str, model: str, version: int, queue_s: float,
                 compute_s: float) -> None:

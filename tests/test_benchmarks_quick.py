@@ -27,3 +27,15 @@ def test_end_to_end_quick(tiny_world: Path, tmp_path: Path) -> None:
     assert result["same_answers"]["checked"] == 40 and not result["same_answers"]["different"]
     assert all(mb > 50 for mb in result["memory_mb"].values())
     assert (tmp_path / "end_to_end-quick.png").stat().st_size > 0
+
+
+def test_events_flood_quick(tiny_world: Path, tmp_path: Path) -> None:
+    repository = built_repository(tiny_world)
+    subprocess.run([sys.executable, str(BENCHMARKS / "events_flood.py"), "--world",
+                    str(tiny_world), "--repository", str(repository), "--quick", "--out",
+                    str(tmp_path)], check=True, capture_output=True)
+    result = json.loads((tmp_path / "events_flood-quick.json").read_text())
+    assert len(result["flood"]["batch_ms"]) == 2 and result["flood"]["feed"]["n"] > 0
+    assert result["alone"]["loop_lag"]["observations"] > 0
+    assert result["start_up"]["replay"]["ready_s"] > 0
+    assert (tmp_path / "events_flood-quick.png").stat().st_size > 0

@@ -13,7 +13,8 @@ import pytest
 
 from feed_serving import (ServerProcess, built_repository, feed, first_user, last_moment,
                           later, like)
-from feedrank.server.events import MAX_EVENTS, EventError, LiveLikes, parse_events
+from feedrank.server.events import MAX_EVENTS, EventError, parse_events
+from feedrank.server.live_likes import LiveLikes
 
 NEW_USER = 10**12
 
@@ -113,7 +114,7 @@ def test_parse_events_keeps_types_and_normalises_time():
 
 
 def test_live_likes_answer_by_time():
-    likes = LiveLikes()
+    likes = LiveLikes(capacity=100)
     at = np.array(["2021-12-01T10:00", "2021-12-01T11:00", "2021-12-01T09:00"], "datetime64[us]")
     likes.add(np.array([1, 1, 2]), np.array([10, 11, 12]), at)
     likes.add(np.array([1]), np.array([13]), np.array(["2021-12-01T12:00"], "datetime64[us]"))
@@ -121,4 +122,26 @@ def test_live_likes_answer_by_time():
     assert likes.liked_before(1, np.datetime64("2021-12-02", "us")).tolist() == [10, 11, 13]
     assert likes.liked_before(2, np.datetime64("2021-12-01T09:00", "us")).tolist() == []
     assert likes.liked_before(3, np.datetime64("2021-12-02", "us")).tolist() == []
-    assert likes.users == 2
+    assert len(likes) == 4
+
+
+def test_a_token_guards_posting_and_a_full_store_refuses_before_logging(tiny_world, moment, user,
+                                                                        tmp_path):
+    log = tmp_path / "log"
+    with ServerProcess(tiny_world, built_repository(tiny_world), log,
+                       env={"FEEDRANK_SERVER__EVENTS_TOKEN": "ev-token",
+                            "FEEDRANK_SERVER__MAX_LIVE_LIKES": "3"}) as server, \
+            httpx.Client(base_url=server.url, timeout=30.0) as client:
+        shown = feed(client, user, later(moment, 60))
+        likes = [like(user, post, moment) for post in shown[:2]]
+        refused = client.post("/feed/events", json=likes)
+        assert refused.status_code == 401 and "Bearer" in refused.json()["error"]
+        auth = {"Authorization": "Bearer ev-token"}
+        assert client.post("/feed/events", json=likes, headers=auth).status_code == 200
+        full = client.post("/feed/events", json=[like(user, p, moment) for p in shown[2:4]],
+                           headers=auth)
+        assert full.status_code == 503 and "max_live_likes = 3" in full.json()["error"]
+        assert not set(shown[:2]) & set(feed(client, user, later(moment, 60)))
+    logged = [json.loads(line) for path in sorted(log.glob("events-*.jsonl"))
+              for line in path.read_text().splitlines()]
+    assert [e["post_id"] for e in logged] == shown[:2]
