@@ -42,6 +42,15 @@ class ServerSettings(BaseModel):
     # a batch that would pass it is refused with 503
     max_live_likes: int = Field(10_000_000, ge=0)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # connection limits (server/http_guard.py): a client must send a request's headers within
+    # header_timeout_s; idle keep-alive connections close after keep_alive_s; more than
+    # max_connections open, or max_inflight requests in progress, answer 503 + Retry-After at once
+    max_connections: int = Field(1000, ge=1)
+    max_inflight: int = Field(256, ge=1)
+    header_timeout_s: float = Field(10.0, gt=0)
+    keep_alive_s: float = Field(5.0, gt=0)
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    max_headers: int = Field(100, ge=8)
     # seconds between re-reads of the router file and rescans of the repository (0 = never)
     poll_interval_s: float = Field(1.0, ge=0)
     repository_poll: bool = False

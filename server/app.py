@@ -31,6 +31,7 @@ from feedrank.server.events import logged_likes, post_events
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.feed import (FeedService, InputsCache, PostCatalog, recommendations,
                                   router_state)
+from feedrank.server.http_guard import Overload
 from feedrank.server.kserve import error, kserve_routes
 from feedrank.server.live_likes import LiveLikes, LiveLikesFull
 from feedrank.server.metrics import Metrics
@@ -65,7 +66,9 @@ def create_app(settings: Settings) -> Starlette:
               Route("/feed/events", post_events, methods=["POST"]),
               Route("/router", router_state, methods=["GET"]),
               *kserve_routes(service.repository, settings, service.metrics, service.router)]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RawPathGuard)],
+    middleware = [Middleware(Overload, max_inflight=settings.server.max_inflight),
+                  Middleware(RawPathGuard)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: _http_error, Exception: _internal_error})
     app.state.settings, app.state.feed = settings, service
     app.state.repository = service.repository

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -36,6 +37,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from feedrank.server.app import create_app
+    from feedrank.server.http_guard import Limits, guarded_protocol
 
     server = {"host": args.host, "port": args.port, "dynamic_batching": args.dynamic_batching,
               "fast_path": args.fast_path}
@@ -50,8 +52,20 @@ def serve_command(args: argparse.Namespace) -> int:
         settings.exposure_log.fsync = args.fsync
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     app = create_app(settings)
+    _raise_file_limit()
+    limits = settings.server
+    protocol = guarded_protocol(Limits(limits.max_connections, limits.header_timeout_s,
+                                       limits.max_header_bytes, limits.max_headers))
     # no access log: every feed answer is already in the exposure log, and the access log's
     # formatting would cost a noticeable share of a 2-core server's throughput
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, access_log=False,
-                log_level="info")
+                log_level="info", http=protocol, timeout_keep_alive=limits.keep_alive_s)
     return 0
+
+
+def _raise_file_limit() -> None:
+    """Open files up to the hard limit: each connection is one (server.max_connections caps
+    them below it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
