@@ -34,6 +34,7 @@ from feedrank.server.feed import (FeedService, InputsCache, PostCatalog, recomme
 from feedrank.server.http_guard import Overload
 from feedrank.server.kserve import error, kserve_routes
 from feedrank.server.live_likes import LiveLikes, LiveLikesFull
+from feedrank.server.openapi import openapi_json
 from feedrank.server.metrics import Metrics
 from feedrank.server.repository import ModelRepository
 from feedrank.server.router import Router, RouterConfigError, Servable
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [Route("/post/recommendations/", recommendations, methods=["GET"]),
               Route("/feed/events", post_events, methods=["POST"]),
               Route("/router", router_state, methods=["GET"]),
+              Route("/openapi.json", openapi_json, methods=["GET"]),
               *kserve_routes(service.repository, settings, service.metrics, service.router)]
     middleware = [Middleware(Overload, max_inflight=settings.server.max_inflight),
                   Middleware(RawPathGuard)]
