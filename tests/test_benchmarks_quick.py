@@ -39,3 +39,16 @@ def test_events_flood_quick(tiny_world: Path, tmp_path: Path) -> None:
     assert result["alone"]["loop_lag"]["observations"] > 0
     assert result["start_up"]["replay"]["ready_s"] > 0
     assert (tmp_path / "events_flood-quick.png").stat().st_size > 0
+
+
+def test_reliability_quick(tiny_world: Path, tmp_path: Path) -> None:
+    repository = built_repository(tiny_world)
+    subprocess.run([sys.executable, str(BENCHMARKS / "reliability.py"), "--world",
+                    str(tiny_world), "--repository", str(repository), "--quick", "--out",
+                    str(tmp_path)], check=True, capture_output=True)
+    result = json.loads((tmp_path / "reliability-quick.json").read_text())
+    assert result["kill_9"]["answered"] >= 100 and result["kill_9"]["lost"] == 0
+    disk = result["full_disk"]
+    assert disk["lost"] == 0 and disk["batch_status"] == 503 and disk["batch_bytes_left"] == 0
+    assert not disk["torn_files"] and disk["statuses"].get("503", 0) > 0
+    assert result["slow_clients"]["attacked"]["n"] > 0
