@@ -23,6 +23,7 @@ from feed_serving import (ServerProcess, built_repository, feed, first_user, las
 from feedrank.ab.server_process import ServerProcess as BareServerProcess
 from feedrank.server import events
 from feedrank.server.exposure_log import query
+from feedrank.server.router import bucket
 
 WRITER = textwrap.dedent('''
     import asyncio, json, resource, sys
@@ -132,11 +133,30 @@ def test_a_full_disk_refuses_whole_and_the_server_restarts_on_what_it_left(tiny_
     # a crash in the middle of a write: the server starts anyway and replays the good likes
     with (log / "events-99990101T000000Z-0001.jsonl").open("w") as torn:
         torn.write(json.dumps(like(user, shown[1], moment)) + "\n" + '{"user_id": 1, "po')
+    (log / "exposures-99990101T000000Z-0001.jsonl").write_text('{"request_id": "x", "us')
     with ServerProcess(tiny_world, repository, log) as restarted, \
             httpx.Client(base_url=restarted.url, timeout=30.0) as client:
         assert not {shown[0], shown[1]} & set(feed(client, user, later(moment, 60)))
+        for group in (True, False):  # users of both groups: the report compares them
+            for other in [u for u in range(user + 1, user + 100)
+                          if (bucket(u, "feedrank") < 50) == group][:2]:
+                feed(client, other, later(moment, 60))
         assert "2 likes replayed" in restarted.logs()
         assert "incomplete" in restarted.logs()
+    # the analysis reads the folder too, warning about each incomplete line
+    report = subprocess.run([sys.executable, "-m", "feedrank", "ab", "report", "--log", str(log),
+                             "--events", str(log), "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert "Traceback" not in report.stderr
+    assert all(f"{name}: the last line is incomplete" in report.stderr for name in (
+        log / "exposures-99990101T000000Z-0001.jsonl", log / "events-99990101T000000Z-0001.jsonl"))
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert sum(g["exposures"] for g in summary["groups"]) == answered + 5
+    # and so does the README's DuckDB query
+    documented = (f"SELECT count(*) FROM read_json_auto('{log}/exposures-*.jsonl', "
+                  "format='newline_delimited', ignore_errors=true) WHERE request_id IS NOT NULL")
+    assert duckdb.sql(documented).fetchall() == [(answered + 5,)]
 
 
 @pytest.fixture(autouse=True)
