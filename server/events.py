@@ -16,6 +16,7 @@ Only exclusion learns from these likes; the models' history features stay the sn
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ from feedrank.server.params import INT64_MAX, parse_time
 
 ACTIONS = ("view", "like")
 FIELDS = ("user_id", "post_id", "action", "timestamp", "target")
+_FIELD_SET = frozenset(FIELDS) - {"target"}
+# isoformat() of a whole or fractional second: a timestamp in it is logged as given
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.(?!000000)[0-9]{6})?")
 COLUMNS = {"timestamp": "TIMESTAMP", "user_id": "BIGINT", "post_id": "BIGINT",
            "action": "VARCHAR", "target": "TINYINT"}
 MAX_EVENTS = 10_000
@@ -93,6 +97,9 @@ def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
     if len(events) > MAX_EVENTS:
         raise EventError([{"field": "events",
                            "problem": f"{len(events)} events; at most {MAX_EVENTS} per request"}])
+    batch = _plain_batch(events, known_post)
+    if batch is not None:
+        return batch
     problems: list[dict[str, str]] = []
     rows = [_event(i, e, known_post, problems) for i, e in enumerate(events)]
     if problems:
@@ -101,6 +108,31 @@ def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
                       np.array([r["post_id"] for r in rows], np.int64),
                       np.array([r["action"] == "like" for r in rows]),
                       np.array([r["timestamp"] for r in rows], "datetime64[us]"), rows)
+
+
+def _plain_batch(events: list, known_post: np.ndarray) -> EventBatch | None:
+    """The common batch checked column by column: events with exactly user_id, post_id, action
+    and timestamp, ids in range, known posts, timestamps already in canonical form (what
+    `_event` would log). None when anything is unusual: `_event` then checks each event and
+    names every problem."""
+    if not all(type(e) is dict and e.keys() == _FIELD_SET for e in events):
+        return None
+    users, posts = [e.get("user_id") for e in events], [e.get("post_id") for e in events]
+    actions, stamps = [e.get("action") for e in events], [e.get("timestamp") for e in events]
+    if not (all(type(v) is int and 0 <= v <= INT64_MAX for v in users)
+            and all(type(v) is int and 0 <= v < len(known_post) for v in posts)
+            and all(a == "like" or a == "view" for a in actions)
+            and all(type(t) is str and _CANONICAL.fullmatch(t) for t in stamps)):
+        return None
+    post_id = np.array(posts, np.int64)
+    if not known_post[post_id].all():
+        return None
+    try:
+        timestamp = np.array(stamps, "datetime64[us]")
+    except ValueError:  # a canonical-looking but impossible date
+        return None
+    return EventBatch(np.array(users, np.int64), post_id,
+                      np.array([a == "like" for a in actions]), timestamp, events)
 
 
 def _event(i: int, event: Any, known_post: np.ndarray, problems: list) -> dict:

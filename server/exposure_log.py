@@ -20,7 +20,6 @@ Files: `LOG/<prefix>-<UTC start>-<seq>.jsonl`, rotated by size or age. Read them
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import queue
@@ -28,6 +27,8 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+import orjson
 
 from feedrank.errors import FeedrankError
 
@@ -45,8 +46,8 @@ def query(log_dir: Path | str) -> str:
     return read_query(sorted(Path(log_dir).glob("exposures-*.jsonl")), COLUMNS, "request_id")
 
 
-def encode_lines(records: list[dict]) -> str:
-    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+def encode_lines(records: list[dict]) -> bytes:
+    return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
 
 
 def read_query(files: list[Path], columns: dict[str, str], required: str) -> str:
@@ -103,7 +104,7 @@ class ExposureLog:
         """Append records together, in one commit; return once they are written."""
         await self.write_lines(encode_lines(records))
 
-    async def write_lines(self, lines: str) -> None:
+    async def write_lines(self, lines: bytes) -> None:
         """Append `encode_lines` output in one commit; return once it is written."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
@@ -147,7 +148,7 @@ class ExposureLog:
                 self._commit(batch)
 
     def _commit(self, batch: list) -> None:
-        data = "".join(line for line, _, _ in batch).encode()
+        data = b"".join(line for line, _, _ in batch)
         error: OSError | None = None
         try:
             if (self._bytes >= self.rotate_bytes

@@ -145,3 +145,21 @@ def test_a_token_guards_posting_and_a_full_store_refuses_before_logging(tiny_wor
     logged = [json.loads(line) for path in sorted(log.glob("events-*.jsonl"))
               for line in path.read_text().splitlines()]
     assert [e["post_id"] for e in logged] == shown[:2]
+
+
+def test_plain_batches_and_checked_batches_parse_alike():
+    known = np.ones(50, bool)
+    rng = np.random.default_rng(0)
+    events = [{"user_id": int(u), "post_id": int(p), "action": a,
+               "timestamp": f"2021-12-0{d}T1{h}:0{m}:00" + (".250000" if m % 2 else "")}
+              for u, p, a, d, h, m in zip(rng.integers(0, 10**12, 300), rng.integers(0, 50, 300),
+                                          rng.choice(["like", "view"], 300),
+                                          rng.integers(1, 9, 300), rng.integers(0, 9, 300),
+                                          rng.integers(0, 9, 300))]
+    plain = parse_events(json.dumps(events).encode(), known)
+    # one view with a target sends the whole batch through the per-event checks
+    checked = parse_events(json.dumps([*events, {**events[0], "action": "view", "target": 0}])
+                           .encode(), known)
+    for column in ("user_id", "post_id", "liked", "timestamp"):
+        np.testing.assert_array_equal(getattr(plain, column), getattr(checked, column)[:-1])
+    assert plain.records == checked.records[:-1]
