@@ -28,9 +28,11 @@ from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.fastpath import FastRanker, feedrank_columns
 
 log = logging.getLogger("feedrank.fastpath")
-# rankers kept, the newest builds: this hour's and the last (requests cluster around one "now");
-# each holds its tables (up to FastRanker's max_table_bytes), so no more
-KEEP = 2
+# rankers kept per version, the least recently used dropped first: a live feed asks about one
+# or two hours ("now"), a benchmark, a replay or an explorer about several; each holds its
+# tables (tens of MB on the default world), so the cache has a memory budget
+CACHE_BYTES = 256 * 2**20
+MIN_KEEP = 2
 
 
 class FastPathBackend(OnnxRuntimeBackend):
@@ -95,6 +97,9 @@ class FastPathBackend(OnnxRuntimeBackend):
                 ranker = self._find(posts)
             if ranker is not None:
                 self.fast_blocks += 1
+                if self._rankers[-1][1] is not ranker:  # most recently used last
+                    used = next(e for e in self._rankers if e[1] is ranker)
+                    self._rankers = [*(e for e in self._rankers if e is not used), used]
                 return ranker
             self.plain_blocks += 1
             if self._builder is None and not self._broken:
@@ -121,5 +126,9 @@ class FastPathBackend(OnnxRuntimeBackend):
             if ranker is None:
                 self._broken = True
             else:
-                self._rankers = [*self._rankers, (key, ranker)][-KEEP:]
+                kept = [*self._rankers, (key, ranker)]
+                while (len(kept) > MIN_KEEP
+                       and sum(r.table_bytes for _, r in kept) > CACHE_BYTES):
+                    kept.pop(0)
+                self._rankers = kept
             self._builder = None
