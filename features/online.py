@@ -37,6 +37,7 @@ from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.timefeatures import time_block
 
 DAY_CACHE = 4   # days of post snapshots kept per model
+HOUR_CACHE = 12  # hours of the posts' recent activity kept per model (a few MB each)
 TEXT_CLUSTER = "text_cluster"   # post column: the post's fine cluster in its model's text space
 
 
@@ -221,13 +222,15 @@ class ModelInputs:
             return day_base
         hour = as_of(np.array([at]))[0]
         base = self._bases_by_hour.get(hour)
-        if base is None:
+        if base is not None:
+            self._bases_by_hour.move_to_end(hour)  # least recently used goes first
+        else:
             base = day_base.copy()
             block = recency_block(self.online.history, self.post_ids,
                                   np.full(self.post_ids.size, hour))
             for position, name in self._recent:
                 base[:, position] = block[name]
-            _remember(self._bases_by_hour, hour, base)
+            _remember(self._bases_by_hour, hour, base, HOUR_CACHE)
         return base
 
     def _group_values(self, users: np.ndarray, times: np.ndarray,
@@ -255,10 +258,10 @@ class ModelInputs:
         return base
 
 
-def _remember(cache: OrderedDict, key: object, value: object) -> None:
-    """Keep the last DAY_CACHE days (requests cluster around one "now")."""
+def _remember(cache: OrderedDict, key: object, value: object, limit: int = DAY_CACHE) -> None:
+    """Keep the last `limit` entries (requests cluster around one "now")."""
     cache[key] = value
-    while len(cache) > DAY_CACHE:
+    while len(cache) > limit:
         cache.popitem(last=False)
 
 
