@@ -11,40 +11,47 @@ import numpy as np
 from rich.console import Console
 
 from feedrank.errors import FeedrankError
-from feedrank.settings import load_settings
+from feedrank.settings import default, load_settings
 from feedrank.world.layout import WorldLayout
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
     build = subparsers.add_parser(
-        "build", help="features → control and test models → ONNX (parity-checked) → repository")
+        "build", help="features, control and test models, ONNX (parity-checked), repository",
+        epilog="example:\n  feedrank build --world data/world --repository model_repository")
     add_locations(build)
-    build.add_argument("--iterations", type=int, help="CatBoost trees (default from settings)")
-    build.add_argument("--depth", type=int, help="CatBoost tree depth (default from settings)")
-    build.add_argument("--threads", type=int, help="CatBoost and onnxruntime threads")
+    build.add_argument("--iterations", type=int,
+                       help=f"CatBoost trees (default: {default('build.iterations')})")
+    build.add_argument("--depth", type=int,
+                       help=f"CatBoost tree depth (default: {default('build.depth')})")
+    build.add_argument("--threads", type=int, help="CatBoost and onnxruntime threads "
+                       f"(default: {default('build.threads')})")
     build.set_defaults(handler=run_build)
 
     evaluate = subparsers.add_parser(
-        "evaluate", help="hit rate@5 of the latest published models on the held-out window")
+        "evaluate", help="hit rate@5 of the latest published models on the held-out window",
+        epilog="example:\n  feedrank evaluate --world data/world --repository "
+               "model_repository --requests 2000")
     add_locations(evaluate)
     evaluate.add_argument("--requests", type=int, default=2000,
-                          help="logged sessions sampled from the held-out window (default 2000)")
+                          help="logged sessions sampled from the held-out window")
     evaluate.add_argument("--horizon", type=float, default=1.0,
-                          help="hours after a request in which a like is a hit (default 1)")
-    evaluate.add_argument("--seed", type=int, default=0)
+                          help="hours after a request in which a like is a hit")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
     evaluate.add_argument("--replay-users", type=int, default=1000,
                           help="users of the offline A/B replay over the evaluation window, "
-                               "the traffic of `ab simulate` with the same --seed (default "
-                               "1000; 0 skips it)")
+                               "the traffic of ab simulate with the same --seed (0 skips it)")
     evaluate.add_argument("--force", action="store_true",
                           help="evaluate again even if the saved evaluation has the same inputs")
     evaluate.set_defaults(handler=run_evaluate)
 
 
 def add_locations(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--world", type=Path, help="world directory (default from settings)")
-    parser.add_argument("--repository", type=Path, help="model repository (default from settings)")
+    parser.add_argument("--world", type=Path,
+                        help=f"world directory (default: {default('world')})")
+    parser.add_argument("--repository", type=Path,
+                        help=f"model repository (default: {default('repository')})")
 
 
 def run_build(args: argparse.Namespace) -> int:

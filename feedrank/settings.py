@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from feedrank.errors import FeedrankError
 
 
 class ServerSettings(BaseModel):
@@ -51,6 +54,9 @@ class ServerSettings(BaseModel):
     keep_alive_s: float = Field(5.0, gt=0)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     max_headers: int = Field(100, ge=8)
+    # server log lines: "text" (ISO timestamps) or "json"; access_log: one line per request
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False
     # seconds between re-reads of the router file and rescans of the repository (0 = never)
     poll_interval_s: float = Field(1.0, ge=0)
     repository_poll: bool = False
@@ -104,5 +110,29 @@ def config_file() -> Path | None:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from file and environment, with command-line values (not None) on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from file and environment, with command-line values (not None) on top; invalid
+    ones raise FeedrankError naming each key, its value and what is allowed."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        raise FeedrankError(describe(error, config_file())) from None
+
+
+def describe(error: ValidationError, source: Path | None = None) -> str:
+    """One line per invalid setting: `server.port = 70000: ...`, without pydantic's URLs."""
+    where = f" (from {source} and FEEDRANK_* variables)" if source else " (FEEDRANK_* variables)"
+    lines = [f"invalid settings{where}:"]
+    for problem in error.errors(include_url=False):
+        key = ".".join(str(part) for part in problem["loc"])
+        value = problem.get("input")
+        lines.append(f"  {key} = {value!r}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def default(key: str) -> str:
+    """A setting's built-in default for help texts: `default("server.port")` -> "8000"."""
+    model: type[BaseModel] = Settings
+    *parents, name = key.split(".")
+    for parent in parents:
+        model = type(model.model_fields[parent].default)
+    return f"{model.model_fields[name].default}, settings.{key}"

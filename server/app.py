@@ -35,6 +35,7 @@ from feedrank.server.http_guard import Overload
 from feedrank.server.kserve import error, kserve_routes
 from feedrank.server.live_likes import LiveLikes, LiveLikesFull
 from feedrank.server.openapi import openapi_json
+from feedrank.server.request_log import RequestIds
 from feedrank.server.metrics import Metrics
 from feedrank.server.repository import ModelRepository
 from feedrank.server.router import Router, RouterConfigError, Servable
@@ -68,7 +69,8 @@ def create_app(settings: Settings) -> Starlette:
               Route("/router", router_state, methods=["GET"]),
               Route("/openapi.json", openapi_json, methods=["GET"]),
               *kserve_routes(service.repository, settings, service.metrics, service.router)]
-    middleware = [Middleware(Overload, max_inflight=settings.server.max_inflight),
+    middleware = [Middleware(RequestIds, access_log=settings.server.access_log),
+                  Middleware(Overload, max_inflight=settings.server.max_inflight),
                   Middleware(RawPathGuard)]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: _http_error, Exception: _internal_error})

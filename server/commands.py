@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import logging.config
 import resource
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from feedrank.errors import FeedrankError
-from feedrank.settings import ServerSettings, load_settings
+from feedrank.settings import ServerSettings, default, describe, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
-    serve = subparsers.add_parser("serve", help="serve feed recommendations over HTTP",
-                                  description=__doc__)
-    serve.add_argument("--world", type=Path, help="world folder (default: settings.world)")
-    serve.add_argument("--repository", type=Path,
-                       help="model repository with router.toml (default: settings.repository)")
-    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve = subparsers.add_parser(
+        "serve", help="serve feed recommendations over HTTP",
+        description="Serve the feed, the router state, the KServe v2 routes and /metrics.",
+        epilog="example:\n  feedrank serve --world data/world --repository model_repository "
+               "--port 8000")
+    serve.add_argument("--world", type=Path, help=f"world folder (default: {default('world')})")
+    serve.add_argument("--repository", type=Path, help="model repository with router.toml "
+                       f"(default: {default('repository')})")
+    serve.add_argument("--host", help=f"bind address (default: {default('server.host')})")
+    serve.add_argument("--port", type=int, help=f"port (default: {default('server.port')})")
     serve.add_argument("--log", type=Path, dest="log_dir",
-                       help="exposure log folder (default: settings.log_dir)")
+                       help=f"exposure log folder (default: {default('log_dir')})")
     serve.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction,
-                       default=None, help="coalesce concurrent requests into one backend call")
+                       default=None, help="coalesce concurrent requests into one backend call "
+                       f"(default: {default('server.dynamic_batching')})")
     serve.add_argument("--fast-path", action=argparse.BooleanOptionalAction, default=None,
-                       help="rank onnxruntime models through the fast path (default on)")
+                       help="rank onnxruntime models through the fast path "
+                       f"(default: {default('server.fast_path')})")
     serve.add_argument("--fsync", action=argparse.BooleanOptionalAction, default=None,
-                       help="fsync the exposure log before each answer leaves (default on)")
+                       help="fsync the exposure log before each answer leaves "
+                       f"(default: {default('exposure_log.fsync')})")
+    serve.add_argument("--log-format", choices=("text", "json"),
+                       help="server log lines: text with ISO timestamps, or one JSON object "
+                       "per line for log shippers")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log every request (method, path, status, duration, request id)")
     serve.set_defaults(handler=serve_command)
 
 
@@ -38,19 +49,22 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from feedrank.server.app import create_app
     from feedrank.server.http_guard import Limits, guarded_protocol
+    from feedrank.server.request_log import log_config
 
     server = {"host": args.host, "port": args.port, "dynamic_batching": args.dynamic_batching,
-              "fast_path": args.fast_path}
+              "fast_path": args.fast_path, "log_format": args.log_format,
+              "access_log": args.access_log or None}
     try:
         settings = load_settings(world=args.world, repository=args.repository,
                                  log_dir=args.log_dir)
         settings.server = ServerSettings.model_validate(
             settings.server.model_dump() | {k: v for k, v in server.items() if v is not None})
     except ValidationError as error:
-        raise FeedrankError(f"invalid settings: {error}") from None
+        raise FeedrankError(describe(error)) from None
     if args.fsync is not None:
         settings.exposure_log.fsync = args.fsync
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    logs = log_config(settings.server.log_format)
+    logging.config.dictConfig(logs)
     app = create_app(settings)
     _raise_file_limit()
     limits = settings.server
@@ -59,7 +73,8 @@ def serve_command(args: argparse.Namespace) -> int:
     # no access log: every feed answer is already in the exposure log, and the access log's
     # formatting would cost a noticeable share of a 2-core server's throughput
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, access_log=False,
-                log_level="info", http=protocol, timeout_keep_alive=limits.keep_alive_s)
+                log_level="info", http=protocol, timeout_keep_alive=limits.keep_alive_s,
+                log_config=logs)
     return 0
 
 

@@ -39,7 +39,8 @@ ACTIONS = ("view", "like")
 FIELDS = ("user_id", "post_id", "action", "timestamp", "target")
 _FIELD_SET = frozenset(FIELDS) - {"target"}
 # isoformat() of a whole or fractional second: a timestamp in it is logged as given
-_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.(?!000000)[0-9]{6})?")
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                        r"(\.(?!000000)[0-9]{6})?")
 COLUMNS = {"timestamp": "TIMESTAMP", "user_id": "BIGINT", "post_id": "BIGINT",
            "action": "VARCHAR", "target": "TINYINT"}
 MAX_EVENTS = 10_000

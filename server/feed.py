@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 import weakref
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.metrics import Metrics
 from feedrank.server.params import FeedQuery, QueryError, parse_feed_query
 from feedrank.server.ranking import popular_fallback, rank
+from feedrank.server.request_log import request_id
 from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
 from feedrank.server.router import Router
 from feedrank.world.layout import WorldLayout
@@ -121,9 +121,8 @@ class FeedService:
         return np.concatenate([self.online.liked_before(user_id, at),
                                self.live_likes.liked_before(user_id, at)])
 
-    async def recommend(self, query: FeedQuery) -> Answer:
+    async def recommend(self, query: FeedQuery, request_id: str) -> Answer:
         group = self.router.config.assign(query.user_id)
-        request_id = uuid.uuid4().hex
         liked = self.liked_before(query.user_id, query.at)
         if not self.online.has_user(query.user_id):
             ids = popular_fallback(self.online.popular_posts(query.at), self.catalog.post_ids,
@@ -166,7 +165,7 @@ async def recommendations(request: Request) -> Response:
         return _error(405, "HEAD is not served: GET the feed", headers={"Allow": "GET"})
     try:
         query = parse_feed_query(request.query_params.multi_items())
-        answer = await service.recommend(query)
+        answer = await service.recommend(query, request_id(request.scope))
         await service.exposure_log.write(
             service.record(query, answer, (time.perf_counter() - started) * 1e3))
         response = Response(service.body(query, answer), media_type="application/json")

@@ -20,21 +20,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = world.add_subparsers(dest="world_command", required=True, metavar="COMMAND")
 
     from feedrank.world.generate import DEFAULT_VIEWS
-    gen = commands.add_parser("generate", help="generate a seeded synthetic world")
+    gen = commands.add_parser("generate", help="generate a seeded synthetic world",
+                              epilog="example:\n  feedrank world generate --out data/world "
+                                     "--users 3000 --posts 400 --views 300000 --seed 7")
     gen.add_argument("--out", type=Path, required=True, help="world directory to create")
-    gen.add_argument("--users", type=int, default=catalog.COURSE_USERS)
-    gen.add_argument("--posts", type=int, default=catalog.COURSE_POSTS)
+    gen.add_argument("--users", type=int, default=catalog.COURSE_USERS, help="users")
+    gen.add_argument("--posts", type=int, default=catalog.COURSE_POSTS, help="posts")
     gen.add_argument("--views", type=int, default=DEFAULT_VIEWS,
-                     help=f"feed views to simulate (default {DEFAULT_VIEWS:,}; likes add ~12%%)")
-    gen.add_argument("--seed", type=int, default=0)
+                     help="feed views to simulate; likes add about 12%%")
+    gen.add_argument("--seed", type=int, default=0, help="random seed: same seed, same world")
     gen.add_argument("--force", action="store_true", help="replace an existing world")
     gen.set_defaults(handler=_generate)
 
     imp = commands.add_parser(
         "import", help="import course tables from CSV/Parquet files or PostgreSQL",
         description="Sources: --source FOLDER (user_data.*, post_text_df.*, feed_data.* or "
-                    "feed_data/), or --users/--posts/--feed files, or --dsn for PostgreSQL.")
-    imp.add_argument("--out", type=Path, required=True)
+                    "feed_data/), or --users/--posts/--feed files, or --dsn for PostgreSQL.",
+        epilog="examples:\n  feedrank world import --source ../tables --out data/real\n"
+               "  feedrank world import --dsn postgresql://user@host/db --out data/real")
+    imp.add_argument("--out", type=Path, required=True, help="world directory to create")
     imp.add_argument("--source", type=Path, help="folder holding the three tables")
     imp.add_argument("--users", type=Path, help="user_data file (.csv or .parquet)")
     imp.add_argument("--posts", type=Path, help="post_text_df file")
@@ -43,14 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--force", action="store_true", help="replace an existing world")
     imp.set_defaults(handler=_import)
 
-    describe = commands.add_parser("describe", help="summary tables of a world")
-    describe.add_argument("world", type=Path)
+    describe = commands.add_parser("describe", help="summary tables of a world",
+                                   epilog="example:\n  feedrank world describe data/world")
+    describe.add_argument("world", type=Path, help="world directory")
     describe.set_defaults(handler=_describe)
 
-    truth = commands.add_parser("truth", help="true like probabilities of a generated world")
-    truth.add_argument("world", type=Path)
-    truth.add_argument("--user", type=int, required=True)
-    truth.add_argument("--post", type=int, nargs="+", required=True)
+    truth = commands.add_parser("truth", help="true like probabilities of a generated world",
+                                epilog="example:\n  feedrank world truth data/world --user 201 "
+                                       "--post 74 97 --time 2021-12-01T14:30:00")
+    truth.add_argument("world", type=Path, help="generated world directory")
+    truth.add_argument("--user", type=int, required=True, help="user id")
+    truth.add_argument("--post", type=int, nargs="+", required=True, help="post ids")
     truth.add_argument("--time", required=True, help="world time, e.g. 2021-12-01T20:30:00")
     truth.set_defaults(handler=_truth)
 
