@@ -180,3 +180,32 @@ def test_postgres_without_psycopg_is_a_clear_error_or_connection_error(tmp_path,
     assert code == 2
     assert ("psycopg" in (err := capsys.readouterr().err)) or "PostgreSQL" in err
     assert not (tmp_path / "pg").exists()
+
+
+def test_mixed_line_endings_are_read(tmp_path: Path, tables) -> None:
+    """Files concatenated from two tools: CRLF rows, then LF rows."""
+    source = _write_csv(tmp_path / "csv", {k: v.head(300) if k == "feed_data" else v
+                                           for k, v in tables.items()})
+    users = (source / "user_data.csv").read_bytes().decode()
+    lines = users.splitlines()
+    half = len(lines) // 2
+    (source / "user_data.csv").write_bytes(
+        ("\r\n".join(lines[:half]) + "\r\n" + "\n".join(lines[half:]) + "\n").encode())
+    out = tmp_path / "imported"
+    assert _import(source, out) == 0
+    pd.testing.assert_frame_equal(_frames(out)["user_data"], tables["user_data"],
+                                  check_dtype=False)
+
+
+@pytest.mark.parametrize("content", [
+    'user_id,gender,age,country,city,exp_group,os,source\r\n1,0,20,x,y,1,iOS,ads\n2,"1,30\n',
+    "user_id,gender,age,country,city,exp_group,os,source\n1,0,20,x,y,1,iOS,ads\n2,1\n"])
+def test_files_duckdb_cannot_parse_are_one_plain_line(tmp_path: Path, tables, capsys,
+                                                       content) -> None:
+    source = _write_csv(tmp_path / "csv", {k: v.head(300) if k == "feed_data" else v
+                                           for k, v in tables.items()})
+    (source / "user_data.csv").write_text(content)
+    assert _import(source, tmp_path / "out") == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {source / 'user_data.csv'}: cannot be read as user_data")
+    assert error.count("\n") == 1 and "Traceback" not in error and "Possible fixes" not in error

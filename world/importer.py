@@ -11,6 +11,7 @@ directory next to the destination and renamed into place only when complete.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,18 +139,59 @@ def _load(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Sche
     """Check one file and append it to `table` with the schema's exact types."""
     if not path.is_file():
         raise InputFileError(path, "file not found")
+    try:
+        _read(db, table, path, target, lenient=False)
+    except duckdb.Error as error:
+        # files joined from two tools mix CRLF and LF endings: legal in practice, and only
+        # DuckDB's non-strict mode reads them (it still refuses a malformed dialect)
+        if _format(path) == "parquet" or not _mixed_line_endings(path):
+            raise InputFileError(path, f"cannot be read as {TABLE_NAMES[table]}: "
+                                       f"{_plain(error)}") from None
+        try:
+            _read(db, table, path, target, lenient=True)
+        except duckdb.Error as again:
+            raise InputFileError(path, f"cannot be read as {TABLE_NAMES[table]}: "
+                                       f"{_plain(again)}") from None
+
+
+def _mixed_line_endings(path: Path) -> bool:
+    crlf = bare = False
+    with path.open("rb") as file:
+        previous = b""
+        while chunk := file.read(1 << 24):
+            data = previous + chunk
+            crlf = crlf or b"\r\n" in data
+            bare = bare or data.count(b"\n") > data.count(b"\r\n")
+            if crlf and bare:
+                return True
+            previous = chunk[-1:]
+    return False
+
+
+def _plain(error: duckdb.Error) -> str:
+    """DuckDB's message without its multi-line dump: the first line, the row when it says."""
+    text = str(error)
+    first = text.splitlines()[0].split("Error: ", 1)[-1]
+    if "sniffing" in first or "dialect" in text:
+        first = ("not comma-separated values with a header row (quotes '\"'), or rows with "
+                 "different numbers of fields")
+    line = re.search(r"\bLine: (\d+)", text)
+    return first + (f" (around line {line[1]})" if line else "")
+
+
+def _read(db: duckdb.DuckDBPyConnection, table: str, path: Path, target: pa.Schema, *,
+          lenient: bool) -> None:
     # a fixed dialect (RFC 4180): sniffing it costs more than reading a small file
     # numbered rows: Parquet knows its row numbers; a CSV scan keeps file order
+    strict = ", strict_mode = false" if lenient else ""
     reader = {"csv": f"row_number() OVER () AS _row, * FROM read_csv({_quote(path)}, "
-                     "all_varchar = true, header = true, delim = ',', quote = '\"', escape = '\"')",
+                     "all_varchar = true, header = true, delim = ',', quote = '\"', escape = '\"'"
+                     f"{strict})",
               "parquet": f"file_row_number + 1 AS _row, * EXCLUDE (file_row_number) "
                          f"FROM read_parquet({_quote(path)}, file_row_number = true)",
               }[_format(path) or "csv"]
-    try:
-        db.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT {reader}")
-        present = {row[0] for row in db.execute("DESCRIBE src").fetchall()}
-    except duckdb.Error as error:
-        raise InputFileError(path, f"cannot be read as {TABLE_NAMES[table]}: {error}") from None
+    db.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT {reader}")
+    present = {row[0] for row in db.execute("DESCRIBE src").fetchall()}
     for name in target.names:
         if name not in present:
             raise InputFileError(path, f"missing column (expected {', '.join(target.names)})",
