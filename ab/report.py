@@ -113,6 +113,16 @@ def analyse(per_user: pd.DataFrame, daily: pd.DataFrame, *, window_s: int,
              if len(frame) < 2]
     if small:
         raise ValueError(f"{'; '.join(small)}: comparing groups needs at least 2 users each")
+    if not values["likes"].any():
+        notes.append(f"no like followed any exposure within {window_s} s: every metric is 0 in "
+                     "every group, so there is nothing to compare (a wider --window, or the "
+                     "events that hold the likes?)")
+    else:
+        notes += [f"group '{name}': no like within {window_s} s of its exposures"
+                  for name, frame in by_group.items() if not frame["likes"].any()]
+    if shares is not None:
+        notes += [f"group '{name}' is in the split but has no exposures in the log"
+                  for name in shares if name not in by_group]
     twice = values["user_id"].duplicated(keep=False)
     if twice.any():
         notes.append(f"{values.loc[twice, 'user_id'].nunique()} users appear in more than one "
@@ -149,10 +159,13 @@ def write_json(report: Report, path: Path) -> None:
 
 
 def print_report(report: Report, console: Console) -> None:
-    console.print(_groups_table(report))
-    console.print(_comparisons_table(report))
+    """Tables that fit the terminal: under 120 columns each table keeps its decisive columns
+    and the rest follow in a second table (the JSON and HTML keep full precision)."""
+    narrow = console.width < 120
+    for table in (*_groups_tables(report, narrow), *_comparisons_tables(report, narrow)):
+        console.print(table)
     if report.pre_period is not None:
-        console.print(_cuped_table(report))
+        console.print(_cuped_table(report, narrow))
     srm = report.srm
     if srm is not None and srm.alarm:
         console.print(f"[bold white on red] SAMPLE RATIO MISMATCH [/] users per group "
@@ -167,46 +180,70 @@ def print_report(report: Report, console: Console) -> None:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
-def _groups_table(report: Report) -> Table:
-    table = Table(title=f"groups (likes within {report.window_s} s of the exposure)")
-    for column in ("group", "users", "exposures", *METRICS.values()):
-        table.add_column(column, justify="left" if column == "group" else "right")
-    for g in report.groups:
-        table.add_row(g.name, f"{g.users:,}", f"{g.exposures:,}",
-                      *(_interval(g.metrics[m]) for m in METRICS))
+def _table(title: str, columns: list[str], rows: list[list[str]], left: int = 1,
+           styles: list[str] | None = None) -> Table:
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i < left else "right", no_wrap=True)
+    for row, style in zip(rows, styles or [""] * len(rows)):
+        table.add_row(*row, style=style)
     return table
 
 
-def _comparisons_table(report: Report) -> Table:
-    table = Table(title=f"difference vs {report.control} (user-level Welch t-test, 95% CI)")
-    for column in ("group", "metric", "difference", "relative", "95% CI", "p-value",
-                   "bootstrap 95% CI", "MDE 80%"):
-        table.add_column(column, justify="left" if column in ("group", "metric") else "right")
+def _groups_tables(report: Report, narrow: bool) -> list[Table]:
+    title = f"groups (likes within {report.window_s} s of the exposure)"
+    counted = [[g.name, f"{g.users:,}", f"{g.exposures:,}"] for g in report.groups]
+    metrics = [[_interval(g.metrics[m]) for m in METRICS] for g in report.groups]
+    if not narrow:
+        return [_table(title, ["group", "users", "exposures", *METRICS.values()],
+                       [a + b for a, b in zip(counted, metrics)])]
+    by_metric = [[g.name, METRICS[m], _interval(g.metrics[m])]
+                 for g in report.groups for m in METRICS]
+    return [_table(title, ["group", "users", "exposures"], counted),
+            _table("per-user means ± 95% half-width", ["group", "metric", "mean"], by_metric, 2)]
+
+
+def _comparisons_tables(report: Report, narrow: bool) -> list[Table]:
+    title = f"difference vs {report.control} (user-level Welch t-test, 95% CI)"
+    main = ["group", "metric", "difference", "95% CI", "p-value"]
+    extra = ["relative", "bootstrap 95% CI", "MDE 80%"]
+    rows, styles = [], []
     for c in report.comparisons:
         w = c.welch
-        style = "bold green" if w.p_value < 0.05 and w.difference > 0 else (
-            "bold red" if w.p_value < 0.05 else "")
-        table.add_row(c.group, METRICS[c.metric], f"{w.difference:+.4f}", f"{c.relative:+.1%}",
-                      f"[{w.low:+.4f}, {w.high:+.4f}]", f"{w.p_value:.3g}",
-                      f"[{c.bootstrap[0]:+.4f}, {c.bootstrap[1]:+.4f}]", f"±{c.mde:.4f}",
-                      style=style)
-    return table
+        rows.append([c.group, METRICS[c.metric], _num(w.difference, "+.4f"),
+                     _span(w.low, w.high), _num(w.p_value, ".3g"), _num(c.relative, "+.1%"),
+                     _span(*c.bootstrap), "±" + _num(c.mde, ".4f")])
+        significant = w.p_value < 0.05
+        styles.append(("bold green" if w.difference > 0 else "bold red") if significant else "")
+    if not narrow:
+        return [_table(title, main + extra, rows, 2, styles)]
+    return [_table(title, main, [r[:5] for r in rows], 2, styles),
+            _table("the same differences: relative size, bootstrap, detectable effect",
+                   ["group", "metric", *extra], [r[:2] + r[5:] for r in rows], 2)]
 
 
-def _cuped_table(report: Report) -> Table:
+def _cuped_table(report: Report, narrow: bool) -> Table:
     pre = report.pre_period
-    table = Table(title=f"CUPED difference vs {report.control} (covariate: {COVARIATE} in the "
-                  f"{pre.lookback_days} days before {pre.start}, {pre.users_with_views:,} of "
-                  f"{len(pre.users):,} users with views); a second opinion, Welch above decides")
-    for column in ("group", "metric", "difference", "95% CI", "p-value", "theta",
-                   "variance reduction", "CI width / Welch"):
-        table.add_column(column, justify="left" if column in ("group", "metric") else "right")
-    for c in report.comparisons:
-        w = c.cuped.welch
-        table.add_row(c.group, METRICS[c.metric], f"{w.difference:+.4f}",
-                      f"[{w.low:+.4f}, {w.high:+.4f}]", f"{w.p_value:.3g}", f"{c.cuped.theta:.3g}",
-                      f"{c.cuped.variance_reduction:.1%}", f"{width_ratio(c):.2f}")
-    return table
+    title = (f"CUPED difference vs {report.control} (covariate: {COVARIATE} in the "
+             f"{pre.lookback_days} days before {pre.start}, {pre.users_with_views:,} of "
+             f"{len(pre.users):,} users with views); a second opinion, Welch above decides")
+    columns = ["group", "metric", "difference", "95% CI", "p-value", "variance reduction"]
+    rows = [[c.group, METRICS[c.metric], _num(c.cuped.welch.difference, "+.4f"),
+             _span(c.cuped.welch.low, c.cuped.welch.high), _num(c.cuped.welch.p_value, ".3g"),
+             _num(c.cuped.variance_reduction, ".1%"), _num(c.cuped.theta, ".3g"),
+             _num(width_ratio(c), ".2f")] for c in report.comparisons]
+    if narrow:
+        return _table(title, columns, [r[:6] for r in rows], 2)
+    return _table(title, [*columns, "theta", "CI width / Welch"], rows, 2)
+
+
+def _num(value: float, spec: str) -> str:
+    """A number, or "n/a" where it is undefined (no variance, no control mean): never nan."""
+    return format(value, spec) if np.isfinite(value) else "n/a"
+
+
+def _span(low: float, high: float) -> str:
+    return f"[{_num(low, '+.4f')}, {_num(high, '+.4f')}]"
 
 
 def width_ratio(c: Comparison) -> float:
@@ -216,7 +253,7 @@ def width_ratio(c: Comparison) -> float:
 
 
 def _interval(i: stats.Interval) -> str:
-    return f"{i.mean:.4f} ± {(i.high - i.low) / 2:.4f}"
+    return f"{_num(i.mean, '.4f')} ± {_num((i.high - i.low) / 2, '.4f')}"
 
 
 def counts(values: dict[str, float]) -> str:
