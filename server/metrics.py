@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from importlib.metadata import version as package_version
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info,
+                               generate_latest)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -108,6 +110,8 @@ class Metrics:
                                "Requests in the backend call that scored each request",
                                ["model", "version"], buckets=BATCH_BUCKETS,
                                registry=self.registry)
+        Info("feedrank_build", "The feedrank release serving", registry=self.registry).info(
+            {"version": package_version("feedrank")})
         self.loop_lag = Histogram("feedrank_event_loop_lag_seconds",
                                   "How late the event loop woke a timer: time it was blocked",
                                   buckets=LATENCY_BUCKETS, registry=self.registry)

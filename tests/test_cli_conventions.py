@@ -103,6 +103,10 @@ def test_request_ids_logs_and_access_log(tiny_world, tmp_path):
         fresh = client.get("/post/recommendations/", params={"id": user},
                            headers={"x-request-id": "not ok/" + "x" * 80})
         other = client.get("/router")
+        metrics = client.get("/metrics").text
+        served = client.get("/v2").json()
+    assert f'feedrank_build_info{{version="{version("feedrank")}"}} 1.0' in metrics
+    assert served["version"] == version("feedrank")
     assert mine.headers["x-request-id"] == mine.json()["request_id"] == "client-7.a"
     assert re.fullmatch(r"[0-9a-f]{32}", fresh.headers["x-request-id"])
     assert fresh.json()["request_id"] == fresh.headers["x-request-id"]
@@ -115,7 +119,7 @@ def test_request_ids_logs_and_access_log(tiny_world, tmp_path):
                for line in lines)
     accessed = [line for line in lines if line["logger"] == "feedrank.access"]
     # the readiness polls of GET /router come first
-    assert [(a["method"], a["path"], a["status"], a["request_id"]) for a in accessed][-3:] == [
+    assert [(a["method"], a["path"], a["status"], a["request_id"]) for a in accessed][-5:-2] == [
         ("GET", "/post/recommendations/", 200, "client-7.a"),
         ("GET", "/post/recommendations/", 200, fresh.headers["x-request-id"]),
         ("GET", "/router", 200, other.headers["x-request-id"])]
