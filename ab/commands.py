@@ -8,7 +8,9 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
-    ab = subparsers.add_parser("ab", help="A/B analysis of the exposure log and its simulation")
+    ab = subparsers.add_parser("ab", help="A/B analysis of the exposure log and its simulation",
+                               epilog="example:\n  feedrank ab report --log data/exposure_log "
+                                      "--world data/world")
     commands = ab.add_subparsers(dest="ab_command", required=True, metavar="COMMAND")
 
     report = commands.add_parser("report", help="per-group metrics, differences, split check",

@@ -19,7 +19,7 @@ from feed_serving import ServerProcess, built_repository, first_user
 from feedrank.cli import build_parser
 from feedrank.server.exposure_log import query
 
-COMMANDS = [["world", "generate"], ["world", "import"], ["world", "describe"],
+COMMANDS = [["world"], ["ab"], ["world", "generate"], ["world", "import"], ["world", "describe"],
             ["world", "truth"], ["build"], ["evaluate"], ["serve"], ["ab", "report"],
             ["ab", "simulate"]]
 

@@ -16,7 +16,8 @@ from feedrank.world import catalog
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
-    world = subparsers.add_parser("world", help="make, import and inspect a world")
+    world = subparsers.add_parser("world", help="make, import and inspect a world",
+                                  epilog="example:\n  feedrank world generate --out data/world")
     commands = world.add_subparsers(dest="world_command", required=True, metavar="COMMAND")
 
     from feedrank.world.generate import DEFAULT_VIEWS
