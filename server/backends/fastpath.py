@@ -49,9 +49,9 @@ class FastPathBackend(OnnxRuntimeBackend):
         except (OSError, ValueError, KeyError) as error:  # pyarrow's errors are OSError/ValueError
             raise ModelLoadError(f"{self.version_dir}: the fast path needs metadata.json's "
                                  f"features and post_features.parquet: {error!r}") from error
-        self._post_columns: np.ndarray | None = None
-        # (post columns' bits, ranker), the newest build last
-        self._rankers: list[tuple[np.ndarray, FastRanker]] = []
+        self._post_columns: tuple[np.ndarray, np.ndarray] | None = None  # (dated, fixed)
+        # ((dated bits, fixed bits), ranker), the most recently used last
+        self._rankers: list[tuple[tuple[np.ndarray, np.ndarray], FastRanker]] = []
         self._lock = threading.Lock()
         self._builder: threading.Thread | None = None
         self._broken = False  # a failed build (e.g. an unsupported model) is not retried
@@ -87,14 +87,19 @@ class FastPathBackend(OnnxRuntimeBackend):
         """The ready ranker for this block's post columns; else start building one, None."""
         if self._post_columns is None:
             partition, _, _ = feedrank_columns(self.features, block)
-            self._post_columns = partition.columns("post")
+            posts = partition.columns("post")
+            # the posts' history and recent activity change by day and hour: compared first,
+            # they tell the cached rankers apart cheaply; the rest only confirms the match
+            dated = np.array([self.features[i]["source"] in ("history", "recent")
+                              for i in posts], bool)
+            self._post_columns = (posts[dated], posts[~dated])
         # as uint32: exact bits, so NaN equals NaN and -0.0 differs from 0.0
-        posts = block[:, self._post_columns].view(np.uint32)
-        ranker = self._find(posts)  # lock-free: the list is replaced, never mutated
+        key = _Key(block, *self._post_columns)
+        ranker = self._find(key)  # lock-free: the list is replaced, never mutated
         with self._lock:
             if ranker is None:
                 # a build may have ended since the look-up: look again before starting another
-                ranker = self._find(posts)
+                ranker = self._find(key)
             if ranker is not None:
                 self.fast_blocks += 1
                 if self._rankers[-1][1] is not ranker:  # most recently used last
@@ -103,19 +108,17 @@ class FastPathBackend(OnnxRuntimeBackend):
                 return ranker
             self.plain_blocks += 1
             if self._builder is None and not self._broken:
-                self._builder = threading.Thread(target=self._build, args=(posts, block.copy()),
-                                                 name="fastpath-build", daemon=True)
+                self._builder = threading.Thread(target=self._build, args=(
+                    (key.dated, key.fixed()), block.copy()), name="fastpath-build", daemon=True)
                 self._builder.start()
         return None
 
-    def _find(self, posts: np.ndarray) -> FastRanker | None:
-        # every 64th post first: another hour's columns differ there, so only the ranker that
-        # matches pays the full comparison
-        return next((r for bits, r in reversed(self._rankers)
-                     if np.array_equal(bits[::64], posts[::64]) and np.array_equal(bits, posts)),
+    def _find(self, key: _Key) -> FastRanker | None:
+        return next((r for (dated, fixed), r in reversed(self._rankers)
+                     if np.array_equal(dated, key.dated) and np.array_equal(fixed, key.fixed())),
                     None)
 
-    def _build(self, key: np.ndarray, block: np.ndarray) -> None:
+    def _build(self, key: tuple[np.ndarray, np.ndarray], block: np.ndarray) -> None:
         ranker = None
         try:
             partition, groups, n_groups = feedrank_columns(self.features, block)
@@ -135,3 +138,18 @@ class FastPathBackend(OnnxRuntimeBackend):
                     kept.pop(0)
                 self._rankers = kept
             self._builder = None
+
+
+class _Key:
+    """A block's post columns as exact bits: the dated ones at once, the fixed ones when a
+    cached ranker's dated bits match (gathered once)."""
+
+    def __init__(self, block: np.ndarray, dated: np.ndarray, fixed: np.ndarray) -> None:
+        self.dated = block[:, dated].view(np.uint32)
+        self._block, self._fixed_columns = block, fixed
+        self._fixed: np.ndarray | None = None
+
+    def fixed(self) -> np.ndarray:
+        if self._fixed is None:
+            self._fixed = self._block[:, self._fixed_columns].view(np.uint32)
+        return self._fixed
