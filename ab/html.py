@@ -8,8 +8,8 @@ from pathlib import Path
 from string import Template
 
 from feedrank.ab import stats
-from feedrank.ab.plots import write_plots
 from feedrank.ab.covariate import NAME as COVARIATE
+from feedrank.ab.plots import write_plots
 from feedrank.ab.report import METRICS, Report, counts, width_ratio
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
 
-from feedrank.ab.report import METRICS, Report  # noqa: E402
+from feedrank.ab.report import METRICS, Report
 
 FILES = {"metrics": "metrics_by_group.png", "daily": "daily_trend.png",
          "split": "split_check.png"}

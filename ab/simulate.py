@@ -49,8 +49,13 @@ from feedrank.server.exposure_log import query as exposure_query
 from feedrank.world import schema
 from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.layout import WorldLayout
-from feedrank.world.simulated_users import (SLOTS, Reactions, Traffic, experiment_streams,
-                                            feed_events)
+from feedrank.world.simulated_users import (
+    SLOTS,
+    Reactions,
+    Traffic,
+    experiment_streams,
+    feed_events,
+)
 
 
 @dataclass

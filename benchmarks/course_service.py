@@ -17,7 +17,7 @@ the scoring call, the filtering and the look-ups are the course's.
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -51,7 +51,7 @@ def create_app(world: Path, repository: Path) -> FastAPI:
     @app.get("/post/recommendations/")
     def recommended_posts(id: int, time: datetime | None = None,
                           limit: int = Query(5, ge=1, le=100)) -> dict:
-        at = naive_utc(time or datetime.now(timezone.utc))
+        at = naive_utc(time or datetime.now(UTC))
         group = router.assign(id)
         if not online.has_user(id):
             raise HTTPException(404, "unknown user")
@@ -76,7 +76,7 @@ def create_app(world: Path, repository: Path) -> FastAPI:
 
 
 def naive_utc(at: datetime) -> datetime:
-    return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
 
 
 def main() -> None:

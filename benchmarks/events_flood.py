@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from feedrank.ab.server_process import ServerProcess
 from feedrank.world.layout import WorldLayout
+
 from record import machine, save
 
 BATCH = 10_000

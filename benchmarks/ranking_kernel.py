@@ -78,6 +78,7 @@ def repository_cases(args) -> list[Case]:
     random users at random times of one hour of the snapshot's last day (the posts' recent
     activity is as of the hour: one fast path per hour)."""
     from catboost import CatBoost
+
     from feedrank.features.online import ModelInputs, OnlineFeatures
     from feedrank.server.fastpath import FastRanker, feedrank_columns
 

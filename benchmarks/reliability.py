@@ -30,6 +30,7 @@ from feedrank.ab.server_process import ServerProcess
 from feedrank.server.events import log_files
 from feedrank.server.exposure_log import query
 from feedrank.world.layout import WorldLayout
+
 from record import machine, save
 
 
@@ -66,18 +67,16 @@ async def clients(url: str, users: np.ndarray, at: str, received: list[str], cou
 def kill_rounds(world: Path, repository: Path, log: Path, users: np.ndarray, at: str,
                 kills: int, answers: int) -> dict:
     received: list[str] = []
+
+    async def load_then_kill(server: ServerProcess, before: int) -> None:
+        task = asyncio.ensure_future(clients(server.url, users, at, received, 8))
+        while len(received) - before < answers and not task.done():
+            await asyncio.sleep(0.01)
+        server.kill()
+        await task
+
     for _ in range(kills):
-        server = ServerProcess(world, repository, log).start()
-        before = len(received)
-
-        async def load_then_kill() -> None:
-            task = asyncio.ensure_future(clients(server.url, users, at, received, 8))
-            while len(received) - before < answers and not task.done():
-                await asyncio.sleep(0.01)
-            server.kill()
-            await task
-
-        asyncio.run(load_then_kill())
+        asyncio.run(load_then_kill(ServerProcess(world, repository, log).start(), len(received)))
     lost = set(received) - logged_ids(log)
     return {"kills": kills, "answered": len(received), "lost": len(lost)}
 

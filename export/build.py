@@ -12,7 +12,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,13 @@ from feedrank.errors import FeedrankError
 from feedrank.export.evaluate import choose_exposure
 from feedrank.export.onnx_export import INPUT_NAME, PROBABILITY_OUTPUT, export_onnx
 from feedrank.export.parity import MIN_ROWS, check_parity, require_parity
-from feedrank.export.publish import (METADATA, ensure_router, latest_metadata, publish_version,
-                                     write_json)
+from feedrank.export.publish import (
+    METADATA,
+    ensure_router,
+    latest_metadata,
+    publish_version,
+    write_json,
+)
 from feedrank.export.training import TrainParams, fit
 from feedrank.export.windows import Windows, world_windows
 from feedrank.features.build import build_features
@@ -166,7 +171,7 @@ class Builder:
         require_parity(data.name, report)
         write_json(folder / METADATA, meta | {
             "version": version, "parity": report.as_dict(),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def ranking_requests(self, data: ModelData,
                          folder: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -98,8 +98,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     world = require_world(settings.world)
     from feedrank.export.evaluate import evaluate
     from feedrank.export.replay import Replay, replay
-    from feedrank.export.report import (evaluation_table, replay_table, save_evaluation,
-                                        saved_evaluation)
+    from feedrank.export.report import (
+        evaluation_table,
+        replay_table,
+        save_evaluation,
+        saved_evaluation,
+    )
 
     window, console = windows.pop(), Console()
     inputs = {"models": fingerprints, "requests": args.requests, "horizon": args.horizon,

@@ -17,8 +17,8 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from feedrank.errors import FeedrankError
-from feedrank.model_config import CONFIG_FILE, format_config, version_numbers
 from feedrank.export.onnx_export import INPUT_NAME, LABEL_OUTPUT, PROBABILITY_OUTPUT
+from feedrank.model_config import CONFIG_FILE, format_config, version_numbers
 
 METADATA = "metadata.json"
 ROUTER = "router.toml"

@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.table import Table
 
 from feedrank.export.evaluate import Evaluation, Rate
-from feedrank.export.replay import REPLAY_METRICS, Replay
 from feedrank.export.publish import METADATA, read_json, write_json
+from feedrank.export.replay import REPLAY_METRICS, Replay
 
 EVALUATION = "evaluation.json"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -21,9 +21,9 @@ from feedrank.features.affinity import COLUMNS as AFFINITY_COLUMNS
 from feedrank.features.affinity import PREFIX as AFFINITY_PREFIX
 from feedrank.features.embeddings import EmbeddingCache, PostEmbedder
 from feedrank.features.fingerprint import fingerprint
+from feedrank.features.history import group_columns
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
-from feedrank.features.history import group_columns
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.specs import FeatureSpec
 from feedrank.features.text import affinity_columns, post_text_features
@@ -166,7 +166,7 @@ def _write_manifest(files: FeaturesLayout, digest: str, parameters: dict,
     manifest = {
         "fingerprint": digest,
         "parameters": parameters,
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "cutoff": str(online.cutoff),
         "training_rows": sample.height,
         "training_window": [str(sample["timestamp"].min()), str(sample["timestamp"].max())],

@@ -40,7 +40,7 @@ def encoder():
 
 
 def text_hash(text: str, max_tokens: int) -> str:
-    return hashlib.sha1(f"{max_tokens}\0{text}".encode("utf-8")).hexdigest()
+    return hashlib.sha1(f"{max_tokens}\0{text}".encode()).hexdigest()
 
 
 class EmbeddingCache:

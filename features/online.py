@@ -21,8 +21,13 @@ from feedrank.features.affinity import COLUMNS as AFFINITY_COLUMNS
 from feedrank.features.affinity import Affinity, vector_columns
 from feedrank.features.exposure import STEP as EXPOSURE_STEP
 from feedrank.features.exposure import Exposure
-from feedrank.features.history import (GROUPINGS, POST_COLUMNS, TEXT_CLUSTER_COLUMNS, History,
-                                       group_columns)
+from feedrank.features.history import (
+    GROUPINGS,
+    POST_COLUMNS,
+    TEXT_CLUSTER_COLUMNS,
+    History,
+    group_columns,
+)
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.recency import as_of, recency_block

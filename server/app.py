@@ -30,15 +30,20 @@ from feedrank.server.batching import Batcher
 from feedrank.server.events import PREFIX as EVENTS_PREFIX
 from feedrank.server.events import logged_likes, post_events
 from feedrank.server.exposure_log import ExposureLog
-from feedrank.server.feed import (FeedService, InputsCache, PostCatalog, recommendations,
-                                  router_state)
+from feedrank.server.feed import (
+    FeedService,
+    InputsCache,
+    PostCatalog,
+    recommendations,
+    router_state,
+)
 from feedrank.server.http_guard import Overload
 from feedrank.server.kserve import error, kserve_routes
 from feedrank.server.live_likes import LiveLikes, LiveLikesFull
-from feedrank.server.openapi import openapi_json
-from feedrank.server.request_log import RequestIds
 from feedrank.server.metrics import Metrics
+from feedrank.server.openapi import openapi_json
 from feedrank.server.repository import ModelRepository
+from feedrank.server.request_log import RequestIds
 from feedrank.server.router import Router, RouterConfigError, Servable
 from feedrank.settings import Settings
 

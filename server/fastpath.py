@@ -16,8 +16,16 @@ import numpy as np
 import onnxruntime as ort
 
 from feedrank.errors import FeedrankError
-from feedrank.export.fastpath import (DENSE_INPUT, PAIR_INPUT, REQUEST_INPUT, SCORES_OUTPUT,
-                                      FastPath, Partition, Trees, build)
+from feedrank.export.fastpath import (
+    DENSE_INPUT,
+    PAIR_INPUT,
+    REQUEST_INPUT,
+    SCORES_OUTPUT,
+    FastPath,
+    Partition,
+    Trees,
+    build,
+)
 
 
 class FastRanker:
@@ -102,8 +110,12 @@ def feedrank_columns(features: list[dict], post_matrix: np.ndarray
     combination of the groupings (topic, cluster) the model's pair columns use, read from the
     post matrix's grouping columns.
     """
-    from feedrank.features.history import (GROUPINGS, POST_COLUMNS, TEXT_CLUSTER_COLUMNS,
-                                           group_columns)
+    from feedrank.features.history import (
+        GROUPINGS,
+        POST_COLUMNS,
+        TEXT_CLUSTER_COLUMNS,
+        group_columns,
+    )
 
     names = [f["name"] for f in features]
     used = [g for g in GROUPINGS if set(group_columns(g)) & set(names)]

@@ -28,13 +28,13 @@ from starlette.responses import JSONResponse, Response
 
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.batching import Batcher, Job
-from feedrank.server.live_likes import LiveLikes
 from feedrank.server.exposure_log import ExposureLog
+from feedrank.server.live_likes import LiveLikes
 from feedrank.server.metrics import Metrics
 from feedrank.server.params import FeedQuery, QueryError, parse_feed_query
 from feedrank.server.ranking import popular_fallback, rank
-from feedrank.server.request_log import request_id
 from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
+from feedrank.server.request_log import request_id
 from feedrank.server.router import Router
 from feedrank.world.layout import WorldLayout
 

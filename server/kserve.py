@@ -31,8 +31,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feedrank.errors import FeedrankError
-from feedrank.server.admin import (ApiError, check_admin, check_name, decimal, json_object,
-                                   parse_json, read_body)
+from feedrank.server.admin import (
+    ApiError,
+    check_admin,
+    check_name,
+    decimal,
+    json_object,
+    parse_json,
+    read_body,
+)
 from feedrank.server.backends.base import DATATYPES, TensorSpec
 from feedrank.server.metrics import CONTENT_TYPE, Metrics
 from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from importlib.metadata import version as package_version
 from collections import defaultdict
 from collections.abc import Iterator
+from importlib.metadata import version as package_version
 from typing import Any
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info,
-                               generate_latest)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

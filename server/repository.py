@@ -29,8 +29,13 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelVersionPolicy
 
 from feedrank.errors import FeedrankError
 from feedrank.model_config import CONFIG_FILE, read_config, version_numbers
-from feedrank.server.backends.base import (Backend, ModelLoadError, backend_name,
-                                           config_tensors, load_backend)
+from feedrank.server.backends.base import (
+    Backend,
+    ModelLoadError,
+    backend_name,
+    config_tensors,
+    load_backend,
+)
 
 log = logging.getLogger("feedrank.server.repository")
 

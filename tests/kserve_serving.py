@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_repo_factory import UvicornThread, make_repository
 from starlette.applications import Starlette
 
 from feedrank.server.kserve import kserve_routes
 from feedrank.server.metrics import Metrics
 from feedrank.server.repository import ModelRepository
 from feedrank.settings import Settings
+
+from model_repo_factory import UvicornThread, make_repository
 
 TOKEN = "s3cret-token"
 

@@ -19,8 +19,8 @@ from feedrank.ab.covariate import PrePeriod, pre_period
 from feedrank.ab.expected import expected_hit_rates
 from feedrank.ab.report import METRICS, Report, analyse
 from feedrank.server.router import bucket
-from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.generate import LIKE_DELAY_S
+from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.simulated_users import Population, draw_likes, feed_events
 
 SEEDS = 200

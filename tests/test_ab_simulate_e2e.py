@@ -10,7 +10,6 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from feed_serving import built_repository, copy_repository
 
 from feedrank.ab.simulate import Simulation, drop_users
 from feedrank.ab.split import router_shares
@@ -21,6 +20,8 @@ from feedrank.server.exposure_log import query
 from feedrank.world import schema
 from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.simulated_users import Traffic
+
+from feed_serving import built_repository, copy_repository
 
 
 @pytest.fixture(scope="module")

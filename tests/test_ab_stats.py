@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from feedrank.ab.stats import (bootstrap_difference, cuped, mean_interval,
-                               minimum_detectable_effect, paired, sample_ratio,
-                               welch)
+from feedrank.ab.stats import (
+    bootstrap_difference,
+    cuped,
+    mean_interval,
+    minimum_detectable_effect,
+    paired,
+    sample_ratio,
+    welch,
+)
 
 RNG = np.random.default_rng(11)
 CONTROL = RNG.binomial(12, 0.30, 400) / 12           # per-user hit rates, unequal sizes

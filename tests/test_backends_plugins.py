@@ -9,8 +9,6 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
-from model_repo_factory import (install_backend_plugin, rows, trained, write_config,
-                                write_version)
 
 from feedrank.model_config import read_config
 from feedrank.server.backends import base
@@ -18,6 +16,8 @@ from feedrank.server.backends.base import ModelLoadError, UnknownBackend, backen
 from feedrank.server.backends.catboost import CatBoostBackend
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.repository import ModelRepository
+
+from model_repo_factory import install_backend_plugin, rows, trained, write_config, write_version
 
 
 def test_shipped_backends_are_found_by_entry_point_name():

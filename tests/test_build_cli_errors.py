@@ -5,7 +5,6 @@ from __future__ import annotations
 from feedrank.cli import main
 
 
-
 def flat(text: str) -> str:
     """Console output with rich's line wrapping undone."""
     return " ".join(text.split())

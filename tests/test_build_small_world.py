@@ -8,14 +8,15 @@ import shutil
 from pathlib import Path
 
 import onnx
-from catboost import CatBoostClassifier
 import pytest
+from catboost import CatBoostClassifier
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 import feedrank.export.build as build_module
 from feedrank.cli import main
 from feedrank.export.onnx_export import export_onnx
+
 
 def build(world: Path, repository: Path, iterations: int = 60) -> int:
     return main(["build", "--world", str(world), "--repository", str(repository),

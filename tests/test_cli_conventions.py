@@ -15,9 +15,10 @@ import duckdb
 import httpx
 import pytest
 
-from feed_serving import ServerProcess, built_repository, first_user
 from feedrank.cli import build_parser
 from feedrank.server.exposure_log import query
+
+from feed_serving import ServerProcess, built_repository, first_user
 
 COMMANDS = [["world"], ["ab"], ["world", "generate"], ["world", "import"], ["world", "describe"],
             ["world", "truth"], ["build"], ["evaluate"], ["serve"], ["ab", "report"],

@@ -7,8 +7,9 @@ import asyncio
 import duckdb
 import httpx
 
-from feed_serving import ServerProcess, built_repository
 from feedrank.server.exposure_log import query
+
+from feed_serving import ServerProcess, built_repository
 
 
 async def client_loop(url: str, received: list[str], seed: int) -> None:

@@ -11,7 +11,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from catboost import CatBoost
-from feed_serving import built_repository
 
 from feedrank.errors import FeedrankError
 from feedrank.export.fastpath import Partition, Trees, build
@@ -19,6 +18,8 @@ from feedrank.export.fastpath_synthetic import synthetic_problem
 from feedrank.export.onnx_export import OnnxScorer, export_onnx
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.fastpath import FastRanker, feedrank_columns
+
+from feed_serving import built_repository
 
 TOP_K = 50
 REQUESTS = 25

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from feed_serving import ServerProcess, built_repository, copy_repository
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.model_config import CONFIG_FILE, read_config
 from feedrank.server.backends.base import Backend, ModelLoadError, load_backend
@@ -21,6 +20,8 @@ from feedrank.server.backends.fastpath import FastPathBackend
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.ranking import rank
 from feedrank.server.repository import ModelRepository
+
+from feed_serving import ServerProcess, built_repository, copy_repository
 
 MODELS = ("control", "test")
 NO_LIKES = np.zeros(0, np.int64)

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from feedrank.features.build import build_features
 from feedrank.features.affinity import vector_columns
+from feedrank.features.build import build_features
 from feedrank.features.history import EventIndex
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import OnlineFeatures

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from catboost import CatBoostClassifier
 
-from feed_serving import ServerProcess, built_repository
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.exposure_log import query as log_query
 from feedrank.server.router import bucket
 from feedrank.world.layout import WorldLayout
+
+from feed_serving import ServerProcess, built_repository
 
 NEW_USER = 10**12
 

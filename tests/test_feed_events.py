@@ -11,10 +11,10 @@ import httpx
 import numpy as np
 import pytest
 
-from feed_serving import (ServerProcess, built_repository, feed, first_user, last_moment,
-                          later, like)
 from feedrank.server.events import MAX_EVENTS, EventError, parse_events
 from feedrank.server.live_likes import LiveLikes
+
+from feed_serving import ServerProcess, built_repository, feed, first_user, last_moment, later, like
 
 NEW_USER = 10**12
 

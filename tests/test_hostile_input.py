@@ -9,8 +9,9 @@ import duckdb
 import httpx
 import pytest
 
-from feed_serving import ServerProcess, built_repository, first_user, last_moment, like
 from feedrank.server.exposure_log import query
+
+from feed_serving import ServerProcess, built_repository, first_user, last_moment, like
 
 ADMIN = {"Authorization": "Bearer hostile-test"}
 DEEP_ARRAYS = "[" * 100_000 + "]" * 100_000

@@ -11,9 +11,10 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
 from kserve_serving import TOKEN, start
 from model_repo_factory import rows
-from tritonclient.utils import InferenceServerException
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from model_repo_factory import make_repository
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedrank.server.batching import Scored
 from feedrank.server.metrics import Metrics
 from feedrank.server.repository import ModelRepository
+
+from model_repo_factory import make_repository
 
 
 def samples(metrics: Metrics) -> dict[tuple, float]:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
-from feed_serving import ServerProcess, built_repository, copy_repository
 
 from feedrank.model_config import CONFIG_FILE, format_config, read_config
 from feedrank.server.router import bucket
+
+from feed_serving import ServerProcess, built_repository, copy_repository
 
 TOKEN = "rollout-token"
 CLIENTS = 4

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import tritonclient.http as triton
+
 from kserve_serving import TOKEN, start
 from model_repo_factory import rows, trained, write_version
 

@@ -9,9 +9,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
 from kserve_serving import start
 from model_repo_factory import rows, trained
-from tritonclient.utils import InferenceServerException
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ import duckdb
 import httpx
 import pytest
 
-from feed_serving import (ServerProcess, built_repository, feed, first_user, last_moment, later,
-                          like)
 from feedrank.ab.server_process import ServerProcess as BareServerProcess
 from feedrank.server import events
 from feedrank.server.exposure_log import query
 from feedrank.server.router import bucket
+
+from feed_serving import ServerProcess, built_repository, feed, first_user, last_moment, later, like
 
 WRITER = textwrap.dedent('''
     import asyncio, json, resource, sys

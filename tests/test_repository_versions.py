@@ -9,12 +9,13 @@ import time
 import numpy as np
 import onnx
 import pytest
-from model_repo_factory import make_repository, rows, trained, write_config, write_version
 from onnx import TensorProto, helper
 
 from feedrank.model_config import CONFIG_FILE
 from feedrank.server.backends.base import ModelLoadError
 from feedrank.server.repository import InvalidName, ModelNotFound, ModelRepository
+
+from model_repo_factory import make_repository, rows, trained, write_config, write_version
 
 
 def loaded_repository(root, models, **config):

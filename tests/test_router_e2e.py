@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from feed_serving import ServerProcess, built_repository, copy_repository
 from feedrank.server.router import bucket
+
+from feed_serving import ServerProcess, built_repository, copy_repository
 
 ROLLOUT = """salt = "feedrank"
 [[groups]]

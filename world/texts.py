@@ -29,7 +29,7 @@ def make_posts(n: int, rng: np.random.Generator) -> pd.DataFrame:
     pos, neg = (np.array([share[i] for share in shares]) for i in (0, 1))
     sentiment = np.select([draw < pos, draw < pos + neg], [1, -1], 0).astype(np.int64)
     seen: set[str] = set()
-    texts = [_distinct(seen, lambda: write(t, s, m, rng))
+    texts = [_distinct(seen, lambda t=t, s=s, m=m: write(t, s, m, rng))
              for t, s, m in zip(topic, subtheme, sentiment)]
     return pd.DataFrame({"post_id": post_id.astype(np.int64), "text": texts, "topic": topic,
                          "subtheme": subtheme.astype(str), "sentiment": sentiment})
