@@ -15,21 +15,14 @@ from typing import Any
 
 from starlette.requests import Request
 
+from feedrank.server.errors import ApiError
 from feedrank.server.repository import InvalidName, check_name
 
-__all__ = ["ApiError", "InvalidName", "check_admin", "check_bearer", "check_name", "decimal",
+__all__ = ["InvalidName", "check_admin", "check_bearer", "check_name", "decimal",
            "json_object", "parse_json", "read_body"]
 
 # ASCII only: str.isdigit() and int() also take '²' and other scripts' digits; 18 digits fit int64
 _DECIMAL = re.compile(r"[0-9]{1,18}")
-
-
-class ApiError(Exception):
-    """An error answered as `{"error": message}` with `status` (Triton's JSON error shape)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
 
 
 def parse_json(body: bytes, what: str) -> Any:

@@ -17,16 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher
+from feedrank.server.errors import EXCEPTION_HANDLERS, error_response
 from feedrank.server.events import PREFIX as EVENTS_PREFIX
 from feedrank.server.events import logged_likes, post_events
 from feedrank.server.exposure_log import ExposureLog
@@ -38,7 +36,7 @@ from feedrank.server.feed import (
     router_state,
 )
 from feedrank.server.http_guard import Overload
-from feedrank.server.kserve import error, kserve_routes
+from feedrank.server.kserve import kserve_routes
 from feedrank.server.live_likes import LiveLikes, LiveLikesFull
 from feedrank.server.metrics import Metrics
 from feedrank.server.openapi import openapi_json
@@ -83,7 +81,7 @@ def create_app(settings: Settings) -> Starlette:
                   Middleware(Overload, max_inflight=settings.server.max_inflight),
                   Middleware(RawPathGuard)]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
-                    exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+                    exception_handlers=EXCEPTION_HANDLERS)
     app.state.settings, app.state.feed = settings, service
     app.state.repository = service.repository
     return app
@@ -98,23 +96,10 @@ class RawPathGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and b"%2f" in scope.get("raw_path", b"").lower():
-            response = error(400, "path: an encoded '/' (%2F) is not allowed")
+            response = error_response(400, "path: an encoded '/' (%2F) is not allowed")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (no such route, a method not allowed) in the JSON error shape."""
-    assert isinstance(exc, HTTPException)
-    message = {404: f"no such endpoint: {request.url.path}",
-               405: f"method {request.method} not allowed on {request.url.path}"}
-    return error(exc.status_code, message.get(exc.status_code, exc.detail), exc.headers)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    """A fault no handler expected: a JSON 500 (the traceback goes to the server log)."""
-    return error(500, f"internal error: {type(exc).__name__}")
 
 
 def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:

@@ -30,7 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from feedrank.server.admin import ApiError, check_bearer, read_body
+from feedrank.server.admin import check_bearer, read_body
+from feedrank.server.errors import ApiError, FieldErrors, error_response
 from feedrank.server.exposure_log import encode_lines, read_query
 from feedrank.server.live_likes import LiveLikesFull
 from feedrank.server.params import INT64_MAX, parse_time
@@ -56,10 +57,8 @@ class EventBatch:
     records: list[dict]    # as logged
 
 
-class EventError(ValueError):
-    def __init__(self, problems: list[dict[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{p['field']}: {p['problem']}" for p in problems))
+def _invalid(problems: list[dict[str, str]]) -> FieldErrors:
+    return FieldErrors("invalid feed events", problems)
 
 
 def logged_likes(log_dir: Path) -> dict[str, np.ndarray]:
@@ -85,18 +84,18 @@ def query(files: list[Path]) -> str:
 
 
 def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
-    """Validate a request body; raise EventError naming every problem. `known_post` is a
+    """Validate a request body; raise FieldErrors naming every problem. `known_post` is a
     boolean table indexed by post id."""
     try:
         payload = orjson.loads(body)  # also refuses nesting deeper than 1,024
     except ValueError as error:
-        raise EventError([{"field": "body", "problem": f"not JSON: {error}"}]) from None
+        raise _invalid([{"field": "body", "problem": f"not JSON: {error}"}]) from None
     events = payload.get("events") if isinstance(payload, dict) else payload
     if not isinstance(events, list) or not events:
-        raise EventError([{"field": "events", "problem": "a non-empty JSON array of events, or "
+        raise _invalid([{"field": "events", "problem": "a non-empty JSON array of events, or "
                            "an object with one under \"events\""}])
     if len(events) > MAX_EVENTS:
-        raise EventError([{"field": "events",
+        raise _invalid([{"field": "events",
                            "problem": f"{len(events)} events; at most {MAX_EVENTS} per request"}])
     batch = _plain_batch(events, known_post)
     if batch is not None:
@@ -104,7 +103,7 @@ def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
     problems: list[dict[str, str]] = []
     rows = [_event(i, e, known_post, problems) for i, e in enumerate(events)]
     if problems:
-        raise EventError(problems)
+        raise _invalid(problems)
     return EventBatch(np.array([r["user_id"] for r in rows], np.int64),
                       np.array([r["post_id"] for r in rows], np.int64),
                       np.array([r["action"] == "like" for r in rows]),
@@ -197,17 +196,13 @@ async def post_events(request: Request) -> Response:
         reserved = int(batch.liked.sum())
         service.live_likes.reserve(reserved)
         await service.events_log.write_lines(lines)
-    except ApiError as error:  # unauthorised, body too large, or an unsupported encoding
-        response = JSONResponse({"error": error.message}, status_code=error.status,
-                                headers=error.headers)
-    except EventError as error:
-        response = JSONResponse({"error": "invalid feed events", "fields": error.problems},
-                                status_code=422)
+    except ApiError as error:  # unauthorised, too large, bad encoding, invalid events
+        response = error.response()
     except LiveLikesFull as error:
-        response = JSONResponse({"error": str(error)}, status_code=503)
+        response = error_response(503, str(error))
     except OSError as error:  # not on disk: not accepted, and not applied
         service.live_likes.release(reserved)
-        response = JSONResponse({"error": f"events log unavailable: {error}"}, status_code=503)
+        response = error_response(503, f"events log unavailable: {error}")
     else:
         service.live_likes.add(batch.user_id[batch.liked], batch.post_id[batch.liked],
                                batch.timestamp[batch.liked], reserved)

@@ -28,10 +28,11 @@ from starlette.responses import JSONResponse, Response
 
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.batching import Batcher, Job
+from feedrank.server.errors import FieldErrors, error_response
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.live_likes import LiveLikes
 from feedrank.server.metrics import Metrics
-from feedrank.server.params import FeedQuery, QueryError, parse_feed_query
+from feedrank.server.params import FeedQuery, parse_feed_query
 from feedrank.server.ranking import popular_fallback, rank
 from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
 from feedrank.server.request_log import request_id
@@ -162,23 +163,23 @@ async def recommendations(request: Request) -> Response:
     answer: Answer | None = None
     if request.method == "HEAD":
         # a HEAD shows nothing, so it must not rank or log an exposure
-        return _error(405, "HEAD is not served: GET the feed", headers={"Allow": "GET"})
+        return error_response(405, "HEAD is not served: GET the feed", {"Allow": "GET"})
     try:
         query = parse_feed_query(request.query_params.multi_items())
         answer = await service.recommend(query, request_id(request.scope))
         await service.exposure_log.write(
             service.record(query, answer, (time.perf_counter() - started) * 1e3))
         response = Response(service.body(query, answer), media_type="application/json")
-    except QueryError as error:
-        response = _error(422, "invalid query parameters", fields=error.problems)
+    except FieldErrors as error:
+        response = error.response()
     except ModelUnavailable as error:
-        response = _error(503, str(error))
+        response = error_response(503, str(error))
     except OSError as error:
         # an answer that cannot be logged is not sent: the A/B analysis must see every exposure
-        response = _error(503, f"exposure log unavailable: {error}")
+        response = error_response(503, f"exposure log unavailable: {error}")
     except Exception as error:  # a backend fault: a JSON 500 and a logged traceback
         log.exception("feed request failed")
-        response = _error(500, f"internal error: {type(error).__name__}: {error}")
+        response = error_response(500, f"internal error: {type(error).__name__}: {error}")
     service.metrics.observe_feed(*((answer.exp_group, answer.model, answer.version)
                                    if answer else ("", "", 0)),
                                  response.status_code, time.perf_counter() - started)
@@ -196,8 +197,3 @@ def _json(value: Any) -> str:
 def _iso(at: np.datetime64) -> str:
     """`2021-12-01T14:30:00`, with a fraction only when there is one."""
     return at.item().isoformat()
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None,
-           **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)

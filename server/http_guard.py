@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from feedrank.server.kserve import error
+from feedrank.server.errors import error_response
 
 RETRY_AFTER_S = "1"
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",
@@ -147,7 +147,7 @@ class Overload:
             await self.app(scope, receive, send)
             return
         if self.inflight >= self.max_inflight:
-            response = error(503, f"overloaded: {self.max_inflight} requests in progress",
+            response = error_response(503, f"overloaded: {self.max_inflight} requests in progress",
                              headers={"Retry-After": RETRY_AFTER_S})
             await response(scope, receive, send)
             return

@@ -32,7 +32,6 @@ from starlette.routing import Route
 
 from feedrank.errors import FeedrankError
 from feedrank.server.admin import (
-    ApiError,
     check_admin,
     check_name,
     decimal,
@@ -41,6 +40,7 @@ from feedrank.server.admin import (
     read_body,
 )
 from feedrank.server.backends.base import DATATYPES, TensorSpec
+from feedrank.server.errors import ApiError, error_response
 from feedrank.server.metrics import CONTENT_TYPE, Metrics
 from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
 from feedrank.server.router import Group, Router
@@ -49,10 +49,6 @@ from feedrank.settings import Settings
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 _NAMES_OF = {dtype: name for name, dtype in DATATYPES.items()}
-
-
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 # -- tensors ------------------------------------------------------------------------------
@@ -218,7 +214,7 @@ class KServe:
                              "extensions": EXTENSIONS})
 
     async def not_found(self, request: Request) -> Response:
-        return error(404, f"no such endpoint: {request.method} {request.url.path}")
+        return error_response(404, f"no such endpoint: {request.method} {request.url.path}")
 
     async def render_metrics(self, request: Request) -> Response:
         return Response(self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -237,7 +233,7 @@ class KServe:
         try:
             loaded = self._resolve(request)
         except ApiError as problem:
-            return error(problem.status, problem.message)
+            return problem.response()
         backend = loaded.backend
         return JSONResponse({
             "name": loaded.model, "versions": [str(v) for v in self.repository.versions(
@@ -257,13 +253,13 @@ class KServe:
         try:
             loaded = self._resolve(request)
         except ApiError as problem:
-            return error(problem.status, problem.message)
+            return problem.response()
         try:
             response = await self._infer(request, loaded, started)
         except ApiError as problem:
             self.metrics.observe_infer(loaded.model, loaded.version, ok=False,
                                        total_s=time.perf_counter() - started)
-            return error(problem.status, problem.message, problem.headers)
+            return problem.response()
         return response
 
     async def _infer(self, request: Request, loaded: LoadedVersion, started: float) -> Response:
@@ -302,7 +298,7 @@ class KServe:
         try:
             payload = await self._admin(request)
         except ApiError as problem:
-            return error(problem.status, problem.message, problem.headers)
+            return problem.response()
         entries = self.repository.index()
         if payload.get("ready"):
             entries = [e for e in entries if e["state"] == "READY"]
@@ -333,11 +329,11 @@ class KServe:
                 self._check_unrouted(name, parameters)
             await run_in_threadpool(action, name)
         except ApiError as problem:
-            return error(problem.status, problem.message, problem.headers)
+            return problem.response()
         except ModelNotFound as problem:
-            return error(404, str(problem))
+            return error_response(404, str(problem))
         except FeedrankError as problem:  # InvalidName, ModelLoadError (refused versions)
-            return error(400, str(problem))
+            return error_response(400, str(problem))
         return Response(status_code=200)
 
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from feedrank.server.errors import FieldErrors
+
 ALLOWED = ("id", "time", "limit")
 DEFAULT_LIMIT = 5
 MAX_LIMIT = 100
@@ -26,16 +28,9 @@ class FeedQuery:
     limit: int
 
 
-class QueryError(ValueError):
-    """Bad query parameters; `problems` is a list of {"field", "problem"} for the 422 body."""
-
-    def __init__(self, problems: list[dict[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{p['field']}: {p['problem']}" for p in problems))
-
-
 def parse_feed_query(items: Iterable[tuple[str, str]]) -> FeedQuery:
-    """Parse `id`, `time`, `limit` from (key, value) pairs; raise QueryError with every problem."""
+    """Parse `id`, `time`, `limit` from (key, value) pairs; raise FieldErrors with every
+    problem."""
     values: dict[str, list[str]] = {}
     for key, value in items:
         values.setdefault(key, []).append(value)
@@ -51,7 +46,7 @@ def parse_feed_query(items: Iterable[tuple[str, str]]) -> FeedQuery:
         except ValueError as error:
             problems.append({"field": field, "problem": str(error)})
     if problems:
-        raise QueryError(problems)
+        raise FieldErrors("invalid query parameters", problems)
     return FeedQuery(parsed["id"], parsed["time"], parsed["limit"])
 
 

@@ -11,7 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from feedrank.server.events import MAX_EVENTS, EventError, parse_events
+from feedrank.server.errors import FieldErrors
+from feedrank.server.events import MAX_EVENTS, parse_events
 from feedrank.server.live_likes import LiveLikes
 
 from feed_serving import ServerProcess, built_repository, feed, first_user, last_moment, later, like
@@ -105,10 +106,10 @@ def test_parse_events_keeps_types_and_normalises_time():
     assert batch.timestamp.tolist() == [np.datetime64("2021-12-01T10:00:00", "us").item(),
                                         np.datetime64("2021-12-01T10:00:05", "us").item()]
     assert batch.records[1]["timestamp"] == "2021-12-01T10:00:05"
-    with pytest.raises(EventError, match=r"events\[0\].target"):
+    with pytest.raises(FieldErrors, match=r"events\[0\].target"):
         parse_events(b'[{"user_id": 1, "post_id": 3, "action": "like", '
                      b'"timestamp": "2021-12-01", "target": 1}]', known)
-    with pytest.raises(EventError, match=r"events\[0\].post_id: unknown post 4"):
+    with pytest.raises(FieldErrors, match=r"events\[0\].post_id: unknown post 4"):
         parse_events(b'[{"user_id": 1, "post_id": 4, "action": "like", '
                      b'"timestamp": "2021-12-01"}]', known)
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from feedrank.server.params import DEFAULT_LIMIT, QueryError, parse_feed_query
+from feedrank.server.errors import FieldErrors
+from feedrank.server.params import DEFAULT_LIMIT, parse_feed_query
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -48,12 +49,12 @@ def test_absent_time_is_now():
     ([("id", "1"), ("id", "2")], "id", "more than once"),
 ])
 def test_each_bad_input_names_its_field(items, field, problem):
-    with pytest.raises(QueryError) as error:
+    with pytest.raises(FieldErrors) as error:
         parse_feed_query(items)
     assert any(p["field"] == field and problem in p["problem"] for p in error.value.problems)
 
 
 def test_every_problem_is_reported_at_once():
-    with pytest.raises(QueryError) as error:
+    with pytest.raises(FieldErrors) as error:
         parse_feed_query([("id", "x"), ("time", "?"), ("limit", "1000"), ("page", "2")])
     assert {p["field"] for p in error.value.problems} == {"id", "time", "limit", "page"}
