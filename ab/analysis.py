@@ -13,6 +13,7 @@ from feedrank.ab.covariate import pre_period
 from feedrank.ab.html import write_html
 from feedrank.ab.report import Report, analyse, print_report, write_json
 from feedrank.errors import FeedrankError
+from feedrank.output import results_console
 
 
 def run_report(log_dir: Path, like_files: list[Path], *, window_s: int,
@@ -33,7 +34,7 @@ def run_report(log_dir: Path, like_files: list[Path], *, window_s: int,
     out.mkdir(parents=True, exist_ok=True)
     write_json(report, out / "report.json")
     html = write_html(report, out)
-    console = console or Console()
+    console = console or results_console()
     print_report(report, console)
     console.print(f"wrote {out / 'report.json'} and {html}", highlight=False)
     return report

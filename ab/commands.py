@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from feedrank.output import results_console
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
@@ -70,7 +72,6 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
     from feedrank.ab.analysis import run_report
     from feedrank.ab.attribution import like_files, parse_window
@@ -79,7 +80,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     shares = (parse_split(args.split) if args.split else
               router_shares(args.repository / "router.toml") if args.repository else None)
-    console = Console()
+    console = results_console()
     report = run_report(args.log, like_files(args.world, args.events),
                         window_s=parse_window(args.window), shares=shares, out=args.out,
                         control=args.control, seed=args.seed, console=console,

@@ -35,7 +35,6 @@ import duckdb
 import httpx
 import numpy as np
 import pandas as pd
-from rich.console import Console
 
 from feedrank.ab.analysis import run_report
 from feedrank.ab.expected import expected_hit_rates, print_expected
@@ -44,6 +43,7 @@ from feedrank.ab.report import Report
 from feedrank.ab.server_process import ServerProcess
 from feedrank.ab.split import router_shares
 from feedrank.errors import FeedrankError
+from feedrank.output import results_console
 from feedrank.progress import progress_bar
 from feedrank.server.exposure_log import query as exposure_query
 from feedrank.world import schema
@@ -93,7 +93,7 @@ class Simulation:
                        experiment_streams(self.seed)[2])
         self._write_events(feed_events(views, views["liked"].to_numpy(),
                                        views["delay_s"].to_numpy()))
-        console = Console()
+        console = results_console()
         report = run_report(self.out / "log", sorted((self.out / "events").glob("*.parquet")),
                             window_s=self.window_s, out=self.out / "report", seed=self.seed,
                             shares=router_shares(repository / "router.toml"), console=console,

@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
 from feedrank.errors import FeedrankError
+from feedrank.output import results_console
 from feedrank.settings import default, load_settings
 from feedrank.world.layout import WorldLayout
 
@@ -70,7 +70,7 @@ def run_build(args: argparse.Namespace) -> int:
     params = TrainParams(build.iterations, build.depth, build.learning_rate, build.seed,
                          build.threads)
     versions = Builder(world, settings.repository, params).run()
-    Console().print(", ".join(f"{name} v{v}" for name, v in versions.items())
+    results_console().print(", ".join(f"{name} v{v}" for name, v in versions.items())
                     + f" in {settings.repository}")
     return 0
 
@@ -105,7 +105,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         saved_evaluation,
     )
 
-    window, console = windows.pop(), Console()
+    window, console = windows.pop(), results_console()
     inputs = {"models": fingerprints, "requests": args.requests, "horizon": args.horizon,
               "seed": args.seed, "replay_users": args.replay_users}
     saved = saved_evaluation(models["test"][1])

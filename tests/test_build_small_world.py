@@ -128,6 +128,7 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
         assert ranker in out
     assert "logged sessions" in flat(out) and "chosen on validation" in flat(out)
     assert "Offline A/B replay" in flat(out) and "paired t-test" in flat(out)
+    assert "…" not in out  # captured like a pipe: the tables are whole, no cell cut short
     rows = {}
     for model in ("control", "test"):
         saved = json.loads((repository_copy / model / "1" / "evaluation.json").read_text())

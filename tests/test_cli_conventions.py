@@ -75,6 +75,7 @@ def test_results_on_stdout_progress_on_stderr_only_when_asked(tmp_path):
     assert shown.returncode == 0 and bar.search(shown.stderr) and not bar.search(shown.stdout)
     described = feedrank("world", "describe", str(tmp_path / "a"))
     assert described.returncode == 0 and "users" in described.stdout
+    assert "…" not in described.stdout  # in a pipe, tables are whole, not cut to 80 columns
 
 
 def test_errors_are_one_unwrapped_paragraph(tmp_path):

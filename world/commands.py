@@ -7,10 +7,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
 from feedrank.errors import FeedrankError
+from feedrank.output import results_console
 from feedrank.world import catalog
 
 
@@ -67,7 +67,7 @@ def _generate(args: argparse.Namespace) -> int:
     from feedrank.world.generate import generate_world
     generate_world(args.out, users=args.users, posts=args.posts, views=args.views,
                    seed=args.seed, force=args.force)
-    Console().print(f"world written to {args.out}")
+    results_console().print(f"world written to {args.out}")
     return 0
 
 
@@ -86,7 +86,7 @@ def _import(args: argparse.Namespace) -> int:
         sources = (Sources.from_folder(args.source) if args.source
                    else Sources(args.users, args.posts, list(args.feed)))
         manifest = import_world(args.out, sources, force=args.force)
-    Console().print(f"imported {manifest['users']:,} users, {manifest['posts']:,} posts, "
+    results_console().print(f"imported {manifest['users']:,} users, {manifest['posts']:,} posts, "
                     f"{manifest['feed_rows']:,} feed rows into {args.out}")
     return 0
 
@@ -94,7 +94,7 @@ def _import(args: argparse.Namespace) -> int:
 def _describe(args: argparse.Namespace) -> int:
     from feedrank.world.describe import render, summarize
     from feedrank.world.layout import WorldLayout
-    render(summarize(WorldLayout(args.world)), Console())
+    render(summarize(WorldLayout(args.world)), results_console())
     return 0
 
 
@@ -111,5 +111,5 @@ def _truth(args: argparse.Namespace) -> int:
     table.add_column("probability", justify="right")
     for post, p in zip(args.post, probability):
         table.add_row(str(post), f"{p:.4f}")
-    Console().print(table)
+    results_console().print(table)
     return 0
