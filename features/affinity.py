@@ -68,12 +68,15 @@ class Affinity:
                 out[name][part] = np.einsum("ij,ij->i", taste, vectors)
         return out
 
-    def request_block(self, user: int, at: np.datetime64, post_ids: np.ndarray
+    def candidates(self, post_ids: np.ndarray) -> np.ndarray:
+        """The candidate posts' unit vectors for `request_block` (a catalogue's: gathered once)."""
+        return self.unit[self.rows(post_ids)]
+
+    def request_block(self, user: int, at: np.datetime64, candidates: np.ndarray
                       ) -> dict[str, np.ndarray]:
-        """COLUMNS for one request over candidate posts."""
-        vectors = self.unit[self.rows(post_ids)]
+        """COLUMNS for one request over the candidates (`candidates(post_ids)`)."""
         tastes = self.tastes(np.array([user], np.int64), np.array([at]))
-        return {name: vectors @ taste[0] for name, taste in zip(COLUMNS, tastes)}
+        return {name: candidates @ taste[0] for name, taste in zip(COLUMNS, tastes)}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -153,6 +153,8 @@ class ModelInputs:
         self._shares_by_minute: OrderedDict = OrderedDict()
         self._affinity = by_source(self.specs, "affinity")
         self.affinity = Affinity.of_posts(online.history, posts) if self._affinity else None
+        self._candidates = (self.affinity.candidates(self.post_ids)
+                            if self.affinity is not None else None)
         self.matrix(int(online.user_ids[0]), online.cutoff)   # builds the history indexes now
 
     def _plan_history(self, posts: pl.DataFrame) -> None:
@@ -215,7 +217,7 @@ class ModelInputs:
         for position, name in self._per_post:
             out[:, position] = values[name]
         if self.affinity is not None:
-            values = self.affinity.request_block(user_id, at, self.post_ids)
+            values = self.affinity.request_block(user_id, at, self._candidates)
             for position, name in self._affinity:
                 out[:, position] = values[name]
         return out
