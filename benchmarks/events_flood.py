@@ -31,9 +31,8 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedrank.ab.server_process import ServerProcess
-from feedrank.world.layout import WorldLayout
 
-from record import machine, save
+from record import machine, save, world_workload
 
 BATCH = 10_000
 FIRST_USER = 10**12  # ids no world uses: every batch's users are new and distinct
@@ -141,14 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.duration, args.batches, args.replay = 2.0, 2, 20_000
-    layout = WorldLayout(args.world)
-    users = duckdb.sql(f"SELECT user_id FROM read_parquet('{layout.users}') USING SAMPLE 200 "
-                       "ROWS").fetchnumpy()["user_id"]
-    posts = duckdb.sql(f"SELECT post_id FROM read_parquet('{layout.posts}')") \
-        .fetchnumpy()["post_id"]
-    (last,), = duckdb.sql(f"SELECT max(timestamp) FROM read_parquet('{layout.feed_glob}')") \
-        .fetchall()
-    at = last.replace(microsecond=0).isoformat()
+    users, posts, at = world_workload(args.world)
     bodies = [like_batch(i, posts, at) for i in range(args.batches)]
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)

@@ -35,3 +35,20 @@ def save(result: dict, out: Path, name: str, markdown: str,
     (out / f"{name}.md").write_text(markdown)
     plot(result, out / f"{name}.png")
     print(markdown)
+
+
+def world_workload(world: Path, users: int = 200) -> tuple[np.ndarray, np.ndarray, str]:
+    """A load generator's inputs: a sample of user ids, every post id, and the world's last feed
+    time to the second (ISO), when the features are richest."""
+    import duckdb
+
+    from feedrank.world.layout import WorldLayout
+
+    layout = WorldLayout(world)
+    sample = duckdb.sql(f"SELECT user_id FROM read_parquet('{layout.users}') USING SAMPLE "
+                        f"{users} ROWS").fetchnumpy()["user_id"]
+    posts = duckdb.sql(f"SELECT post_id FROM read_parquet('{layout.posts}')") \
+        .fetchnumpy()["post_id"]
+    (last,), = duckdb.sql(f"SELECT max(timestamp) FROM read_parquet('{layout.feed_glob}')") \
+        .fetchall()
+    return sample, posts, last.replace(microsecond=0).isoformat()

@@ -29,9 +29,8 @@ import numpy as np
 from feedrank.ab.server_process import ServerProcess
 from feedrank.server.events import log_files
 from feedrank.server.exposure_log import query
-from feedrank.world.layout import WorldLayout
 
-from record import machine, save
+from record import machine, save, world_workload
 
 
 def logged_ids(log: Path) -> set[str]:
@@ -159,14 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.kills, args.answers, args.slow, args.duration = 1, 100, 20, 2.0
-    layout = WorldLayout(args.world)
-    users = duckdb.sql(f"SELECT user_id FROM read_parquet('{layout.users}') USING SAMPLE 200 "
-                       "ROWS").fetchnumpy()["user_id"]
-    posts = duckdb.sql(f"SELECT post_id FROM read_parquet('{layout.posts}')") \
-        .fetchnumpy()["post_id"]
-    (last,), = duckdb.sql(f"SELECT max(timestamp) FROM read_parquet('{layout.feed_glob}')") \
-        .fetchall()
-    at = last.replace(microsecond=0).isoformat()
+    users, posts, at = world_workload(args.world)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         result = {"machine": machine(),

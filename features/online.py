@@ -224,15 +224,14 @@ class ModelInputs:
 
     def _hour_base(self, at: np.datetime64) -> np.ndarray:
         """The day's base with the posts' recent activity as of `at`'s hour (cached)."""
-        day_base = self._day_base(np.datetime64(at, "D"))
         if not self._recent:
-            return day_base
+            return self._day_base(np.datetime64(at, "D"))
         hour = as_of(np.array([at]))[0]
         base = self._bases_by_hour.get(hour)
         if base is not None:
             self._bases_by_hour.move_to_end(hour)  # least recently used goes first
         else:
-            base = day_base.copy()
+            base = self._day_base(np.datetime64(at, "D")).copy()
             block = recency_block(self.online.history, self.post_ids,
                                   np.full(self.post_ids.size, hour))
             for position, name in self._recent:

@@ -19,12 +19,11 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher
-from feedrank.server.errors import EXCEPTION_HANDLERS, error_response
+from feedrank.server.errors import EXCEPTION_HANDLERS
 from feedrank.server.events import PREFIX as EVENTS_PREFIX
 from feedrank.server.events import logged_likes, post_events
 from feedrank.server.exposure_log import ExposureLog
@@ -35,7 +34,7 @@ from feedrank.server.feed import (
     recommendations,
     router_state,
 )
-from feedrank.server.http_guard import Overload
+from feedrank.server.http_guard import Overload, RawPathGuard
 from feedrank.server.kserve import kserve_routes
 from feedrank.server.live_likes import LiveLikes, LiveLikesFull
 from feedrank.server.metrics import Metrics
@@ -85,21 +84,6 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings, app.state.feed = settings, service
     app.state.repository = service.repository
     return app
-
-
-class RawPathGuard:
-    """Refuses a path with an encoded '/': Starlette routes on the decoded path, so
-    `/post%2Frecommendations/` would otherwise reach the feed."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and b"%2f" in scope.get("raw_path", b"").lower():
-            response = error_response(400, "path: an encoded '/' (%2F) is not allowed")
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:

@@ -175,7 +175,7 @@ def _event(i: int, event: Any, known_post: np.ndarray, problems: list) -> dict:
     return row
 
 
-def accept(body: bytes, known_post: np.ndarray) -> tuple[EventBatch, str]:
+def accept(body: bytes, known_post: np.ndarray) -> tuple[EventBatch, bytes]:
     """A validated batch and its log lines (run in a worker thread: a batch of 10,000 events
     takes tens of milliseconds to check and encode)."""
     batch = parse_events(body, known_post)

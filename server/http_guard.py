@@ -11,7 +11,8 @@ open (idle sockets exhaust the file limit). `guarded_protocol` adds:
 - at most `max_connections` open connections: the next is answered 503 with `Retry-After`.
 
 `Overload` (ASGI middleware) answers 503 with `Retry-After` at once when `max_inflight` requests
-are already being handled, instead of queueing them into unbounded latency.
+are already being handled, instead of queueing them into unbounded latency. `RawPathGuard`
+refuses an encoded '/' in a path.
 """
 
 from __future__ import annotations
@@ -156,3 +157,18 @@ class Overload:
             await self.app(scope, receive, send)
         finally:
             self.inflight -= 1
+
+
+class RawPathGuard:
+    """Refuses a path with an encoded '/': Starlette routes on the decoded path, so
+    `/post%2Frecommendations/` would otherwise reach the feed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"%2f" in scope.get("raw_path", b"").lower():
+            response = error_response(400, "path: an encoded '/' (%2F) is not allowed")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

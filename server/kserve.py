@@ -308,7 +308,7 @@ class KServe:
         return await self._control(request, self.repository.load)
 
     async def unload(self, request: Request) -> Response:
-        return await self._control(request, self.repository.unload)
+        return await self._control(request, self.repository.unload, self._check_unrouted)
 
     def _check_unrouted(self, name: str, parameters: dict) -> None:
         """Unloading what the router sends a group to would fail that group's feeds."""
@@ -318,15 +318,16 @@ class KServe:
                                 "router.toml: route them elsewhere first, or unload with "
                                 '{"parameters": {"force": true}}')
 
-    async def _control(self, request: Request, action: Any) -> Response:
+    async def _control(self, request: Request, action: Any, check: Any = None) -> Response:
+        """`action(name)` off the event loop, after `check(name, parameters)` when given."""
         try:
             payload = await self._admin(request)
             name = check_name(request.path_params["name"])
             parameters = json_object(payload.get("parameters"), "parameters")
             if "config" in parameters or any(k.startswith("file:") for k in parameters):
                 raise ApiError(501, "loading with a config or file override is not supported")
-            if action == self.repository.unload:
-                self._check_unrouted(name, parameters)
+            if check is not None:
+                check(name, parameters)
             await run_in_threadpool(action, name)
         except ApiError as problem:
             return problem.response()

@@ -83,12 +83,15 @@ class LiveLikes:
     def reserve(self, count: int) -> None:
         """Hold room for `count` likes about to be logged; raise LiveLikesFull if there is none.
         `add` takes the room back; `release` returns it when the batch was not accepted."""
+        self._check_room(count)
+        self._reserved += count
+
+    def _check_room(self, count: int) -> None:
         if len(self) + self._reserved + count > self.capacity:
             raise LiveLikesFull(
                 f"live likes are full: {len(self):,} held, {count:,} more would pass "
                 f"server.max_live_likes = {self.capacity:,} ({BYTES_PER_LIKE} bytes a like); "
                 "rebuild the features to fold posted likes into the snapshot, or raise the limit")
-        self._reserved += count
 
     def release(self, count: int) -> None:
         self._reserved -= count
@@ -127,7 +130,6 @@ class LiveLikes:
 
     def replay(self, user_id: np.ndarray, post_id: np.ndarray, timestamp: np.ndarray) -> None:
         """Take the likes of the events log at start-up, all at once (one sort)."""
-        self.reserve(len(user_id))
-        self._reserved -= len(user_id)
+        self._check_room(len(user_id))
         replayed = _Columns.of(user_id, post_id, timestamp)
         self._sorted, self._tail = _sort(self._sorted + self._tail + replayed), EMPTY

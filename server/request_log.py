@@ -56,12 +56,11 @@ class RequestIds:
             await self.app(scope, receive, send_with_id)
         finally:
             if self.access_log:
+                took_ms = round((time.perf_counter() - started) * 1e3, 3)
                 access.info("%s %s %d %.1f ms %s", scope["method"], scope["path"], status,
-                            (time.perf_counter() - started) * 1e3, rid,
-                            extra={"method": scope["method"], "path": scope["path"],
-                                   "status": status, "request_id": rid,
-                                   "duration_ms": round((time.perf_counter() - started) * 1e3,
-                                                        3)})
+                            took_ms, rid, extra={"method": scope["method"], "path": scope["path"],
+                                                 "status": status, "request_id": rid,
+                                                 "duration_ms": took_ms})
 
 
 class JsonFormatter(logging.Formatter):

@@ -15,12 +15,16 @@ from feed_serving import built_repository
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
-def test_end_to_end_quick(tiny_world: Path, tmp_path: Path) -> None:
-    repository = built_repository(tiny_world)
-    subprocess.run([sys.executable, str(BENCHMARKS / "end_to_end.py"), "--world", str(tiny_world),
-                    "--repository", str(repository), "--quick", "--out", str(tmp_path)],
+def run_quick(script: str, world: Path, out: Path) -> dict:
+    """benchmarks/<script>.py --quick on the world's built repository; its JSON result."""
+    subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--world", str(world),
+                    "--repository", str(built_repository(world)), "--quick", "--out", str(out)],
                    check=True, capture_output=True)
-    result = json.loads((tmp_path / "end_to_end-quick.json").read_text())
+    return json.loads((out / f"{script}-quick.json").read_text())
+
+
+def test_end_to_end_quick(tiny_world: Path, tmp_path: Path) -> None:
+    result = run_quick("end_to_end", tiny_world, tmp_path)
     assert {(r["server"], r["concurrency"]) for r in result["runs"]} == {
         (s, c) for s in ("feedrank", "course") for c in (1, 4)}
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in result["runs"])
@@ -30,11 +34,7 @@ def test_end_to_end_quick(tiny_world: Path, tmp_path: Path) -> None:
 
 
 def test_events_flood_quick(tiny_world: Path, tmp_path: Path) -> None:
-    repository = built_repository(tiny_world)
-    subprocess.run([sys.executable, str(BENCHMARKS / "events_flood.py"), "--world",
-                    str(tiny_world), "--repository", str(repository), "--quick", "--out",
-                    str(tmp_path)], check=True, capture_output=True)
-    result = json.loads((tmp_path / "events_flood-quick.json").read_text())
+    result = run_quick("events_flood", tiny_world, tmp_path)
     assert len(result["flood"]["batch_ms"]) == 2 and result["flood"]["feed"]["n"] > 0
     assert result["alone"]["loop_lag"]["observations"] > 0
     assert result["start_up"]["replay"]["ready_s"] > 0
@@ -42,11 +42,7 @@ def test_events_flood_quick(tiny_world: Path, tmp_path: Path) -> None:
 
 
 def test_reliability_quick(tiny_world: Path, tmp_path: Path) -> None:
-    repository = built_repository(tiny_world)
-    subprocess.run([sys.executable, str(BENCHMARKS / "reliability.py"), "--world",
-                    str(tiny_world), "--repository", str(repository), "--quick", "--out",
-                    str(tmp_path)], check=True, capture_output=True)
-    result = json.loads((tmp_path / "reliability-quick.json").read_text())
+    result = run_quick("reliability", tiny_world, tmp_path)
     assert result["kill_9"]["answered"] >= 100 and result["kill_9"]["lost"] == 0
     disk = result["full_disk"]
     assert disk["lost"] == 0 and disk["batch_status"] == 503 and disk["batch_bytes_left"] == 0

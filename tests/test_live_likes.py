@@ -60,7 +60,7 @@ def test_merges_in_a_worker_keep_likes_added_meanwhile(monkeypatch):
     assert len(likes) == 20 * 60 and len(likes._sorted) > 0
 
 
-def test_replay_then_adds(monkeypatch):
+def test_replay_then_adds():
     likes, rng = LiveLikes(capacity=10**6), np.random.default_rng(3)
     first, *rest = batches(4, 4, 500)
     likes.replay(*first)

@@ -4,9 +4,10 @@ feed.
 The feed calls `like_probability` with whole requests' matrices, stacked when batched. A fast
 ranker depends on the post columns, which include the posts' history and recent activity as of
 the request's hour, so each ranker is kept with the post columns it was built for, matched bit
-for bit (a hash of those ~2 MB cost 3-6 ms per request, the comparison ~0.5 ms), and built on
-demand: a block whose ranker is not ready is scored by the plain session (same probabilities
-within 1e-5) while one background thread builds it, so no request ever waits for a build.
+for bit (the dated columns first, which tell hours apart; a hash of all ~2 MB cost 3-6 ms per
+request), and built on demand: a block whose ranker is not ready is scored by the plain
+session (same probabilities within 1e-5) while one background thread builds it, so no request
+ever waits for a build.
 `infer` stays the plain model's: KServe clients and Triton must see exactly the exported
 `model.onnx`.
 """
