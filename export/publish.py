@@ -18,11 +18,17 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from feedrank.errors import FeedrankError
 from feedrank.export.onnx_export import INPUT_NAME, LABEL_OUTPUT, PROBABILITY_OUTPUT
-from feedrank.model_config import CONFIG_FILE, format_config, version_numbers
+from feedrank.model_config import (
+    CONFIG_FILE,
+    RANKER_PARAMETER,
+    format_config,
+    version_numbers,
+)
 
 METADATA = "metadata.json"
 ROUTER = "router.toml"
 KEEP_VERSIONS = 2
+FEED_RANKER = "fastpath"  # the backend that ranks the feed (docs/fastpath.md)
 
 ROUTER_TEMPLATE = """\
 # Which model version ranks each experiment group's feed. Users fall into md5 buckets 0..99
@@ -45,7 +51,10 @@ version = {test}
 
 
 def model_config(name: str, n_features: int) -> mc.ModelConfig:
+    """Triton serves `model.onnx` with its onnxruntime backend; feedrank ranks feeds with the
+    ranker the `ranker` parameter declares (Triton ignores parameters it does not know)."""
     config = mc.ModelConfig(name=name, backend="onnxruntime", max_batch_size=0)
+    config.parameters[RANKER_PARAMETER].string_value = FEED_RANKER
     config.input.add(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[-1, n_features])
     config.output.add(name=LABEL_OUTPUT, data_type=mc.TYPE_INT64, dims=[-1])
     config.output.add(name=PROBABILITY_OUTPUT, data_type=mc.TYPE_FP32, dims=[-1, 2])

@@ -29,6 +29,7 @@ from feedrank.features.history import (
     group_columns,
 )
 from feedrank.features.layout import FeaturesLayout
+from feedrank.features.ranking_request import GroupColumns, RankingRequest, Snapshot
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.recency import as_of, recency_block
 from feedrank.features.specs import (
@@ -149,7 +150,8 @@ class ModelInputs:
         self._plan_history(posts)
         self._bases_by_day: OrderedDict = OrderedDict()
         self._recent = by_source(self.specs, "recent")
-        self._bases_by_hour: OrderedDict = OrderedDict()
+        self._snapshots_by_hour: OrderedDict = OrderedDict()
+        self._token = object()  # tells this object's snapshots from any other's
         self._shares_by_minute: OrderedDict = OrderedDict()
         self._affinity = by_source(self.specs, "affinity")
         self.affinity = Affinity.of_posts(online.history, posts) if self._affinity else None
@@ -162,11 +164,13 @@ class ModelInputs:
         (one value for every candidate), per group of posts, or per day (cached)."""
         history = by_source(self.specs, "history")
         # per grouping: its user × group indexes, and each candidate's group
-        self._groupings = [(grouping := self.online.history.grouping(g, group_codes(posts, g)),
-                            grouping.codes[self.post_ids])
-                           for g in groupings_used([n for _, n in history])]
-        per_post = {n for g, _ in self._groupings for n in group_columns(g.name)}
-        self._per_post = [(p, n) for p, n in history if n in per_post]
+        self._groupings = []
+        for name in groupings_used([n for _, n in history]):
+            grouping = self.online.history.grouping(name, group_codes(posts, name))
+            columns = set(group_columns(name))
+            self._groupings.append((grouping, grouping.codes[self.post_ids],
+                                    [(p, n) for p, n in history if n in columns]))
+        per_post = {n for g, _, _ in self._groupings for n in group_columns(g.name)}
         daily = {*POST_COLUMNS, *TEXT_CLUSTER_COLUMNS}
         self._daily = [(p, n) for p, n in history if n in daily]
         self._constant = by_source(self.specs, "time") + [
@@ -196,12 +200,14 @@ class ModelInputs:
         return values
 
     def matrix(self, user_id: int, at: np.datetime64) -> np.ndarray:
-        """float32[n_posts, n_features] for `user_id` at world time `at`.
+        """float32[n_posts, n_features] for `user_id` at world time `at`: the training set's
+        values bit for bit."""
+        return self.request(user_id, at).matrix()
 
-        One pass adds the request's constant row (user, time, the user's own history) to the
-        day's base matrix (post columns and post history, zero elsewhere); x + 0 is exact, so the
-        values equal the training set's bit for bit. Only the per-group history columns are
-        written one by one."""
+    def request(self, user_id: int, at: np.datetime64) -> RankingRequest:
+        """The request's parts: the hour's snapshot of the posts, the request's own columns
+        (user, time, the user's own history), its history per group of posts, its affinity to
+        each post."""
         row = self.online.user_rows(np.array([user_id]))[0]
         if row < 0:
             raise UnknownUser(f"unknown user_id {user_id}")
@@ -212,44 +218,44 @@ class ModelInputs:
         constant[self._user_positions] = self.online.user_matrix[row, self._user_sources]
         for position, name in self._constant:
             constant[position] = values[name][0]
-        out = self._hour_base(at) + constant
-        values.update(self._group_values(users, times, values["hist_user_like_rate"]))
-        for position, name in self._per_post:
-            out[:, position] = values[name]
+        groups = self._group_columns(users, times, values["hist_user_like_rate"])
+        dense = {}
         if self.affinity is not None:
-            values = self.affinity.request_block(user_id, at, self._candidates)
-            for position, name in self._affinity:
-                out[:, position] = values[name]
-        return out
+            block = self.affinity.request_block(user_id, at, self._candidates)
+            dense = {position: block[name] for position, name in self._affinity}
+        return RankingRequest(self._hour_snapshot(at), constant, groups, dense)
 
-    def _hour_base(self, at: np.datetime64) -> np.ndarray:
+    def _hour_snapshot(self, at: np.datetime64) -> Snapshot:
         """The day's base with the posts' recent activity as of `at`'s hour (cached)."""
         if not self._recent:
-            return self._day_base(np.datetime64(at, "D"))
+            day = np.datetime64(at, "D")
+            return Snapshot((self._token, day), self._day_base(day))
         hour = as_of(np.array([at]))[0]
-        base = self._bases_by_hour.get(hour)
-        if base is not None:
-            self._bases_by_hour.move_to_end(hour)  # least recently used goes first
+        snapshot = self._snapshots_by_hour.get(hour)
+        if snapshot is not None:
+            self._snapshots_by_hour.move_to_end(hour)  # least recently used goes first
         else:
             base = self._day_base(np.datetime64(at, "D")).copy()
             block = recency_block(self.online.history, self.post_ids,
                                   np.full(self.post_ids.size, hour))
             for position, name in self._recent:
                 base[:, position] = block[name]
-            _remember(self._bases_by_hour, hour, base, HOUR_CACHE)
-        return base
+            snapshot = Snapshot((self._token, hour), base)
+            _remember(self._snapshots_by_hour, hour, snapshot, HOUR_CACHE)
+        return snapshot
 
-    def _group_values(self, users: np.ndarray, times: np.ndarray,
-                      rate: np.ndarray) -> dict[str, np.ndarray]:
-        """The user's history on every group, then spread to the candidates of each group."""
-        values = {}
-        for grouping, candidate_groups in self._groupings:
+    def _group_columns(self, users: np.ndarray, times: np.ndarray,
+                       rate: np.ndarray) -> tuple[GroupColumns, ...]:
+        """The user's history on every group of each grouping the model uses."""
+        columns = []
+        for grouping, candidate_groups, positions in self._groupings:
             groups = np.arange(grouping.n_groups)
             block = self.online.history.group_block(
                 grouping, np.repeat(users, groups.size), groups,
                 np.repeat(times, groups.size), np.repeat(rate, groups.size))
-            values.update({k: v[candidate_groups] for k, v in block.items()})
-        return values
+            columns.append(GroupColumns(candidate_groups, {
+                position: block[name] for position, name in positions}))
+        return tuple(columns)
 
     def _day_base(self, day: np.datetime64) -> np.ndarray:
         """Post columns and the posts' history as of the start of `day`, zeros elsewhere."""

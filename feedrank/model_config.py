@@ -15,6 +15,9 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 from feedrank.errors import FeedrankError
 
 CONFIG_FILE = "config.pbtxt"
+# config.pbtxt `parameters` entry naming the backend that ranks feeds with this model; Triton
+# ignores parameters its backend does not read, so the same file serves both
+RANKER_PARAMETER = "ranker"
 
 
 def parse_config(text: str, *, source: str = CONFIG_FILE) -> ModelConfig:
@@ -36,6 +39,13 @@ def read_config(model_dir: Path) -> ModelConfig:
         raise FeedrankError(f"{path}: name '{config.name}' must equal its folder "
                             f"'{model_dir.name}'")
     return config
+
+
+def declared_ranker(config: ModelConfig) -> str | None:
+    """The `ranker` parameter's backend name, None when the config declares none."""
+    if RANKER_PARAMETER not in config.parameters:
+        return None
+    return config.parameters[RANKER_PARAMETER].string_value or None
 
 
 def format_config(config: ModelConfig) -> str:

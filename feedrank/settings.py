@@ -33,9 +33,9 @@ class ServerSettings(BaseModel):
     max_queue_delay_us: int = Field(500, ge=0)
     # worker threads that fill feature matrices and call the backends, off the event loop
     scoring_threads: int = Field(2, ge=1)
-    # rank through the fast-path graph feedrank derives at load from each onnxruntime model
-    # (docs/fastpath.md); config.pbtxt keeps naming "onnxruntime" so Triton serves the same
-    # repository, and /infer always runs the plain model.onnx
+    # rank feeds with the ranker each model's config.pbtxt declares (its `ranker` parameter,
+    # "fastpath" for published models: docs/fastpath.md); off: with the config's backend.
+    # Either way /infer runs the plain model.onnx, as Triton does
     fast_path: bool = True
     # KServe v2 repository extension (load/unload/index): off unless a token is set
     admin_token: str | None = None

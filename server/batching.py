@@ -1,12 +1,12 @@
 """Scoring off the event loop, with Triton-style dynamic batching of concurrent requests.
 
-Each request is a job: fill its feature matrix (`ModelInputs.matrix`) and score every candidate
-post. Jobs for the same loaded model version go through a lane: while every scoring thread is busy
-they queue, and a thread that frees takes up to `max_requests` of them as one backend call
-(matrices stacked, probabilities split back); with a thread free, the first job waits at most
-`max_delay_us` for company. So batches form under load, when they save work, and an idle server
-adds no more than the delay. With batching off, every job is dispatched alone at once: one
-backend call per request. Either way the event loop only queues.
+Each request is a job: gather its inputs (`ModelInputs.request`) and score every candidate post.
+Jobs for the same loaded model version go through a lane: while every scoring thread is busy they
+queue, and a thread that frees takes up to `max_requests` of them as one `Backend.rank` call;
+with a thread free, the first job waits at most `max_delay_us` for company. So batches form under
+load, when they save work, and an idle server adds no more than the delay. With batching off,
+every job is dispatched alone at once: one backend call per request. Either way the event loop
+only queues.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Job:
 class Scored:
     scores: np.ndarray  # float64, one per candidate in `inputs.post_ids` order
     queue_ms: float  # from submission until the batch started on a worker thread
-    compute_ms: float  # matrix fill and the backend call of the whole batch
+    compute_ms: float  # gathering the inputs and the backend call of the whole batch
     batch_size: int  # requests in that backend call
 
 
@@ -104,11 +104,8 @@ class _Lane:
 
 def _run(backend: Any, jobs: list[Job]) -> tuple[float, float, list[np.ndarray]]:
     started = time.perf_counter()
-    matrices = [job.inputs.matrix(job.user_id, job.at) for job in jobs]
-    features = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
-    probabilities = backend.like_probability(features)
-    splits = np.cumsum([len(m) for m in matrices])[:-1]
-    return started, time.perf_counter(), np.split(probabilities, splits)
+    scores = backend.rank([job.inputs.request(job.user_id, job.at) for job in jobs])
+    return started, time.perf_counter(), scores
 
 
 def _deliver(done: asyncio.Future, batch: list[tuple[Job, asyncio.Future, float]]) -> None:

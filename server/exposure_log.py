@@ -37,7 +37,7 @@ log = logging.getLogger("feedrank.log")
 COLUMNS = {
     "request_id": "VARCHAR", "server_time": "TIMESTAMPTZ", "requested_time": "TIMESTAMP",
     "user_id": "BIGINT", "exp_group": "VARCHAR", "model": "VARCHAR", "version": "BIGINT",
-    "post_ids": "BIGINT[]", "fallback": "BOOLEAN", "latency_ms": "DOUBLE",
+    "ranker": "VARCHAR", "post_ids": "BIGINT[]", "fallback": "BOOLEAN", "latency_ms": "DOUBLE",
 }
 
 

@@ -26,6 +26,7 @@ from feedrank.export.fastpath import (
     Trees,
     build,
 )
+from feedrank.features.ranking_request import RankingRequest
 
 
 class FastRanker:
@@ -86,6 +87,17 @@ class FastRanker:
             feeds[DENSE_INPUT] = dense
         (raw,) = self.session.run([SCORES_OUTPUT], feeds)
         return raw
+
+    def scores_for_request(self, request: RankingRequest) -> np.ndarray:
+        """The scores of a feed request from its parts, the full matrix never assembled."""
+        fp = self.fastpath
+        pair = dense = None
+        if len(fp.pair_columns):
+            rows = np.where(self._group_rows >= 0, self._group_rows, 0)
+            pair = np.stack([request.column(c, rows) for c in fp.pair_columns], axis=1)
+        if len(fp.dense_columns):
+            dense = np.stack([request.column(c) for c in fp.dense_columns], axis=1)
+        return self.scores(request.constant[fp.request_columns], pair, dense)
 
     def scores_for_matrix(self, features: np.ndarray) -> np.ndarray:
         """The same scores from a full model-input matrix [N, F] (as ModelInputs.matrix builds

@@ -99,6 +99,7 @@ class Answer:
     version: int
     post_ids: np.ndarray
     fallback: bool
+    ranker: str  # the backend that ranked, or the fallback's name
 
 
 class ModelUnavailable(RuntimeError):
@@ -128,7 +129,7 @@ class FeedService:
         if not self.online.has_user(query.user_id):
             ids = popular_fallback(self.online.popular_posts(query.at), self.catalog.post_ids,
                                    liked, query.limit)
-            return Answer(request_id, group.name, FALLBACK_MODEL, 0, ids, True)
+            return Answer(request_id, group.name, FALLBACK_MODEL, 0, ids, True, FALLBACK_MODEL)
         try:
             loaded = self.repository.get(group.model, group.version)
         except ModelNotFound as error:
@@ -138,14 +139,15 @@ class FeedService:
         self.metrics.observe_scoring(loaded.model, loaded.version, scored)
         ids = rank(inputs.post_ids, inputs.ranking_scores(scored.scores, query.at), liked,
                    query.limit)
-        return Answer(request_id, group.name, loaded.model, loaded.version, ids, False)
+        return Answer(request_id, group.name, loaded.model, loaded.version, ids, False,
+                      loaded.backend.name)
 
     def record(self, query: FeedQuery, answer: Answer, latency_ms: float) -> dict:
         return {"request_id": answer.request_id,
                 "server_time": datetime.now(UTC).isoformat(),
                 "requested_time": _iso(query.at),
                 "user_id": query.user_id, "exp_group": answer.exp_group,
-                "model": answer.model, "version": answer.version,
+                "model": answer.model, "version": answer.version, "ranker": answer.ranker,
                 "post_ids": answer.post_ids.tolist(), "fallback": answer.fallback,
                 "latency_ms": round(latency_ms, 3)}
 

@@ -239,7 +239,9 @@ class KServe:
             "name": loaded.model, "versions": [str(v) for v in self.repository.versions(
                 loaded.model)], "platform": backend.platform,
             "inputs": [s.as_dict() for s in backend.inputs],
-            "outputs": [s.as_dict() for s in backend.outputs]})
+            "outputs": [s.as_dict() for s in backend.outputs],
+            # the backend that ranks the feed with this version (config.pbtxt's `ranker`)
+            "parameters": {"ranker": backend.name}})
 
     async def model_ready(self, request: Request) -> Response:
         try:

@@ -66,7 +66,8 @@ class _TritonCounters:
 
 
 class _LoadedVersions:
-    """Read from the repository at scrape time: `feedrank_model_versions_loaded{model}`, and
+    """Read from the repository at scrape time: `feedrank_model_versions_loaded{model}`,
+    `feedrank_model_ranker{model, version, ranker}` (1 per loaded version), and
     `feedrank_ranking_path_requests{model, version, path}` for backends with several paths (the
     fast path's "fast" and "plain" while its ranker builds)."""
 
@@ -76,6 +77,9 @@ class _LoadedVersions:
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         loaded = GaugeMetricFamily("feedrank_model_versions_loaded",
                                    "Model versions loaded and serving", labels=["model"])
+        rankers = GaugeMetricFamily("feedrank_model_ranker",
+                                    "The backend ranking feeds with each loaded version",
+                                    labels=["model", "version", "ranker"])
         paths = CounterMetricFamily("feedrank_ranking_path_requests",
                                     "Feed requests scored, by the backend's internal path",
                                     labels=["model", "version", "path"])
@@ -83,9 +87,11 @@ class _LoadedVersions:
         for model in sorted({v.model for v in versions}):
             loaded.add_metric([model], sum(v.model == model for v in versions))
         for version in versions:
+            rankers.add_metric([version.model, str(version.version), version.backend.name], 1)
             for path, count in version.backend.ranking_paths().items():
                 paths.add_metric([version.model, str(version.version), path], count)
         yield loaded
+        yield rankers
         yield paths
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelVersionPolicy
 
 from feedrank.errors import FeedrankError
-from feedrank.model_config import CONFIG_FILE, read_config, version_numbers
+from feedrank.model_config import CONFIG_FILE, declared_ranker, read_config, version_numbers
 from feedrank.server.backends.base import (
     Backend,
     ModelLoadError,
@@ -41,7 +41,6 @@ log = logging.getLogger("feedrank.server.repository")
 
 READY, UNAVAILABLE, LOADING = "READY", "UNAVAILABLE", "LOADING"
 METADATA = "metadata.json"
-POST_FEATURES = "post_features.parquet"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -306,7 +305,7 @@ class ModelRepository:
         try:
             metadata = _read_metadata(path)
             backend = load_backend(path, config, threads=self.threads,
-                                   name=self._backend_name(path, config))
+                                   name=self._backend_name(config))
             validate(backend, config, metadata)
             backend.warm_up()
         except ModelLoadError:
@@ -315,13 +314,11 @@ class ModelRepository:
             raise ModelLoadError(f"{type(error).__name__}: {error}") from error
         return LoadedVersion(model, version, path, backend, metadata)
 
-    def _backend_name(self, path: Path, config: ModelConfig) -> str:
-        """The config's backend, or "fastpath" for a feed-ranking onnxruntime model when the fast
-        path is on: its post columns (post_features.parquet) are what the fast path needs."""
-        name = backend_name(config)
-        if self.fast_path and name == "onnxruntime" and (path / POST_FEATURES).is_file():
-            return "fastpath"
-        return name
+    def _backend_name(self, config: ModelConfig) -> str:
+        """The ranker config.pbtxt declares (its `ranker` parameter), else its backend; with the
+        fast path switched off (`server.fast_path`), always the config's backend."""
+        declared = declared_ranker(config)
+        return declared if declared and self.fast_path else backend_name(config)
 
     # -- poll mode --
 

@@ -1,6 +1,6 @@
 """The fast-path backend plugin against the plain onnxruntime backend: the same probabilities and
-top-5 through either of its paths, for single and batched requests; the repository choosing it
-for onnxruntime models by default; and the same feed answers from a real `feedrank serve` with
+top-5 through either of its paths, for single and batched requests; the repository ranking with
+the ranker config.pbtxt declares; and the same feed answers from a real `feedrank serve` with
 and without the fast path."""
 
 from __future__ import annotations
@@ -8,16 +8,24 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import duckdb
 import httpx
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedrank.features.online import ModelInputs, OnlineFeatures
-from feedrank.model_config import CONFIG_FILE, read_config
+from feedrank.model_config import (
+    CONFIG_FILE,
+    RANKER_PARAMETER,
+    declared_ranker,
+    format_config,
+    read_config,
+)
 from feedrank.server.backends.base import Backend, ModelLoadError, load_backend
 from feedrank.server.backends.fastpath import FastPathBackend
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
+from feedrank.server.exposure_log import query
 from feedrank.server.ranking import rank
 from feedrank.server.repository import ModelRepository
 
@@ -71,20 +79,22 @@ def test_probabilities_and_top5_equal_the_plain_backend_on_both_paths(
     assert isinstance(fast, FastPathBackend) and type(plain) is OnnxRuntimeBackend
     inputs = ModelInputs.from_version_dir(online, fast_repository / model / "1")
     for user, at in requests(online, hours=2, per_hour=10):
-        matrix = inputs.matrix(user, at)
-        got, expected = fast.like_probability(matrix), plain.like_probability(matrix)
+        request = inputs.request(user, at)
+        matrix = request.matrix()
+        (got,), expected = fast.rank([request]), plain.like_probability(matrix)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(rank(inputs.post_ids, got, NO_LIKES, 5),
                                       rank(inputs.post_ids, expected, NO_LIKES, 5))
         fast.wait_for_build()  # an hour's first request starts its ranker; the rest use it
     # each hour: the first request plain, the other nine through that hour's ranker
     assert (fast.plain_blocks, fast.fast_blocks) == (2, 18)
-    # KServe's infer is the plain model's, untouched
+    # KServe's infer and a plain matrix are the plain model's, untouched
     np.testing.assert_array_equal(fast.infer({"features": matrix})["probabilities"],
                                   plain.infer({"features": matrix})["probabilities"])
+    np.testing.assert_array_equal(fast.like_probability(matrix), plain.like_probability(matrix))
 
 
-def test_a_stacked_batch_of_three_requests_mixes_both_paths(tiny_world, fast_repository, online):
+def test_a_batch_of_three_requests_mixes_both_paths(tiny_world, fast_repository, online):
     fast = load(fast_repository, "test")
     plain = load(built_repository(tiny_world), "test")
     inputs = ModelInputs.from_version_dir(online, fast_repository / "test" / "1")
@@ -92,11 +102,12 @@ def test_a_stacked_batch_of_three_requests_mixes_both_paths(tiny_world, fast_rep
     earlier, now = pairs[:3], pairs[3:]
     # 1) nothing ready: all plain; 2) this hour's ranker ready, the earlier's not: both paths
     for batch in (now, [now[0], earlier[0], now[1]]):
-        matrices = [inputs.matrix(user, at) for user, at in batch]
-        got = fast.like_probability(np.concatenate(matrices))
-        assert got.shape == (3 * len(inputs.post_ids),)
-        for part, matrix in zip(np.split(got, 3), matrices, strict=True):
-            np.testing.assert_allclose(part, plain.like_probability(matrix), rtol=0, atol=1e-5)
+        ranking = [inputs.request(user, at) for user, at in batch]
+        got = fast.rank(ranking)
+        assert [part.shape for part in got] == [(len(inputs.post_ids),)] * 3
+        for part, request in zip(got, ranking, strict=True):
+            np.testing.assert_allclose(part, plain.like_probability(request.matrix()),
+                                       rtol=0, atol=1e-5)
         fast.wait_for_build()
     assert (fast.plain_blocks, fast.fast_blocks) == (3 + 1, 2)
 
@@ -109,20 +120,23 @@ def test_a_version_without_its_post_features_is_refused_by_name(fast_repository,
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
-def test_the_repository_serves_onnxruntime_models_through_the_fast_path_by_setting(
-        tiny_world, fast_path):
-    repository = ModelRepository(built_repository(tiny_world), fast_path=fast_path)
-    repository.load_all()
-    backends = {v.model: v.backend for v in repository.loaded()}
+def test_the_repository_ranks_with_the_declared_ranker(tiny_world, fast_path):
+    repository = built_repository(tiny_world)
+    for model in MODELS:
+        assert declared_ranker(read_config(repository / model)) == "fastpath"
+    loaded = ModelRepository(repository, fast_path=fast_path)
+    loaded.load_all()
+    backends = {v.model: v.backend for v in loaded.loaded()}
     assert set(backends) == set(MODELS)
     expected = FastPathBackend if fast_path else OnnxRuntimeBackend
     assert all(type(b) is expected for b in backends.values())
 
 
-def test_without_post_features_the_fast_path_setting_falls_back_to_the_plain_model(
-        tiny_world, tmp_path):
+def test_a_config_declaring_no_ranker_ranks_with_its_backend(tiny_world, tmp_path):
     repository = copy_repository(built_repository(tiny_world), tmp_path)
-    (repository / "test" / "1" / "post_features.parquet").unlink()
+    config = read_config(repository / "test")
+    del config.parameters[RANKER_PARAMETER]
+    (repository / "test" / CONFIG_FILE).write_text(format_config(config))
     loaded = ModelRepository(repository, fast_path=True)
     loaded.load_all()
     assert type(loaded.get("test").backend) is OnnxRuntimeBackend
@@ -130,8 +144,9 @@ def test_without_post_features_the_fast_path_setting_falls_back_to_the_plain_mod
 
 
 def test_feed_answers_equal_a_plain_server(tiny_world, online, tmp_path):
-    """`feedrank serve` ranks through the fast path by default (config.pbtxt still names
-    onnxruntime), and answers exactly as the same server with `--no-fast-path`. Requests cycle
+    """`feedrank serve` ranks with the declared fast path by default (config.pbtxt's backend is
+    onnxruntime, for Triton), and answers exactly as the same server with `--no-fast-path`; the
+    ranker is named in the model metadata, /metrics and the exposure log. Requests cycle
     through four hours: the rankers of all four stay cached, so the passes end fully fast."""
     repository = built_repository(tiny_world)
     assert 'backend: "onnxruntime"' in (repository / "test" / CONFIG_FILE).read_text()
@@ -140,6 +155,7 @@ def test_feed_answers_equal_a_plain_server(tiny_world, online, tmp_path):
         with httpx.Client(base_url=plain.url, timeout=30.0) as client:
             expected = [_answer(client, user, at) for user, at in pairs]
             assert _ranking_paths(client.get("/metrics").text) == {}  # one path: no counter
+            _assert_ranker_shown(client, plain, "onnxruntime")
     assert {a[0] for a in expected} == set(MODELS)
     with ServerProcess(tiny_world, repository, tmp_path / "fast") as fast, \
             httpx.Client(base_url=fast.url, timeout=30.0) as client:
@@ -154,8 +170,22 @@ def test_feed_answers_equal_a_plain_server(tiny_world, online, tmp_path):
                 break
             assert time.monotonic() < deadline, f"rankers not built: {after}"
             before = after
+        _assert_ranker_shown(client, fast, "fastpath")
     assert sum(after.values()) == passes * len(pairs)
     assert all(after[(m, "fast")] > 0 for m in MODELS)
+
+
+def _assert_ranker_shown(client: httpx.Client, server: ServerProcess, ranker: str) -> None:
+    for model in MODELS:
+        metadata = client.get(f"/v2/models/{model}").json()
+        assert metadata["parameters"] == {"ranker": ranker}
+    shown = {(s.labels["model"], s.labels["ranker"])
+             for family in text_string_to_metric_families(client.get("/metrics").text)
+             if family.name == "feedrank_model_ranker" for s in family.samples}
+    assert shown == {(m, ranker) for m in MODELS}
+    logged = set(duckdb.sql(f"SELECT DISTINCT model, ranker FROM ({query(server.log_dir)})")
+                 .fetchall())
+    assert logged == {(m, ranker) for m in MODELS}
 
 
 def _ranking_paths(metrics: str) -> dict[tuple[str, str], float]:

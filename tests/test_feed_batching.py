@@ -11,18 +11,25 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from feedrank.features.ranking_request import RankingRequest, Snapshot
+from feedrank.server.backends.base import Backend
 from feedrank.server.batching import Batcher, Job
+
+POSTS = Snapshot(("posts",), np.array([[0, post] for post in range(3)], dtype=np.float32))
 
 
 class RowsOfUser:
     """Request inputs whose matrix encodes the user: 3 candidate rows [user, post]."""
 
-    def matrix(self, user_id: int, at: np.datetime64) -> np.ndarray:
-        return np.array([[user_id, post] for post in range(3)], dtype=np.float32)
+    def request(self, user_id: int, at: np.datetime64) -> RankingRequest:
+        return RankingRequest(POSTS, np.array([user_id, 0], dtype=np.float32))
 
 
 class SlowSum:
-    """A backend whose score is user * 10 + post, slow enough for requests to pile up."""
+    """A backend whose score is user * 10 + post, slow enough for requests to pile up; it ranks
+    the way every plain backend does (`Backend.rank`: the matrices stacked, one call)."""
+
+    rank = Backend.rank
 
     def __init__(self, seconds: float) -> None:
         self.seconds, self.calls, self.lock = seconds, [], threading.Lock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig
 
 from feedrank.errors import FeedrankError
+from feedrank.features.ranking_request import RankingRequest
 
 ENTRY_POINT_GROUP = "feedrank.backends"
 # Triton platform names that mean one of our backends
@@ -72,7 +74,7 @@ def datatype_name(data_type: int) -> str:
 
 
 class Backend(ABC):
-    """One loaded model version. `infer` and `like_probability` must be thread-safe."""
+    """One loaded model version. `infer`, `like_probability` and `rank` must be thread-safe."""
 
     name: ClassVar[str]
     platform: ClassVar[str]  # what model metadata reports, as Triton does
@@ -91,6 +93,14 @@ class Backend(ABC):
     @abstractmethod
     def like_probability(self, features: np.ndarray) -> np.ndarray:
         """float32[N, F] -> float64[N]: P(class 1)."""
+
+    def rank(self, requests: Sequence[RankingRequest]) -> list[np.ndarray]:
+        """P(like) of every candidate of each feed request, in the shape of Triton's
+        `execute(requests) -> responses`. The plain way: one call on the stacked matrices."""
+        matrices = [request.matrix() for request in requests]
+        probabilities = self.like_probability(
+            matrices[0] if len(matrices) == 1 else np.concatenate(matrices))
+        return np.split(probabilities, np.cumsum([len(m) for m in matrices])[:-1])
 
     def ranking_paths(self) -> dict[str, int]:
         """Feed requests scored per internal path, for /metrics; empty for a one-path backend."""
