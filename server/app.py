@@ -37,6 +37,7 @@ from feedrank.server.feed import (
 from feedrank.server.http_guard import Overload, RawPathGuard
 from feedrank.server.kserve import kserve_routes
 from feedrank.server.live_likes import LiveLikes, LiveLikesFull
+from feedrank.server.memory import release_free_memory
 from feedrank.server.metrics import Metrics
 from feedrank.server.openapi import openapi_json
 from feedrank.server.repository import ModelRepository
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> Starlette:
         # sight, a collection triggered by a request's garbage stays short (no 30 ms pauses)
         gc.collect()
         gc.freeze()
+        release_free_memory()
         if settings.server.repository_poll:
             service.repository.start_polling(interval)
         try:

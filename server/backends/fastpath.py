@@ -27,6 +27,7 @@ from feedrank.features.ranking_request import RankingRequest, Snapshot
 from feedrank.server.backends.base import ModelLoadError
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.fastpath import FastRanker, feedrank_columns
+from feedrank.server.memory import release_free_memory
 
 log = logging.getLogger("feedrank.fastpath")
 # rankers kept per version, the least recently used dropped first: a live feed asks about one
@@ -110,6 +111,7 @@ class FastPathBackend(OnnxRuntimeBackend):
                      ranker.build_seconds, ranker.table_bytes / 2**20)
         except Exception:
             log.exception("%s: fast path build failed; serving the plain model", self.version_dir)
+        release_free_memory()  # the build's temporaries are several times the tables
         with self._lock:
             if ranker is None:
                 self._broken = True
