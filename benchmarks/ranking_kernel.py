@@ -22,7 +22,6 @@ Writes benchmarks/results/ranking_kernel{-models}{-quick}.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -80,7 +79,7 @@ def repository_cases(args) -> list[Case]:
     from catboost import CatBoost
 
     from feedrank.features.online import ModelInputs, OnlineFeatures
-    from feedrank.server.fastpath import FastRanker, feedrank_columns
+    from feedrank.server.fastpath import FastRanker
 
     online = OnlineFeatures.load(args.world)
     hour = (online.cutoff - np.timedelta64(6, "h")).astype("datetime64[h]").astype(
@@ -90,9 +89,7 @@ def repository_cases(args) -> list[Case]:
     for model in args.models:
         version_dir = args.repository / model / str(args.version)
         inputs = ModelInputs.from_version_dir(online, version_dir)
-        features = json.loads((version_dir / "metadata.json").read_text())["features"]
-        posts = inputs.matrix(int(online.user_ids[0]), hour)
-        columns = feedrank_columns(features, posts)
+        snapshot = inputs.request(int(online.user_ids[0]), hour).snapshot
 
         def draw(inputs=inputs):
             at = min(hour + np.timedelta64(int(rng.integers(0, 3_600)), "s"), online.cutoff)
@@ -101,8 +98,8 @@ def repository_cases(args) -> list[Case]:
 
         cases.append(Case(model, CatBoost().load_model(str(version_dir / "model.cbm")),
                           version_dir / "model.onnx",
-                          lambda threads, d=version_dir, p=posts, c=columns: FastRanker(
-                              d, p, *c, threads=threads, merge_cost=args.merge_cost,
+                          lambda threads, d=version_dir, s=snapshot: FastRanker.for_snapshot(
+                              d, s, threads=threads, merge_cost=args.merge_cost,
                               max_table_bytes=args.max_table_mb << 20), draw))
     return cases
 

@@ -29,7 +29,7 @@ from feedrank.features.history import (
     group_columns,
 )
 from feedrank.features.layout import FeaturesLayout
-from feedrank.features.ranking_request import GroupColumns, RankingRequest, Snapshot
+from feedrank.features.ranking_request import GroupColumns, Layout, RankingRequest, Snapshot
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.recency import as_of, recency_block
 from feedrank.features.specs import (
@@ -157,6 +157,7 @@ class ModelInputs:
         self.affinity = Affinity.of_posts(online.history, posts) if self._affinity else None
         self._candidates = (self.affinity.candidates(self.post_ids)
                             if self.affinity is not None else None)
+        self.layout = self._layout()
         self.matrix(int(online.user_ids[0]), online.cutoff)   # builds the history indexes now
 
     def _plan_history(self, posts: pl.DataFrame) -> None:
@@ -175,6 +176,21 @@ class ModelInputs:
         self._daily = [(p, n) for p, n in history if n in daily]
         self._constant = by_source(self.specs, "time") + [
             (p, n) for p, n in history if n not in per_post and n not in daily]
+
+    def _layout(self) -> Layout:
+        kinds = ["post"] * len(self.specs)   # post, recent, and the posts' daily history
+        for position, _ in [*by_source(self.specs, "user"), *self._constant]:
+            kinds[position] = "request"
+        for _, _, positions in self._groupings:
+            for position, _ in positions:
+                kinds[position] = "pair"
+        for position, _ in self._affinity:
+            kinds[position] = "dense"
+        if not self._groupings:
+            return Layout(tuple(kinds), np.zeros(self.post_ids.size, np.int64), 1)
+        codes = np.stack([groups for _, groups, _ in self._groupings], axis=1)
+        uniques, post_group = np.unique(codes, axis=0, return_inverse=True)
+        return Layout(tuple(kinds), post_group.reshape(-1).astype(np.int64), len(uniques))
 
     @classmethod
     def from_version_dir(cls, online: OnlineFeatures, version_dir: Path) -> ModelInputs:
@@ -229,7 +245,7 @@ class ModelInputs:
         """The day's base with the posts' recent activity as of `at`'s hour (cached)."""
         if not self._recent:
             day = np.datetime64(at, "D")
-            return Snapshot((self._token, day), self._day_base(day))
+            return Snapshot((self._token, day), self._day_base(day), self.layout)
         hour = as_of(np.array([at]))[0]
         snapshot = self._snapshots_by_hour.get(hour)
         if snapshot is not None:
@@ -240,7 +256,7 @@ class ModelInputs:
                                   np.full(self.post_ids.size, hour))
             for position, name in self._recent:
                 base[:, position] = block[name]
-            snapshot = Snapshot((self._token, hour), base)
+            snapshot = Snapshot((self._token, hour), base, self.layout)
             _remember(self._snapshots_by_hour, hour, snapshot, HOUR_CACHE)
         return snapshot
 

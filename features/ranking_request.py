@@ -16,6 +16,18 @@ import numpy as np
 
 
 @dataclass(frozen=True, eq=False)
+class Layout:
+    """How each input column of a model varies, in feature order: "request" (one value per
+    request), "pair" (per group of posts), "post" (per post, fixed within a snapshot), "dense"
+    (per request and post); and each candidate's post group, the combination of the groupings
+    its pair columns use."""
+
+    kinds: tuple[str, ...]
+    post_group: np.ndarray  # int64[n_posts]
+    n_groups: int
+
+
+@dataclass(frozen=True, eq=False)
 class Snapshot:
     """The candidates' post columns as of one hour or day, zeros in every other column.
 
@@ -23,6 +35,7 @@ class Snapshot:
 
     key: tuple
     base: np.ndarray  # float32[n_posts, n_features]
+    layout: Layout
 
 
 @dataclass(frozen=True, eq=False)

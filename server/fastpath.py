@@ -26,7 +26,7 @@ from feedrank.export.fastpath import (
     Trees,
     build,
 )
-from feedrank.features.ranking_request import RankingRequest
+from feedrank.features.ranking_request import RankingRequest, Snapshot
 
 
 class FastRanker:
@@ -65,6 +65,13 @@ class FastRanker:
         metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
         partition = Partition.from_sources([f["source"] for f in metadata["features"]])
         return cls(Path(version_dir), post_matrix, partition, post_group, n_groups, **options)
+
+    @classmethod
+    def for_snapshot(cls, model: Path | Trees, snapshot: Snapshot, **options) -> FastRanker:
+        """The ranker of a feed snapshot: its post columns, column kinds and post groups."""
+        layout = snapshot.layout
+        return cls(model, snapshot.base, Partition(layout.kinds), layout.post_group,
+                   layout.n_groups, **options)
 
     def scores(self, request_row: np.ndarray, pair_values: np.ndarray | None = None,
                dense_values: np.ndarray | None = None) -> np.ndarray:
@@ -110,40 +117,6 @@ class FastRanker:
     def like_probability(self, request_row: np.ndarray, pair_values: np.ndarray | None = None
                          ) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.scores(request_row, pair_values)))
-
-
-def feedrank_columns(features: list[dict], post_matrix: np.ndarray
-                     ) -> tuple[Partition, np.ndarray, int]:
-    """Column kinds and post groups for feedrank's own feature set (metadata.json `features`).
-
-    User and time columns, and the user's overall history, are request columns; a user × topic
-    or user × cluster history column is a pair column; posts' own history (known at the start of
-    the request's day) is a post column, so a ranker is built per day. The post group is the
-    combination of the groupings (topic, cluster) the model's pair columns use, read from the
-    post matrix's grouping columns.
-    """
-    from feedrank.features.history import (
-        GROUPINGS,
-        POST_COLUMNS,
-        TEXT_CLUSTER_COLUMNS,
-        group_columns,
-    )
-
-    names = [f["name"] for f in features]
-    used = [g for g in GROUPINGS if set(group_columns(g)) & set(names)]
-    pair = {n for g in used for n in group_columns(g)}
-    daily = {*POST_COLUMNS, *TEXT_CLUSTER_COLUMNS}
-    kinds = tuple("pair" if n in pair else "post" if s in ("post", "recent") or n in daily
-                  else "dense" if s == "affinity"
-                  else "request" for n, s in ((f["name"], f["source"]) for f in features))
-    missing = [GROUPINGS[g] for g in used if GROUPINGS[g] not in names]
-    if missing:
-        raise FeedrankError(f"the model's pair columns need the grouping columns {missing}")
-    keys = np.stack([post_matrix[:, names.index(GROUPINGS[g])] for g in used], axis=1)
-    if not used:
-        return Partition(kinds), np.zeros(len(post_matrix), np.int64), 1
-    uniques, codes = np.unique(keys, axis=0, return_inverse=True)
-    return Partition(kinds), codes.reshape(-1).astype(np.int64), len(uniques)
 
 
 def _cbm(path: Path) -> Path:

@@ -17,7 +17,7 @@ from feedrank.export.fastpath import Partition, Trees, build
 from feedrank.export.fastpath_synthetic import synthetic_problem
 from feedrank.export.onnx_export import OnnxScorer, export_onnx
 from feedrank.features.online import ModelInputs, OnlineFeatures
-from feedrank.server.fastpath import FastRanker, feedrank_columns
+from feedrank.server.fastpath import FastRanker
 
 from feed_serving import built_repository
 
@@ -208,21 +208,23 @@ def test_feedrank_models_on_a_built_repository(tiny_world, model):
     version_dir = built_repository(tiny_world) / model / "1"
     online = OnlineFeatures.load(tiny_world)
     inputs = ModelInputs.from_version_dir(online, version_dir)
-    features = json.loads((version_dir / "metadata.json").read_text())["features"]
     hour_start = (online.cutoff - np.timedelta64(1, "h")).astype("datetime64[h]").astype(
         "datetime64[us]")
-    posts = inputs.matrix(int(online.user_ids[0]), hour_start)
-    partition, post_group, n_groups = feedrank_columns(features, posts)
-    assert len(partition.columns("pair")) and n_groups > 1
-    assert bool(len(partition.columns("dense"))) == (model == "test")
-    ranker = FastRanker(version_dir, posts, partition, post_group, n_groups)
+    snapshot = inputs.request(int(online.user_ids[0]), hour_start).snapshot
+    kinds = set(snapshot.layout.kinds)
+    assert "pair" in kinds and snapshot.layout.n_groups > 1
+    assert ("dense" in kinds) == (model == "test")
+    ranker = FastRanker.for_snapshot(version_dir, snapshot)
     catboost_model = CatBoost().load_model(str(version_dir / "model.cbm"))
     plain = OnnxScorer(version_dir / "model.onnx")
     rng = np.random.default_rng(5)
     for user in rng.choice(online.user_ids, 12):
         at = hour_start + np.timedelta64(int(rng.integers(0, 3_600)), "s")
-        matrix = inputs.matrix(int(user), min(at, online.cutoff))
-        got = ranker.scores_for_matrix(matrix)
+        request = inputs.request(int(user), min(at, online.cutoff))
+        assert request.snapshot is snapshot  # one snapshot per hour, shared
+        matrix = request.matrix()
+        got = ranker.scores_for_request(request)
+        np.testing.assert_array_equal(got, ranker.scores_for_matrix(matrix))
         expected = catboost_model.predict(matrix, prediction_type="RawFormulaVal")
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
         np.testing.assert_allclose(1 / (1 + np.exp(-got)), plain.like_probability(matrix),

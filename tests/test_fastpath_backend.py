@@ -112,10 +112,10 @@ def test_a_batch_of_three_requests_mixes_both_paths(tiny_world, fast_repository,
     assert (fast.plain_blocks, fast.fast_blocks) == (3 + 1, 2)
 
 
-def test_a_version_without_its_post_features_is_refused_by_name(fast_repository, tmp_path):
+def test_a_version_without_its_catboost_model_is_refused_by_name(fast_repository, tmp_path):
     repository = copy_repository(fast_repository, tmp_path)
-    (repository / "test" / "1" / "post_features.parquet").unlink()
-    with pytest.raises(ModelLoadError, match="post_features.parquet"):
+    (repository / "test" / "1" / "model.cbm").unlink()
+    with pytest.raises(ModelLoadError, match="model.cbm"):
         load(repository, "test")
 
 

@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from feedrank.features.ranking_request import RankingRequest, Snapshot
+from feedrank.features.ranking_request import Layout, RankingRequest, Snapshot
 from feedrank.server.backends.base import Backend
 from feedrank.server.batching import Batcher, Job
 
-POSTS = Snapshot(("posts",), np.array([[0, post] for post in range(3)], dtype=np.float32))
+POSTS = Snapshot(("posts",), np.array([[0, post] for post in range(3)], dtype=np.float32),
+                 Layout(("request", "post"), np.zeros(3, np.int64), 1))
 
 
 class RowsOfUser:

@@ -12,7 +12,6 @@ see exactly the exported `model.onnx`.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -20,13 +19,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import pyarrow.parquet as pq
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from feedrank.features.ranking_request import RankingRequest, Snapshot
 from feedrank.server.backends.base import ModelLoadError
 from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
-from feedrank.server.fastpath import FastRanker, feedrank_columns
+from feedrank.server.fastpath import FastRanker
 from feedrank.server.memory import release_free_memory
 
 log = logging.getLogger("feedrank.fastpath")
@@ -43,13 +41,9 @@ class FastPathBackend(OnnxRuntimeBackend):
     def __init__(self, version_dir: Path, config: ModelConfig, *, threads: int = 1) -> None:
         super().__init__(version_dir, config, threads=threads)
         self.version_dir, self.threads = Path(version_dir), threads
-        try:
-            self.features: list[dict] = json.loads(
-                (self.version_dir / "metadata.json").read_text())["features"]
-            pq.read_metadata(self.version_dir / "post_features.parquet")
-        except (OSError, ValueError, KeyError) as error:  # pyarrow's errors are OSError/ValueError
-            raise ModelLoadError(f"{self.version_dir}: the fast path needs metadata.json's "
-                                 f"features and post_features.parquet: {error!r}") from error
+        if not (self.version_dir / "model.cbm").is_file():
+            raise ModelLoadError(f"{self.version_dir}: the fast path compiles its rankers from "
+                                 "model.cbm, which is missing")
         # snapshot key -> ranker, the most recently used last
         self._rankers: dict[tuple, FastRanker] = {}
         self._lock = threading.Lock()
@@ -104,9 +98,7 @@ class FastPathBackend(OnnxRuntimeBackend):
     def _build(self, snapshot: Snapshot) -> None:
         ranker = None
         try:
-            partition, groups, n_groups = feedrank_columns(self.features, snapshot.base)
-            ranker = FastRanker(self.version_dir, snapshot.base, partition, groups, n_groups,
-                                threads=self.threads)
+            ranker = FastRanker.for_snapshot(self.version_dir, snapshot, threads=self.threads)
             log.info("%s: fast path built in %.1f s (%.0f MB of tables)", self.version_dir,
                      ranker.build_seconds, ranker.table_bytes / 2**20)
         except Exception:
