@@ -16,19 +16,35 @@ from feedrank.errors import FeedrankError
 from feedrank.output import results_console
 
 
-def run_report(log_dir: Path, like_files: list[Path], *, window_s: int,
-               shares: dict[str, float] | None, out: Path, control: str = "control",
-               seed: int = 0, console: Console | None = None,
-               covariate_world: Path | None = None) -> Report:
+def run_report(
+    log_dir: Path,
+    like_files: list[Path],
+    *,
+    window_s: int,
+    shares: dict[str, float] | None,
+    out: Path,
+    control: str = "control",
+    seed: int = 0,
+    console: Console | None = None,
+    covariate_world: Path | None = None,
+) -> Report:
     """With `covariate_world`, the comparisons also carry CUPED with the users' like rates from
     that world's feed_data before the experiment."""
     con = connect_log(log_dir, like_files)
     per_user, daily = attribute(con, window_s)
-    pre = (pre_period(con, attribution.like_files(covariate_world, None))
-           if covariate_world else None)
+    pre = (
+        pre_period(con, attribution.like_files(covariate_world, None)) if covariate_world else None
+    )
     try:
-        report = analyse(per_user, daily, window_s=window_s, shares=shares, control=control,
-                         seed=seed, pre_period=pre)
+        report = analyse(
+            per_user,
+            daily,
+            window_s=window_s,
+            shares=shares,
+            control=control,
+            seed=seed,
+            pre_period=pre,
+        )
     except ValueError as error:
         raise FeedrankError(f"{log_dir}: {error}") from None
     out.mkdir(parents=True, exist_ok=True)

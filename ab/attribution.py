@@ -68,8 +68,9 @@ def parse_window(text: str) -> int:
     """`1h`, `30m`, `90s`, `2d` (or plain seconds) -> seconds."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
     if not match or int(match[1]) == 0:
-        raise FeedrankError(f"--window: expected a positive duration like 1h, 30m, 90s, got "
-                            f"{text!r}")
+        raise FeedrankError(
+            f"--window: expected a positive duration like 1h, 30m, 90s, got {text!r}"
+        )
     return int(match[1]) * _UNITS[match[2] or "s"]
 
 
@@ -81,8 +82,10 @@ def connect_log(log_dir: Path, like_files: list[Path]) -> duckdb.DuckDBPyConnect
         raise FeedrankError("no feed event files to take likes from")
     con = duckdb.connect()
     con.execute(f"CREATE VIEW exposures AS {exposure_query(log_dir)}")
-    con.execute("CREATE VIEW likes AS SELECT user_id, post_id, timestamp "
-                f"FROM ({events_query(like_files)}) WHERE action = 'like'")
+    con.execute(
+        "CREATE VIEW likes AS SELECT user_id, post_id, timestamp "
+        f"FROM ({events_query(like_files)}) WHERE action = 'like'"
+    )
     return con
 
 
@@ -103,8 +106,10 @@ def connect_frames(exposures: pd.DataFrame, likes: pd.DataFrame) -> duckdb.DuckD
     con.register("exposure_frame", pa.Table.from_pandas(exposures, preserve_index=False))
     con.register("event_frame", likes)
     con.execute("CREATE VIEW exposures AS SELECT * FROM exposure_frame")
-    con.execute("CREATE VIEW likes AS SELECT user_id, post_id, timestamp FROM event_frame "
-                "WHERE action = 'like'")
+    con.execute(
+        "CREATE VIEW likes AS SELECT user_id, post_id, timestamp FROM event_frame "
+        "WHERE action = 'like'"
+    )
     return con
 
 
@@ -117,13 +122,15 @@ def like_files(world: Path | None, events: Path | None) -> list[Path]:
         raise FeedrankError("give --world (likes from its feed_data) or --events")
     files = sorted(folder.glob("*.parquet")) or server_events.log_files(folder)
     if not files:
-        raise FeedrankError(f"{folder}: no feed events (Parquet files, or a server's "
-                            "events-*.jsonl)")
+        raise FeedrankError(
+            f"{folder}: no feed events (Parquet files, or a server's events-*.jsonl)"
+        )
     return files
 
 
-def attribute(con: duckdb.DuckDBPyConnection, window_s: int,
-              k: int = TOP_K) -> tuple[pd.DataFrame, pd.DataFrame]:
+def attribute(
+    con: duckdb.DuckDBPyConnection, window_s: int, k: int = TOP_K
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-user table, daily per-group table) from views `exposures` and `likes`."""
     con.execute(_SHOWN.replace("$k", str(int(k))).replace("$window", str(int(window_s))))
     params = {"k": k}

@@ -38,6 +38,7 @@ ORDER BY user_id
 @dataclass(frozen=True)
 class PrePeriod:
     """Per experiment user (index user_id): `views` and `like_rate` before `start`."""
+
     users: pd.DataFrame
     start: pd.Timestamp
     lookback_days: int
@@ -49,15 +50,22 @@ class PrePeriod:
     def as_dict(self) -> dict:
         with_views = self.users["views"] > 0
         fill = self.users.loc[with_views, "like_rate"].mean() if with_views.any() else None
-        return {"covariate": NAME, "start": str(self.start), "lookback_days": self.lookback_days,
-                "users": len(self.users), "users_with_views": self.users_with_views,
-                "fill_value_without_views": fill}
+        return {
+            "covariate": NAME,
+            "start": str(self.start),
+            "lookback_days": self.lookback_days,
+            "users": len(self.users),
+            "users_with_views": self.users_with_views,
+            "fill_value_without_views": fill,
+        }
 
 
-def pre_period(con: duckdb.DuckDBPyConnection, feed_files: list[Path],
-               lookback_days: int = LOOKBACK_DAYS) -> PrePeriod:
+def pre_period(
+    con: duckdb.DuckDBPyConnection, feed_files: list[Path], lookback_days: int = LOOKBACK_DAYS
+) -> PrePeriod:
     """The covariate of every user in the view `exposures` (see `attribution.connect_log`)."""
     start = con.execute("SELECT min(requested_time) FROM exposures").fetchall()[0][0]
-    users = con.execute(_PER_USER, {"files": [str(p) for p in feed_files], "start": start,
-                                    "days": lookback_days}).df()
+    users = con.execute(
+        _PER_USER, {"files": [str(p) for p in feed_files], "start": start, "days": lookback_days}
+    ).df()
     return PrePeriod(users.set_index("user_id"), pd.Timestamp(start), lookback_days)

@@ -13,8 +13,7 @@ import matplotlib.pyplot as plt
 
 from feedrank.ab.report import METRICS, Report
 
-FILES = {"metrics": "metrics_by_group.png", "daily": "daily_trend.png",
-         "split": "split_check.png"}
+FILES = {"metrics": "metrics_by_group.png", "daily": "daily_trend.png", "split": "split_check.png"}
 
 
 def write_plots(report: Report, out: Path) -> dict[str, Path]:
@@ -30,8 +29,9 @@ def write_plots(report: Report, out: Path) -> dict[str, Path]:
 
 def _metrics(report: Report) -> plt.Figure:
     rows = 1 if report.pre_period is None else 2
-    figure, axes = plt.subplots(rows, len(METRICS), figsize=(4 * len(METRICS), 3.4 * rows),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        rows, len(METRICS), figsize=(4 * len(METRICS), 3.4 * rows), squeeze=False
+    )
     names = [g.name for g in report.groups]
     for ax, (metric, label) in zip(axes[0], METRICS.items()):
         means = [g.metrics[metric].mean for g in report.groups]
@@ -43,20 +43,30 @@ def _metrics(report: Report) -> plt.Figure:
         ax.grid(axis="y", alpha=0.3)
     for ax, metric in zip(axes[1:].ravel(), METRICS):
         _differences(ax, report, metric)
-    figure.suptitle("mean per user, 95% interval" + (
-        "; below: difference vs control, Welch and CUPED 95% intervals" if rows == 2 else ""))
+    figure.suptitle(
+        "mean per user, 95% interval"
+        + ("; below: difference vs control, Welch and CUPED 95% intervals" if rows == 2 else "")
+    )
     figure.tight_layout()
     return figure
 
 
 def _differences(ax: plt.Axes, report: Report, metric: str) -> None:
     compared = [c for c in report.comparisons if c.metric == metric]
-    for shift, label, pick in ((-0.12, "Welch", lambda c: c.welch),
-                               (0.12, "CUPED", lambda c: c.cuped.welch)):
+    for shift, label, pick in (
+        (-0.12, "Welch", lambda c: c.welch),
+        (0.12, "CUPED", lambda c: c.cuped.welch),
+    ):
         tests = [pick(c) for c in compared]
-        ax.errorbar([i + shift for i in range(len(tests))], [t.difference for t in tests],
-                    yerr=[(t.high - t.low) / 2 for t in tests], fmt="o", capsize=6, ms=6,
-                    label=label)
+        ax.errorbar(
+            [i + shift for i in range(len(tests))],
+            [t.difference for t in tests],
+            yerr=[(t.high - t.low) / 2 for t in tests],
+            fmt="o",
+            capsize=6,
+            ms=6,
+            label=label,
+        )
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(range(len(compared)), [f"{c.group} − {report.control}" for c in compared])
     ax.set_xlim(-0.6, len(compared) - 0.4)
@@ -94,7 +104,9 @@ def _split(report: Report) -> plt.Figure:
     ax.bar([i + 0.2 for i in x], [srm.expected[n] for n in names], 0.4, label="expected")
     ax.set_xticks(list(x), names)
     verdict = "MISMATCH" if srm.alarm else "ok"
-    ax.set_title(f"split check: {verdict} (chi2 = {srm.chi2:.1f}, p = {srm.p_value:.2g})",
-                 color="red" if srm.alarm else "black")
+    ax.set_title(
+        f"split check: {verdict} (chi2 = {srm.chi2:.1f}, p = {srm.p_value:.2g})",
+        color="red" if srm.alarm else "black",
+    )
     ax.legend()
     return figure

@@ -1,6 +1,6 @@
 """Did the experiment find what the offline replay predicted? (`ab simulate`)
 
-`feedrank evaluate` saves beside each version a replay of the A/B (export/replay.py): for each
+`feedrank evaluate` saves beside each version a replay of the A/B (ab/replay.py): for each
 metric, the paired difference test − control with its 95% interval. The simulation's report
 measures the same metrics on an actual split. Both are estimates from samples of users, so they
 *agree* when their gap is within the 95% margin of the two errors combined (a two-sided z-test
@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
+from feedrank.ab.replay import EXPECTED, REPLAY_METRICS
 from feedrank.ab.report import Report
 from feedrank.ab.stats import standard_error
-from feedrank.export.replay import EXPECTED, REPLAY_METRICS
 from feedrank.server.router import parse_router
 
 SIGNIFICANT_P = 0.05
@@ -30,14 +30,16 @@ SIGNIFICANT_P = 0.05
 @dataclass(frozen=True)
 class Check:
     metric: str
-    predicted: dict   # paired t-test of the replay (difference, low, high, p_value, ...)
-    found: dict       # the A/B's Welch test
+    predicted: dict  # paired t-test of the replay (difference, low, high, p_value, ...)
+    found: dict  # the A/B's Welch test
 
     @property
     def gap_z(self) -> float:
         """(found − predicted) in standard errors of that gap."""
-        se = np.hypot(*(standard_error(t["low"], t["high"], t["df"])
-                        for t in (self.found, self.predicted)))
+        found, predicted = (
+            standard_error(t["low"], t["high"], t["df"]) for t in (self.found, self.predicted)
+        )
+        se = np.hypot(found, predicted)
         gap = self.found["difference"] - self.predicted["difference"]
         return float(gap / se) if se > 0 else (0.0 if gap == 0 else float(np.inf))
 
@@ -48,12 +50,18 @@ class Check:
     @property
     def confirmed(self) -> bool:
         same_sign = self.found["difference"] * self.predicted["difference"] > 0
-        return bool(same_sign and self.found["p_value"] < SIGNIFICANT_P
-                    and self.predicted["p_value"] < SIGNIFICANT_P)
+        return bool(
+            same_sign
+            and self.found["p_value"] < SIGNIFICANT_P
+            and self.predicted["p_value"] < SIGNIFICANT_P
+        )
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"gap_z": self.gap_z, "agrees": self.agrees,
-                               "confirmed": self.confirmed}
+        return asdict(self) | {
+            "gap_z": self.gap_z,
+            "agrees": self.agrees,
+            "confirmed": self.confirmed,
+        }
 
 
 def load_prediction(repository: Path, group: str = "test") -> tuple[dict | None, str]:
@@ -61,10 +69,10 @@ def load_prediction(repository: Path, group: str = "test") -> tuple[dict | None,
     It must have been made for the very versions the router serves to both groups."""
     config = parse_router((repository / "router.toml").read_text(), lambda model, version: None)
     served = {g.name: (g.model, g.version) for g in config.groups}
-    if {name: model for name, (model, _) in served.items()} != {"control": "control",
-                                                                 group: group}:
-        return None, (f"the replay compares the models control and {group}; the router serves "
-                      f"{served}")
+    if {name: model for name, (model, _) in served.items()} != {"control": "control", group: group}:
+        return None, (
+            f"the replay compares the models control and {group}; the router serves {served}"
+        )
     model, version = served[group]
     path = repository / model / str(version) / "evaluation.json"
     if not path.is_file():
@@ -72,38 +80,47 @@ def load_prediction(repository: Path, group: str = "test") -> tuple[dict | None,
     evaluation = json.loads(path.read_text())
     evaluated = {row["ranker"]: row["version"] for row in evaluation["rows"]}
     if any(evaluated.get(m) != v for m, v in served.values()):
-        return None, (f"{path} evaluated {evaluated.get('control')} / {evaluated.get('test')}, "
-                      f"the router serves {served}: run `feedrank evaluate`")
+        return None, (
+            f"{path} evaluated {evaluated.get('control')} / {evaluated.get('test')}, "
+            f"the router serves {served}: run `feedrank evaluate`"
+        )
     if not evaluation.get("replay"):
         return None, f"{path} has no replay: run `feedrank evaluate --replay-users N`"
     return evaluation["replay"], str(path)
 
 
-def checks(replay: dict, report: Report, expected: dict | None,
-           group: str = "test") -> list[Check]:
+def checks(replay: dict, report: Report, expected: dict | None, group: str = "test") -> list[Check]:
     """One check per metric the replay predicts and the A/B measures (the expected hit rate
     only in a simulation, which knows the ground truth)."""
     found = {c.metric: c.welch.as_dict() for c in report.comparisons if c.group == group}
     if expected is not None:
         found[EXPECTED] = expected["differences"][group]
-    return [Check(metric, replay["differences"][group][metric], found[metric])
-            for metric in REPLAY_METRICS if metric in found]
+    return [
+        Check(metric, replay["differences"][group][metric], found[metric])
+        for metric in REPLAY_METRICS
+        if metric in found
+    ]
 
 
 def prediction_table(results: list[Check], source: str) -> Table:
     table = Table(title=f"The A/B against the offline prediction ({source})")
-    for column in ("metric", "predicted (replay)", "found (A/B)", "gap (z)", "agrees",
-                   "confirmed"):
+    for column in ("metric", "predicted (replay)", "found (A/B)", "gap (z)", "agrees", "confirmed"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for c in results:
-        table.add_row(REPLAY_METRICS[c.metric], _difference(c.predicted), _difference(c.found),
-                      f"{c.gap_z:+.2f}", "yes" if c.agrees else "NO",
-                      "yes" if c.confirmed else "no")
+        table.add_row(
+            REPLAY_METRICS[c.metric],
+            _difference(c.predicted),
+            _difference(c.found),
+            f"{c.gap_z:+.2f}",
+            "yes" if c.agrees else "NO",
+            "yes" if c.confirmed else "no",
+        )
     return table
 
 
-def report_prediction(repository: Path, report: Report, expected: dict | None, out: Path,
-                      console: Console) -> list[Check]:
+def report_prediction(
+    repository: Path, report: Report, expected: dict | None, out: Path, console: Console
+) -> list[Check]:
     """Print the comparison and save it as OUT/prediction.json; nothing if no prediction."""
     replay, source = load_prediction(repository)
     if replay is None:
@@ -111,12 +128,18 @@ def report_prediction(repository: Path, report: Report, expected: dict | None, o
         return []
     results = checks(replay, report, expected)
     console.print(prediction_table(results, source))
-    (out / "prediction.json").write_text(json.dumps(
-        {"source": source, "replay": {k: replay[k] for k in ("days", "users", "seed")},
-         "checks": [c.as_dict() for c in results]}, indent=1))
+    (out / "prediction.json").write_text(
+        json.dumps(
+            {
+                "source": source,
+                "replay": {k: replay[k] for k in ("days", "users", "seed")},
+                "checks": [c.as_dict() for c in results],
+            },
+            indent=1,
+        )
+    )
     return results
 
 
 def _difference(t: dict) -> str:
-    return (f"{t['difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] "
-            f"p={t['p_value']:.2g}")
+    return f"{t['difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] p={t['p_value']:.2g}"

@@ -10,6 +10,7 @@ difference in expectation, a narrower interval when the covariate predicts the m
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,12 @@ class Comparison:
     mde: float  # minimum detectable effect of this Welch test at 80% power
     cuped: stats.Cuped | None = None
 
+    def require_cuped(self) -> stats.Cuped:
+        """`cuped`, of a report that carries CUPED (one with a `pre_period`)."""
+        if self.cuped is None:
+            raise ValueError(f"no CUPED comparison for {self.group} {self.metric}")
+        return self.cuped
+
 
 @dataclass
 class Report:
@@ -55,29 +62,37 @@ class Report:
     srm: stats.SampleRatio | None
     daily: pd.DataFrame
     notes: list[str] = field(default_factory=list)
-    pre_period: PrePeriod | None = None     # set when the comparisons carry CUPED
+    pre_period: PrePeriod | None = None  # set when the comparisons carry CUPED
 
     @property
     def statistics(self) -> str:
-        text = ("user-level Welch t-test (95% CI, Welch-Satterthwaite df) on the raw per-user "
-                "values, the decision statistic; user-level percentile bootstrap "
-                f"({stats.BOOTSTRAP_REPS} resamples) as a second opinion")
+        text = (
+            "user-level Welch t-test (95% CI, Welch-Satterthwaite df) on the raw per-user "
+            "values, the decision statistic; user-level percentile bootstrap "
+            f"({stats.BOOTSTRAP_REPS} resamples) as a second opinion"
+        )
         if self.pre_period is None:
             return text
-        return (f"{text}; CUPED: the same Welch test on per-user values adjusted by the "
-                f"{COVARIATE} over the {self.pre_period.lookback_days} days before the "
-                "experiment (theta pooled over both groups), a narrower interval for the same "
-                "difference, reported beside the decision statistic")
+        return (
+            f"{text}; CUPED: the same Welch test on per-user values adjusted by the "
+            f"{COVARIATE} over the {self.pre_period.lookback_days} days before the "
+            "experiment (theta pooled over both groups), a narrower interval for the same "
+            "difference, reported beside the decision statistic"
+        )
 
     def as_dict(self) -> dict:
         daily = self.daily.assign(day=self.daily["day"].astype(str))
-        return {"control": self.control, "window_s": self.window_s,
-                "statistics": self.statistics,
-                "groups": [asdict(g) for g in self.groups],
-                "comparisons": [asdict(c) for c in self.comparisons],
-                "cuped_covariate": self.pre_period.as_dict() if self.pre_period else None,
-                "srm": self.srm.as_dict() if self.srm else None,
-                "daily": daily.replace({np.nan: None}).to_dict("records"), "notes": self.notes}
+        return {
+            "control": self.control,
+            "window_s": self.window_s,
+            "statistics": self.statistics,
+            "groups": [asdict(g) for g in self.groups],
+            "comparisons": [asdict(c) for c in self.comparisons],
+            "cuped_covariate": self.pre_period.as_dict() if self.pre_period else None,
+            "srm": self.srm.as_dict() if self.srm else None,
+            "daily": daily.replace({np.nan: None}).to_dict("records"),
+            "notes": self.notes,
+        }
 
     def comparison(self, group: str, metric: str) -> Comparison:
         return next(c for c in self.comparisons if c.group == group and c.metric == metric)
@@ -85,20 +100,31 @@ class Report:
 
 def user_values(per_user: pd.DataFrame) -> pd.DataFrame:
     """The per-user metric values from the attribution's per-user sums."""
-    return per_user.assign(hit_rate=per_user["hits"] / per_user["exposures"],
-                           ctr=(per_user["liked_shown"] / per_user["shown"]).fillna(0.0),
-                           likes=per_user["likes"].astype(np.float64))
+    return per_user.assign(
+        hit_rate=per_user["hits"] / per_user["exposures"],
+        ctr=(per_user["liked_shown"] / per_user["shown"]).fillna(0.0),
+        likes=per_user["likes"].astype(np.float64),
+    )
 
 
-def analyse(per_user: pd.DataFrame, daily: pd.DataFrame, *, window_s: int,
-            shares: dict[str, float] | None, control: str = "control",
-            seed: int = 0, pre_period: PrePeriod | None = None) -> Report:
+def analyse(
+    per_user: pd.DataFrame,
+    daily: pd.DataFrame,
+    *,
+    window_s: int,
+    shares: dict[str, float] | None,
+    control: str = "control",
+    seed: int = 0,
+    pre_period: PrePeriod | None = None,
+) -> Report:
     """The report; with `pre_period` (every user's pre-experiment covariate) the comparisons also
     carry CUPED, unless no user has a view before the experiment."""
     notes = []
     if pre_period is not None and pre_period.users_with_views == 0:
-        notes.append(f"no user of the experiment has a view in the {pre_period.lookback_days} "
-                     f"days before {pre_period.start}: CUPED not computed")
+        notes.append(
+            f"no user of the experiment has a view in the {pre_period.lookback_days} "
+            f"days before {pre_period.start}: CUPED not computed"
+        )
         pre_period = None
     values = user_values(per_user)
     if pre_period is not None:
@@ -107,51 +133,89 @@ def analyse(per_user: pd.DataFrame, daily: pd.DataFrame, *, window_s: int,
             raise ValueError("the CUPED covariate misses users of the log")
     by_group = {name: frame for name, frame in values.groupby("exp_group", sort=True)}
     if control not in by_group:
-        raise ValueError(f"no exposures of the control group '{control}' in the log "
-                         f"(groups: {sorted(by_group)})")
-    small = [f"group '{name}' has {len(frame)} user" for name, frame in by_group.items()
-             if len(frame) < 2]
+        raise ValueError(
+            f"no exposures of the control group '{control}' in the log (groups: {sorted(by_group)})"
+        )
+    small = [
+        f"group '{name}' has {len(frame)} user"
+        for name, frame in by_group.items()
+        if len(frame) < 2
+    ]
     if small:
         raise ValueError(f"{'; '.join(small)}: comparing groups needs at least 2 users each")
     if not values["likes"].any():
-        notes.append(f"no like followed any exposure within {window_s} s: every metric is 0 in "
-                     "every group, so there is nothing to compare (a wider --window, or the "
-                     "events that hold the likes?)")
+        notes.append(
+            f"no like followed any exposure within {window_s} s: every metric is 0 in "
+            "every group, so there is nothing to compare (a wider --window, or the "
+            "events that hold the likes?)"
+        )
     else:
-        notes += [f"group '{name}': no like within {window_s} s of its exposures"
-                  for name, frame in by_group.items() if not frame["likes"].any()]
+        notes += [
+            f"group '{name}': no like within {window_s} s of its exposures"
+            for name, frame in by_group.items()
+            if not frame["likes"].any()
+        ]
     if shares is not None:
-        notes += [f"group '{name}' is in the split but has no exposures in the log"
-                  for name in shares if name not in by_group]
+        notes += [
+            f"group '{name}' is in the split but has no exposures in the log"
+            for name in shares
+            if name not in by_group
+        ]
     twice = values["user_id"].duplicated(keep=False)
     if twice.any():
-        notes.append(f"{values.loc[twice, 'user_id'].nunique()} users appear in more than one "
-                     "group (the router changed during the experiment?)")
-    groups = [GroupSummary(name, len(frame), int(frame["exposures"].sum()),
-                           {m: stats.mean_interval(frame[m].to_numpy()) for m in METRICS})
-              for name, frame in by_group.items()]
-    comparisons = [_compare(by_group[control], frame, name, metric, seed, pre_period is not None)
-                   for name, frame in by_group.items() if name != control for metric in METRICS]
+        notes.append(
+            f"{values.loc[twice, 'user_id'].nunique()} users appear in more than one "
+            "group (the router changed during the experiment?)"
+        )
+    groups = [
+        GroupSummary(
+            name,
+            len(frame),
+            int(frame["exposures"].sum()),
+            {m: stats.mean_interval(frame[m].to_numpy()) for m in METRICS},
+        )
+        for name, frame in by_group.items()
+    ]
+    comparisons = [
+        _compare(by_group[control], frame, name, metric, seed, pre_period is not None)
+        for name, frame in by_group.items()
+        if name != control
+        for metric in METRICS
+    ]
     srm = None
     if shares is None:
         notes.append("split not given (--split or --repository): sample ratio not checked")
     else:
-        srm = stats.sample_ratio({g.name: g.users for g in groups} | {
-            name: 0 for name in shares if name not in by_group}, shares)
+        srm = stats.sample_ratio(
+            {g.name: g.users for g in groups}
+            | {name: 0 for name in shares if name not in by_group},
+            shares,
+        )
     return Report(control, window_s, groups, comparisons, srm, daily, notes, pre_period)
 
 
-def _compare(control: pd.DataFrame, test: pd.DataFrame, group: str, metric: str,
-             seed: int, with_cuped: bool) -> Comparison:
+def _compare(
+    control: pd.DataFrame, test: pd.DataFrame, group: str, metric: str, seed: int, with_cuped: bool
+) -> Comparison:
     a, b = control[metric].to_numpy(), test[metric].to_numpy()
     welch = stats.welch(a, b)
     base = float(a.mean())
-    cuped = stats.cuped(a, b, control["covariate"].to_numpy(),
-                        test["covariate"].to_numpy()) if with_cuped else None
-    return Comparison(group, metric, base, float(b.mean()), welch,
-                      welch.difference / base if base else float("nan"),
-                      stats.bootstrap_difference(a, b, seed=seed),
-                      stats.minimum_detectable_effect(welch), cuped)
+    cuped = (
+        stats.cuped(a, b, control["covariate"].to_numpy(), test["covariate"].to_numpy())
+        if with_cuped
+        else None
+    )
+    return Comparison(
+        group,
+        metric,
+        base,
+        float(b.mean()),
+        welch,
+        welch.difference / base if base else float("nan"),
+        stats.bootstrap_difference(a, b, seed=seed),
+        stats.minimum_detectable_effect(welch),
+        cuped,
+    )
 
 
 def write_json(report: Report, path: Path) -> None:
@@ -165,23 +229,33 @@ def print_report(report: Report, console: Console) -> None:
     for table in (*_groups_tables(report, narrow), *_comparisons_tables(report, narrow)):
         console.print(table)
     if report.pre_period is not None:
-        console.print(_cuped_table(report, narrow))
+        console.print(_cuped_table(report, report.pre_period, narrow))
     srm = report.srm
     if srm is not None and srm.alarm:
-        console.print(f"[bold white on red] SAMPLE RATIO MISMATCH [/] users per group "
-                      f"{counts(srm.observed)} vs expected {counts(srm.expected)}: chi2 = "
-                      f"{srm.chi2:.1f}, p = {srm.p_value:.2g} < {stats.SRM_ALARM_P}. The split is "
-                      "broken; do not trust the differences above.", highlight=False)
+        console.print(
+            f"[bold white on red] SAMPLE RATIO MISMATCH [/] users per group "
+            f"{counts(srm.observed)} vs expected {counts(srm.expected)}: chi2 = "
+            f"{srm.chi2:.1f}, p = {srm.p_value:.2g} < {stats.SRM_ALARM_P}. The split is "
+            "broken; do not trust the differences above.",
+            highlight=False,
+        )
     elif srm is not None:
-        console.print(f"[green]sample ratio ok[/]: users {counts(srm.observed)} vs expected "
-                      f"{counts(srm.expected)}, chi2 = {srm.chi2:.2f}, p = {srm.p_value:.3f}",
-                      highlight=False)
+        console.print(
+            f"[green]sample ratio ok[/]: users {counts(srm.observed)} vs expected "
+            f"{counts(srm.expected)}, chi2 = {srm.chi2:.2f}, p = {srm.p_value:.3f}",
+            highlight=False,
+        )
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]], left: int = 1,
-           styles: list[str] | None = None) -> Table:
+def _table(
+    title: str,
+    columns: list[str],
+    rows: list[list[str]],
+    left: int = 1,
+    styles: list[str] | None = None,
+) -> Table:
     table = Table(title=title)
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i < left else "right", no_wrap=True)
@@ -195,12 +269,20 @@ def _groups_tables(report: Report, narrow: bool) -> list[Table]:
     counted = [[g.name, f"{g.users:,}", f"{g.exposures:,}"] for g in report.groups]
     metrics = [[_interval(g.metrics[m]) for m in METRICS] for g in report.groups]
     if not narrow:
-        return [_table(title, ["group", "users", "exposures", *METRICS.values()],
-                       [a + b for a, b in zip(counted, metrics)])]
-    by_metric = [[g.name, METRICS[m], _interval(g.metrics[m])]
-                 for g in report.groups for m in METRICS]
-    return [_table(title, ["group", "users", "exposures"], counted),
-            _table("per-user means ± 95% half-width", ["group", "metric", "mean"], by_metric, 2)]
+        return [
+            _table(
+                title,
+                ["group", "users", "exposures", *METRICS.values()],
+                [a + b for a, b in zip(counted, metrics)],
+            )
+        ]
+    by_metric = [
+        [g.name, METRICS[m], _interval(g.metrics[m])] for g in report.groups for m in METRICS
+    ]
+    return [
+        _table(title, ["group", "users", "exposures"], counted),
+        _table("per-user means ± 95% half-width", ["group", "metric", "mean"], by_metric, 2),
+    ]
 
 
 def _comparisons_tables(report: Report, narrow: bool) -> list[Table]:
@@ -210,28 +292,54 @@ def _comparisons_tables(report: Report, narrow: bool) -> list[Table]:
     rows, styles = [], []
     for c in report.comparisons:
         w = c.welch
-        rows.append([c.group, METRICS[c.metric], _num(w.difference, "+.4f"),
-                     _span(w.low, w.high), _num(w.p_value, ".3g"), _num(c.relative, "+.1%"),
-                     _span(*c.bootstrap), "±" + _num(c.mde, ".4f")])
+        rows.append(
+            [
+                c.group,
+                METRICS[c.metric],
+                _num(w.difference, "+.4f"),
+                _span(w.low, w.high),
+                _num(w.p_value, ".3g"),
+                _num(c.relative, "+.1%"),
+                _span(*c.bootstrap),
+                "±" + _num(c.mde, ".4f"),
+            ]
+        )
         significant = w.p_value < 0.05
         styles.append(("bold green" if w.difference > 0 else "bold red") if significant else "")
     if not narrow:
         return [_table(title, main + extra, rows, 2, styles)]
-    return [_table(title, main, [r[:5] for r in rows], 2, styles),
-            _table("the same differences: relative size, bootstrap, detectable effect",
-                   ["group", "metric", *extra], [r[:2] + r[5:] for r in rows], 2)]
+    return [
+        _table(title, main, [r[:5] for r in rows], 2, styles),
+        _table(
+            "the same differences: relative size, bootstrap, detectable effect",
+            ["group", "metric", *extra],
+            [r[:2] + r[5:] for r in rows],
+            2,
+        ),
+    ]
 
 
-def _cuped_table(report: Report, narrow: bool) -> Table:
-    pre = report.pre_period
-    title = (f"CUPED difference vs {report.control} (covariate: {COVARIATE} in the "
-             f"{pre.lookback_days} days before {pre.start}, {pre.users_with_views:,} of "
-             f"{len(pre.users):,} users with views); a second opinion, Welch above decides")
+def _cuped_table(report: Report, pre: PrePeriod, narrow: bool) -> Table:
+    title = (
+        f"CUPED difference vs {report.control} (covariate: {COVARIATE} in the "
+        f"{pre.lookback_days} days before {pre.start}, {pre.users_with_views:,} of "
+        f"{len(pre.users):,} users with views); a second opinion, Welch above decides"
+    )
     columns = ["group", "metric", "difference", "95% CI", "p-value", "variance reduction"]
-    rows = [[c.group, METRICS[c.metric], _num(c.cuped.welch.difference, "+.4f"),
-             _span(c.cuped.welch.low, c.cuped.welch.high), _num(c.cuped.welch.p_value, ".3g"),
-             _num(c.cuped.variance_reduction, ".1%"), _num(c.cuped.theta, ".3g"),
-             _num(width_ratio(c), ".2f")] for c in report.comparisons]
+    rows = [
+        [
+            c.group,
+            METRICS[c.metric],
+            _num(cuped.welch.difference, "+.4f"),
+            _span(cuped.welch.low, cuped.welch.high),
+            _num(cuped.welch.p_value, ".3g"),
+            _num(cuped.variance_reduction, ".1%"),
+            _num(cuped.theta, ".3g"),
+            _num(width_ratio(c), ".2f"),
+        ]
+        for c in report.comparisons
+        for cuped in [c.require_cuped()]
+    ]
     if narrow:
         return _table(title, columns, [r[:6] for r in rows], 2)
     return _table(title, [*columns, "theta", "CI width / Welch"], rows, 2)
@@ -249,14 +357,16 @@ def _span(low: float, high: float) -> str:
 def width_ratio(c: Comparison) -> float:
     """The CUPED interval's width over the raw Welch interval's (below 1: tighter)."""
     raw = c.welch.high - c.welch.low
-    return (c.cuped.welch.high - c.cuped.welch.low) / raw if raw else float("nan")
+    cuped = c.require_cuped()
+    return (cuped.welch.high - cuped.welch.low) / raw if raw else float("nan")
 
 
 def _interval(i: stats.Interval) -> str:
     return f"{_num(i.mean, '.4f')} ± {_num((i.high - i.low) / 2, '.4f')}"
 
 
-def counts(values: dict[str, float]) -> str:
+def counts(values: Mapping[str, float]) -> str:
     """`control 1,411 / test 1,374` (expected counts with one decimal)."""
-    return " / ".join(f"{k} {v:,.0f}" if float(v).is_integer() else f"{k} {v:,.1f}"
-                      for k, v in values.items())
+    return " / ".join(
+        f"{k} {v:,.0f}" if float(v).is_integer() else f"{k} {v:,.1f}" for k, v in values.items()
+    )

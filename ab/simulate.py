@@ -75,29 +75,44 @@ class Simulation:
     def run(self) -> Report:
         self._check()
         truth = GroundTruth.load(self.world)
-        traffic = Traffic.plan(truth.user_ids, self.users, self._days(), self.seed,
-                               requests_per_day=self.requests_per_day)
+        traffic = Traffic.plan(
+            truth.user_ids,
+            self.users,
+            self._days(),
+            self.seed,
+            requests_per_day=self.requests_per_day,
+        )
         for sub in ("log", "events", "report", "repository"):
             shutil.rmtree(self.out / sub, ignore_errors=True)
         self.out.mkdir(parents=True, exist_ok=True)
         repository = self._aa_repository() if self.aa else self.repository
-        with ServerProcess(self.world, repository, self.out / "log",
-                           self.out / "server.out") as server:
+        with ServerProcess(
+            self.world, repository, self.out / "log", self.out / "server.out"
+        ) as server:
             try:
-                views = asyncio.run(ClosedLoop(server.url, truth, traffic.reactions,
-                                               self.concurrency).run(traffic.requests))
+                views = asyncio.run(
+                    ClosedLoop(server.url, truth, traffic.reactions, self.concurrency).run(
+                        traffic.requests
+                    )
+                )
             except FeedrankError as error:
                 raise FeedrankError(f"{error} (server output: {server.output})") from None
         if self.drop_share > 0:
-            drop_users(self.out / "log", "test", self.drop_share,
-                       experiment_streams(self.seed)[2])
-        self._write_events(feed_events(views, views["liked"].to_numpy(),
-                                       views["delay_s"].to_numpy()))
+            drop_users(self.out / "log", "test", self.drop_share, experiment_streams(self.seed)[2])
+        self._write_events(
+            feed_events(views, views["liked"].to_numpy(), views["delay_s"].to_numpy())
+        )
         console = results_console()
-        report = run_report(self.out / "log", sorted((self.out / "events").glob("*.parquet")),
-                            window_s=self.window_s, out=self.out / "report", seed=self.seed,
-                            shares=router_shares(repository / "router.toml"), console=console,
-                            covariate_world=self.world)
+        report = run_report(
+            self.out / "log",
+            sorted((self.out / "events").glob("*.parquet")),
+            window_s=self.window_s,
+            out=self.out / "report",
+            seed=self.seed,
+            shares=router_shares(repository / "router.toml"),
+            console=console,
+            covariate_world=self.world,
+        )
         expected = expected_hit_rates(truth, views, logged_groups(self.out / "log"))
         (self.out / "report" / "expected_hit_rate.json").write_text(json.dumps(expected, indent=1))
         print_expected(expected, console)
@@ -117,9 +132,8 @@ class Simulation:
         feed = WorldLayout(self.world).feed_dir
         days = sorted(date.fromisoformat(p.stem) for p in feed.glob("*.parquet"))
         if len(days) < self.days:
-            raise FeedrankError(f"{feed}: {len(days)} days of feed, fewer than --days "
-                                f"{self.days}")
-        return np.array(days[-self.days:], "datetime64[D]")
+            raise FeedrankError(f"{feed}: {len(days)} days of feed, fewer than --days {self.days}")
+        return np.array(days[-self.days :], "datetime64[D]")
 
     def _aa_repository(self) -> Path:
         """A repository of links to the real models whose router sends every group to the
@@ -133,9 +147,14 @@ class Simulation:
         control = next(g for g in config["groups"] if g["name"] == "control")
         lines = [f'salt = "{config["salt"]}"']
         for g in config["groups"]:
-            lines += ["", "[[groups]]", f'name = "{g["name"]}"',
-                      f"buckets = [{g['buckets'][0]}, {g['buckets'][1]}]",
-                      f'model = "{control["model"]}"', f"version = {control['version']}"]
+            lines += [
+                "",
+                "[[groups]]",
+                f'name = "{g["name"]}"',
+                f"buckets = [{g['buckets'][0]}, {g['buckets'][1]}]",
+                f'model = "{control["model"]}"',
+                f"version = {control['version']}",
+            ]
         (target / "router.toml").write_text("\n".join(lines) + "\n")
         return target
 
@@ -149,8 +168,9 @@ class Simulation:
 class ClosedLoop:
     """Simulated users against the server: ask for a feed, react to it, report the reaction."""
 
-    def __init__(self, url: str, truth: GroundTruth, reactions: Reactions,
-                 concurrency: int) -> None:
+    def __init__(
+        self, url: str, truth: GroundTruth, reactions: Reactions, concurrency: int
+    ) -> None:
         self.url, self.truth, self.reactions = url, truth, reactions
         self.gate = asyncio.Semaphore(concurrency)
         self.liked: dict[int, set[int]] = defaultdict(set)
@@ -171,8 +191,7 @@ class ClosedLoop:
                     try:
                         if previous is not None:  # the user's likes so far reach the server first
                             await previous
-                        shown[i], liked[i] = await self._exposure(client, i, users[i],
-                                                                  times[i])
+                        shown[i], liked[i] = await self._exposure(client, i, users[i], times[i])
                     except BaseException as error:
                         failed.append(error)
                         raise
@@ -192,25 +211,42 @@ class ClosedLoop:
         counts = np.array([len(s) for s in shown])
         exposure = np.repeat(np.arange(len(requests)), counts)
         slot = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return pd.DataFrame({"exposure": exposure, "user_id": np.repeat(users, counts),
-                             "post_id": np.concatenate(shown), "timestamp": times[exposure],
-                             "liked": np.concatenate(liked),
-                             "delay_s": self.reactions.delays_s[exposure, slot]})
+        return pd.DataFrame(
+            {
+                "exposure": exposure,
+                "user_id": np.repeat(users, counts),
+                "post_id": np.concatenate(shown),
+                "timestamp": times[exposure],
+                "liked": np.concatenate(liked),
+                "delay_s": self.reactions.delays_s[exposure, slot],
+            }
+        )
 
-    async def _exposure(self, client: httpx.AsyncClient, i: int, user: int,
-                        at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+    async def _exposure(
+        self, client: httpx.AsyncClient, i: int, user: int, at: np.datetime64
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One feed request and the user's reaction, posted back; (shown posts, liked)."""
         stamp = str(at)
-        feed = await self._call(client.get("/post/recommendations/", params={
-            "id": user, "time": stamp, "limit": SLOTS}))
+        feed = await self._call(
+            client.get("/post/recommendations/", params={"id": user, "time": stamp, "limit": SLOTS})
+        )
         shown = np.array([p["id"] for p in feed["recommendations"]], np.int64)
         liked = self.reactions.react(self.truth, i, user, shown, at, self.liked[user])
         like_at = self.reactions.like_times(i, at, liked)
-        events = [{"user_id": user, "post_id": int(post), "action": "view", "timestamp": stamp,
-                   "target": int(hit)} for post, hit in zip(shown, liked, strict=True)]
-        events += [{"user_id": user, "post_id": int(post), "action": "like",
-                    "timestamp": str(when)} for post, when in zip(shown[liked], like_at,
-                                                                  strict=True)]
+        events = [
+            {
+                "user_id": user,
+                "post_id": int(post),
+                "action": "view",
+                "timestamp": stamp,
+                "target": int(hit),
+            }
+            for post, hit in zip(shown, liked, strict=True)
+        ]
+        events += [
+            {"user_id": user, "post_id": int(post), "action": "like", "timestamp": str(when)}
+            for post, when in zip(shown[liked], like_at, strict=True)
+        ]
         if events:
             await self._call(client.post("/feed/events", json=events))
         self.liked[user].update(shown[liked].tolist())
@@ -222,15 +258,19 @@ class ClosedLoop:
         except httpx.TransportError as error:
             raise FeedrankError(f"the server did not answer: {error!r}") from None
         if response.status_code != 200:
-            raise FeedrankError(f"{response.request.method} {response.request.url.path}: "
-                                f"{response.status_code} {response.text[:300]}")
+            raise FeedrankError(
+                f"{response.request.method} {response.request.url.path}: "
+                f"{response.status_code} {response.text[:300]}"
+            )
         return response.json()
 
 
 def logged_groups(log_dir: Path) -> pd.Series:
     """user_id -> the group the log records for that user."""
-    rows = duckdb.sql(f"SELECT user_id, any_value(exp_group) AS exp_group FROM "
-                      f"({exposure_query(log_dir)}) GROUP BY user_id").df()
+    rows = duckdb.sql(  # type: ignore[union-attr]  # a SELECT: never None
+        f"SELECT user_id, any_value(exp_group) AS exp_group FROM "
+        f"({exposure_query(log_dir)}) GROUP BY user_id"
+    ).df()
     return rows.set_index("user_id")["exp_group"]
 
 
@@ -239,14 +279,17 @@ def drop_users(log_dir: Path, group: str, share: float, rng: np.random.Generator
     (rewritten as one file). Returns how many users were dropped."""
     con = duckdb.connect()
     con.execute(f"CREATE TABLE log AS {exposure_query(log_dir)}")
-    users = con.execute("SELECT DISTINCT user_id FROM log WHERE exp_group = $g ORDER BY 1",
-                        {"g": group}).fetchnumpy()["user_id"]
+    users = con.execute(
+        "SELECT DISTINCT user_id FROM log WHERE exp_group = $g ORDER BY 1", {"g": group}
+    ).fetchnumpy()["user_id"]
     dropped = rng.choice(users, int(round(share * len(users))), replace=False)
     con.register("dropped", pd.DataFrame({"user_id": dropped}))
     files = sorted(log_dir.glob("exposures-*.jsonl"))
     target = files[0].with_name(files[0].stem + "-dropped.jsonl.tmp")
-    con.execute(f"COPY (SELECT * FROM log WHERE user_id NOT IN (SELECT user_id FROM dropped) "
-                f"ORDER BY server_time) TO '{target}' (FORMAT JSON)")
+    con.execute(
+        f"COPY (SELECT * FROM log WHERE user_id NOT IN (SELECT user_id FROM dropped) "
+        f"ORDER BY server_time) TO '{target}' (FORMAT JSON)"
+    )
     for path in files:
         path.unlink()
     target.rename(files[0])

@@ -18,8 +18,10 @@ def parse_split(text: str) -> dict[str, float]:
         except ValueError:
             value = -1.0
         if not name.strip() or value <= 0 or name.strip() in shares:
-            raise FeedrankError(f"--split: expected name=weight pairs like control=50,test=50 "
-                                f"(positive, distinct names), got {text!r}")
+            raise FeedrankError(
+                f"--split: expected name=weight pairs like control=50,test=50 "
+                f"(positive, distinct names), got {text!r}"
+            )
         shares[name.strip()] = value
     total = sum(shares.values())
     return {name: value / total for name, value in shares.items()}
@@ -30,8 +32,9 @@ def router_shares(router_file: Path) -> dict[str, float]:
     if not router_file.is_file():
         raise FeedrankError(f"{router_file}: router config not found")
     try:
-        config = parse_router(router_file.read_text(), lambda model, version: None,
-                              source=str(router_file))
+        config = parse_router(
+            router_file.read_text(), lambda model, version: None, source=str(router_file)
+        )
     except RouterConfigError as error:
         raise FeedrankError(str(error)) from None
     return {g.name: (g.last - g.first + 1) / BUCKETS for g in config.groups}

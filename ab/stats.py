@@ -16,7 +16,7 @@ LEVEL = 0.95
 POWER = 0.8
 SRM_ALARM_P = 0.001
 BOOTSTRAP_REPS = 2000
-_CHUNK_VALUES = 4_000_000   # resampled values held in memory at once by the bootstrap
+_CHUNK_VALUES = 4_000_000  # resampled values held in memory at once by the bootstrap
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Interval:
 class TTest:
     """A t-test of mean(b) - mean(a): Welch's for two groups of users (unequal variances), or
     paired, for the same users seen under both treatments (an offline replay)."""
+
     difference: float
     low: float
     high: float
@@ -45,6 +46,7 @@ class TTest:
 class Cuped:
     """Welch's test on y - theta * (x - mean(x)), x a pre-experiment covariate (Deng et al. 2013).
     `variance_reduction` = 1 - var(adjusted) / var(y) over both groups."""
+
     welch: TTest
     theta: float
     variance_reduction: float
@@ -53,6 +55,7 @@ class Cuped:
 @dataclass(frozen=True)
 class SampleRatio:
     """Chi-square goodness of fit of the observed group sizes to the configured split."""
+
     observed: dict[str, int]
     expected: dict[str, float]
     chi2: float
@@ -87,8 +90,11 @@ def welch(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> TTest:
     a, b = _values(a, "control"), _values(b, "test")
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se = float(np.sqrt(va + vb))
-    df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))) if se > 0 \
+    df = (
+        float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
+        if se > 0
         else float(len(a) + len(b) - 2)
+    )
     return _t_test(float(b.mean() - a.mean()), se, df, level)
 
 
@@ -100,18 +106,31 @@ def paired(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> TTest:
     if a.shape != b.shape:
         raise ValueError(f"paired: need one value per user under both, got {a.size} and {b.size}")
     d = b - a
-    return _t_test(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), float(len(d) - 1),
-                   level)
+    return _t_test(
+        float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), float(len(d) - 1), level
+    )
 
 
 def _t_test(difference: float, se: float, df: float, level: float) -> TTest:
     if se == 0.0:  # constant values: no spread to test against
-        return TTest(difference, difference, difference, 0.0 if difference == 0 else np.inf,
-                     df, 1.0 if difference == 0 else 0.0)
+        return TTest(
+            difference,
+            difference,
+            difference,
+            0.0 if difference == 0 else np.inf,
+            df,
+            1.0 if difference == 0 else 0.0,
+        )
     t = difference / se
     half = stats.t.ppf((1 + level) / 2, df) * se
-    return TTest(difference, difference - half, difference + half, float(t), df,
-                 float(2 * stats.t.sf(abs(t), df)))
+    return TTest(
+        difference,
+        difference - half,
+        difference + half,
+        float(t),
+        df,
+        float(2 * stats.t.sf(abs(t), df)),
+    )
 
 
 def standard_error(low: float, high: float, df: float, level: float = LEVEL) -> float:
@@ -127,8 +146,9 @@ def minimum_detectable_effect(w: TTest, level: float = LEVEL, power: float = POW
     return float((t_crit + stats.t.ppf(power, w.df)) * standard_error(w.low, w.high, w.df, level))
 
 
-def cuped(a: np.ndarray, b: np.ndarray, a_x: np.ndarray, b_x: np.ndarray,
-          level: float = LEVEL) -> Cuped:
+def cuped(
+    a: np.ndarray, b: np.ndarray, a_x: np.ndarray, b_x: np.ndarray, level: float = LEVEL
+) -> Cuped:
     """CUPED difference b - a: theta is fitted on both groups pooled (x is independent of the
     assignment, so pooling costs no bias and uses every user for theta); a constant covariate
     gives theta = 0, i.e. plain Welch."""
@@ -141,11 +161,12 @@ def cuped(a: np.ndarray, b: np.ndarray, a_x: np.ndarray, b_x: np.ndarray,
     theta = float(np.cov(x, y)[0, 1] / x.var(ddof=1)) if np.ptp(x) > 0 else 0.0
     adjusted = y - theta * (x - x.mean())
     reduction = float(1 - adjusted.var(ddof=1) / y.var(ddof=1)) if np.ptp(y) > 0 else 0.0
-    return Cuped(welch(adjusted[:len(a)], adjusted[len(a):], level), theta, reduction)
+    return Cuped(welch(adjusted[: len(a)], adjusted[len(a) :], level), theta, reduction)
 
 
-def bootstrap_difference(a: np.ndarray, b: np.ndarray, *, seed: int = 0,
-                         reps: int = BOOTSTRAP_REPS, level: float = LEVEL) -> tuple[float, float]:
+def bootstrap_difference(
+    a: np.ndarray, b: np.ndarray, *, seed: int = 0, reps: int = BOOTSTRAP_REPS, level: float = LEVEL
+) -> tuple[float, float]:
     """Percentile CI of mean(b) - mean(a), resampling users within each group (seeded)."""
     a, b = _values(a, "control"), _values(b, "test")
     rng = np.random.default_rng(seed)
@@ -157,8 +178,12 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, *, seed: int = 0,
 
 def _resampled_means(x: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
     per_chunk = max(1, _CHUNK_VALUES // len(x))
-    return np.concatenate([x[rng.integers(0, len(x), (min(per_chunk, reps - done), len(x)))]
-                           .mean(axis=1) for done in range(0, reps, per_chunk)])
+    return np.concatenate(
+        [
+            x[rng.integers(0, len(x), (min(per_chunk, reps - done), len(x)))].mean(axis=1)
+            for done in range(0, reps, per_chunk)
+        ]
+    )
 
 
 def sample_ratio(observed: dict[str, int], shares: dict[str, float]) -> SampleRatio:
@@ -172,5 +197,9 @@ def sample_ratio(observed: dict[str, int], shares: dict[str, float]) -> SampleRa
     expected = counts.sum() * weights / weights.sum()
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     p = float(stats.chi2.sf(chi2, len(names) - 1)) if len(names) > 1 else 1.0
-    return SampleRatio({n: int(c) for n, c in zip(names, counts)},
-                       {n: float(e) for n, e in zip(names, expected)}, chi2, p)
+    return SampleRatio(
+        {n: int(c) for n, c in zip(names, counts)},
+        {n: float(e) for n, e in zip(names, expected)},
+        chi2,
+        p,
+    )

@@ -47,11 +47,31 @@ def free_port() -> int:
 def server(name: str, world: Path, repository: Path, log_dir: Path):
     port = free_port()
     if name == "feedrank":
-        command = [PYTHON, "-m", "feedrank", "serve", "--world", str(world), "--repository",
-                   str(repository), "--port", str(port), "--log", str(log_dir)]
+        command = [
+            PYTHON,
+            "-m",
+            "feedrank",
+            "serve",
+            "--world",
+            str(world),
+            "--repository",
+            str(repository),
+            "--port",
+            str(port),
+            "--log",
+            str(log_dir),
+        ]
     else:
-        command = [PYTHON, str(HERE / "course_service.py"), "--world", str(world),
-                   "--repository", str(repository), "--port", str(port)]
+        command = [
+            PYTHON,
+            str(HERE / "course_service.py"),
+            "--world",
+            str(world),
+            "--repository",
+            str(repository),
+            "--port",
+            str(port),
+        ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_ready(process, port)
@@ -78,8 +98,12 @@ def requests_to_make(world: Path, users: int) -> tuple[list[int], list[str]]:
     """Users with history (the fallback path is not what is measured) and request times on the
     world's last day, when the models' features are richest."""
     feed = f"read_parquet('{world}/feed_data/*.parquet')"
-    ids = [r[0] for r in duckdb.sql(f"SELECT DISTINCT user_id FROM {feed} ORDER BY hash(user_id) "
-                                    f"LIMIT {users}").fetchall()]
+    ids = [
+        r[0]
+        for r in duckdb.sql(
+            f"SELECT DISTINCT user_id FROM {feed} ORDER BY hash(user_id) LIMIT {users}"
+        ).fetchall()
+    ]
     last = duckdb.sql(f"SELECT max(timestamp)::DATE FROM {feed}").fetchall()[0][0]
     return ids, [f"{last}T{hour:02d}:00:00" for hour in (9, 13, 18, 21)]
 
@@ -90,14 +114,20 @@ def same_answers(ports: dict[str, int], users: list[int], times: list[str]) -> d
     differently)."""
     checked, differ = 0, []
     for user, at in zip(users[:40], times * 10):
-        answers = {name: httpx.get(f"http://127.0.0.1:{port}/post/recommendations/",
-                                   params={"id": user, "time": at, "limit": 5},
-                                   timeout=60).json() for name, port in ports.items()}
+        answers = {
+            name: httpx.get(
+                f"http://127.0.0.1:{port}/post/recommendations/",
+                params={"id": user, "time": at, "limit": 5},
+                timeout=60,
+            ).json()
+            for name, port in ports.items()
+        }
         ours, theirs = ([p["id"] for p in answers[name]["recommendations"]] for name in SERVERS)
         scores = {int(k): v for k, v in answers["course"]["scores"].items()}
         checked += 1
-        if not all(a == b or abs(scores.get(a, -1.0) - scores[b]) <= 1e-5
-                   for a, b in zip(ours, theirs)):
+        if not all(
+            a == b or abs(scores.get(a, -1.0) - scores[b]) <= 1e-5 for a, b in zip(ours, theirs)
+        ):
             differ.append({"user": user, "time": at, "feedrank": ours, "course": theirs})
     return {"checked": checked, "different": differ}
 
@@ -109,8 +139,11 @@ def warm_up(port: int, users: list[int], times: list[str], timeout_s: float = 30
     while True:
         before = ranking_paths(port)
         for user in users[:20]:
-            httpx.get(f"http://127.0.0.1:{port}/post/recommendations/",
-                      params={"id": user, "time": times[0]}, timeout=60)
+            httpx.get(
+                f"http://127.0.0.1:{port}/post/recommendations/",
+                params={"id": user, "time": times[0]},
+                timeout=60,
+            )
         after = ranking_paths(port)
         if after.get("plain", 0) == before.get("plain", 0) or time.monotonic() > deadline:
             return
@@ -138,38 +171,64 @@ def resident_mb(process: subprocess.Popen) -> float:
     return sum(p.memory_info().rss for p in [main, *main.children(recursive=True)]) / 2**20
 
 
-def load(port: int, concurrency: int, duration: float, users: list[int],
-         times: list[str]) -> dict:
-    out = subprocess.run([PYTHON, str(HERE / "http_load.py"), "--port", str(port),
-                          "--concurrency", str(concurrency), "--duration", str(duration),
-                          "--users", ",".join(map(str, users)), "--times", ",".join(times)],
-                         capture_output=True, text=True, check=True)
+def load(port: int, concurrency: int, duration: float, users: list[int], times: list[str]) -> dict:
+    out = subprocess.run(
+        [
+            PYTHON,
+            str(HERE / "http_load.py"),
+            "--port",
+            str(port),
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--users",
+            ",".join(map(str, users)),
+            "--times",
+            ",".join(times),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
 def markdown(result: dict) -> str:
     rows = {(r["server"], r["concurrency"]): r for r in result["runs"]}
     host = result["machine"]
-    lines = [f"End to end over HTTP ({result['duration_s']} s per level; {host['cpu']}, "
-             f"{host['cores']} cores; commit {host['git_commit'][:10]})",
-             "", "| concurrency | server | req/s | p50 ms | p95 ms | p99 ms | errors "
-             "| feedrank ÷ course req/s |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"End to end over HTTP ({result['duration_s']} s per level; {host['cpu']}, "
+        f"{host['cores']} cores; commit {host['git_commit'][:10]})",
+        "",
+        "| concurrency | server | req/s | p50 ms | p95 ms | p99 ms | errors "
+        "| feedrank ÷ course req/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in result["concurrency"]:
         for name in SERVERS:
             r = rows[(name, c)]
             ratio = r["throughput_rps"] / max(rows[("course", c)]["throughput_rps"], 1e-9)
-            lines.append(f"| {c} | {name} | {r['throughput_rps']:.1f} | {fmt(r['p50_ms'])} | "
-                         f"{fmt(r['p95_ms'])} | {fmt(r['p99_ms'])} | {r['errors']} | "
-                         f"{f'{ratio:.1f}×' if name == 'feedrank' else ''} |")
+            lines.append(
+                f"| {c} | {name} | {r['throughput_rps']:.1f} | {fmt(r['p50_ms'])} | "
+                f"{fmt(r['p95_ms'])} | {fmt(r['p99_ms'])} | {r['errors']} | "
+                f"{f'{ratio:.1f}×' if name == 'feedrank' else ''} |"
+            )
     lines += ["", "| server | resident memory after warm-up |", "|---|---|"]
     lines += [f"| {name} | {mb:.0f} MB |" for name, mb in result["memory_mb"].items()]
     same = result["same_answers"]
-    lines += ["", f"Same top 5 from both servers: {same['checked'] - len(same['different'])}"
-                  f" of {same['checked']} requests."]
+    lines += [
+        "",
+        f"Same top 5 from both servers: {same['checked'] - len(same['different'])}"
+        f" of {same['checked']} requests.",
+    ]
     paths = result.get("ranking_paths") or {}
     if paths:
-        lines += ["", "feedrank requests by ranking path (warm-up included): "
-                      + ", ".join(f"{path} {count:.0f}" for path, count in sorted(paths.items()))]
+        lines += [
+            "",
+            "feedrank requests by ranking path (warm-up included): "
+            + ", ".join(f"{path} {count:.0f}" for path, count in sorted(paths.items())),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -179,16 +238,19 @@ def fmt(value: float | None) -> str:
 
 def plot(result: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name in SERVERS:
         runs = [r for r in result["runs"] if r["server"] == name]
-        left.plot([r["concurrency"] for r in runs], [r["throughput_rps"] for r in runs], "o-",
-                  label=name)
-        right.plot([r["concurrency"] for r in runs], [r["p99_ms"] or 0 for r in runs], "o-",
-                   label=name)
+        left.plot(
+            [r["concurrency"] for r in runs], [r["throughput_rps"] for r in runs], "o-", label=name
+        )
+        right.plot(
+            [r["concurrency"] for r in runs], [r["p99_ms"] or 0 for r in runs], "o-", label=name
+        )
     for axis, title in ((left, "throughput, requests/s"), (right, "p99 latency, ms")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("concurrent connections")
@@ -214,22 +276,28 @@ def main(argv: list[str] | None = None) -> dict:
     users, times = requests_to_make(args.world, args.users)
     with ExitStack() as stack:
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        running = {name: stack.enter_context(server(name, args.world, args.repository, log_dir))
-                   for name in SERVERS}
+        running = {
+            name: stack.enter_context(server(name, args.world, args.repository, log_dir))
+            for name in SERVERS
+        }
         ports = {name: port for name, (_, port) in running.items()}
         for port in ports.values():
             warm_up(port, users, times)
-        result = {"machine": machine(), "world": str(args.world), "duration_s": duration,
-                  "concurrency": levels, "same_answers": same_answers(ports, users, times),
-                  "memory_mb": {name: resident_mb(proc) for name, (proc, _) in running.items()},
-                  "runs": []}
+        result = {
+            "machine": machine(),
+            "world": str(args.world),
+            "duration_s": duration,
+            "concurrency": levels,
+            "same_answers": same_answers(ports, users, times),
+            "memory_mb": {name: resident_mb(proc) for name, (proc, _) in running.items()},
+            "runs": [],
+        }
         for concurrency in levels:
             for name in SERVERS:
                 run = load(ports[name], concurrency, duration, users, times)
                 result["runs"].append({"server": name, **run})
         result["ranking_paths"] = ranking_paths(ports["feedrank"])
-    save(result, args.out, "end_to_end" + ("-quick" if args.quick else ""), markdown(result),
-         plot)
+    save(result, args.out, "end_to_end" + ("-quick" if args.quick else ""), markdown(result), plot)
     return result
 
 

@@ -39,8 +39,11 @@ FIRST_USER = 10**12  # ids no world uses: every batch's users are new and distin
 
 
 def percentiles(values: list[float]) -> dict:
-    return {"n": len(values), "p50_ms": float(np.percentile(values, 50)),
-            "p99_ms": float(np.percentile(values, 99))}
+    return {
+        "n": len(values),
+        "p50_ms": float(np.percentile(values, 50)),
+        "p99_ms": float(np.percentile(values, 99)),
+    }
 
 
 async def feed_client(url: str, users: np.ndarray, at: str, stop: asyncio.Event) -> list[float]:
@@ -49,8 +52,9 @@ async def feed_client(url: str, users: np.ndarray, at: str, stop: asyncio.Event)
         rng = np.random.default_rng(0)
         while not stop.is_set():
             start = time.perf_counter()
-            response = await client.get("/post/recommendations/",
-                                        params={"id": int(rng.choice(users)), "time": at})
+            response = await client.get(
+                "/post/recommendations/", params={"id": int(rng.choice(users)), "time": at}
+            )
             assert response.status_code == 200, response.text
             latencies.append((time.perf_counter() - start) * 1e3)
     return latencies
@@ -58,9 +62,17 @@ async def feed_client(url: str, users: np.ndarray, at: str, stop: asyncio.Event)
 
 def like_batch(index: int, posts: np.ndarray, at: str) -> bytes:
     users = FIRST_USER + index * BATCH + np.arange(BATCH)
-    return json.dumps([{"user_id": int(u), "post_id": int(posts[i % len(posts)]),
-                        "action": "like", "timestamp": at}
-                       for i, u in enumerate(users)]).encode()
+    return json.dumps(
+        [
+            {
+                "user_id": int(u),
+                "post_id": int(posts[i % len(posts)]),
+                "action": "like",
+                "timestamp": at,
+            }
+            for i, u in enumerate(users)
+        ]
+    ).encode()
 
 
 async def flood(url: str, bodies: list[bytes]) -> list[float]:
@@ -68,8 +80,9 @@ async def flood(url: str, bodies: list[bytes]) -> list[float]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         for body in bodies:
             start = time.perf_counter()
-            response = await client.post("/feed/events", content=body,
-                                         headers={"content-type": "application/json"})
+            response = await client.post(
+                "/feed/events", content=body, headers={"content-type": "application/json"}
+            )
             assert response.status_code == 200, response.text
             times.append((time.perf_counter() - start) * 1e3)
     return times
@@ -87,12 +100,16 @@ def loop_lag(url: str) -> dict:
                 buckets[float(sample.labels["le"])] = sample.value
             elif sample.name.endswith("_count"):
                 count = sample.value
-    return {"observations": count, "over_5ms": count - buckets.get(0.005, count),
-            "over_25ms": count - buckets.get(0.025, count)}
+    return {
+        "observations": count,
+        "over_5ms": count - buckets.get(0.005, count),
+        "over_25ms": count - buckets.get(0.025, count),
+    }
 
 
-def phase(url: str, users: np.ndarray, at: str, duration: float,
-          bodies: list[bytes] | None) -> dict:
+def phase(
+    url: str, users: np.ndarray, at: str, duration: float, bodies: list[bytes] | None
+) -> dict:
     async def run() -> tuple[list[float], list[float]]:
         stop = asyncio.Event()
         feeds = asyncio.create_task(feed_client(url, users, at, stop))
@@ -114,7 +131,7 @@ def phase(url: str, users: np.ndarray, at: str, duration: float,
 def write_events_log(folder: Path, count: int, posts: np.ndarray, at: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     duckdb.sql(f"""COPY (SELECT {FIRST_USER} + i AS user_id,
-                    (list_value({', '.join(map(str, posts[:50]))}))[1 + i % 50] AS post_id,
+                    (list_value({", ".join(map(str, posts[:50]))}))[1 + i % 50] AS post_id,
                     'like' AS action, TIMESTAMP '{at}' AS timestamp
                   FROM range({count}) t(i))
                TO '{folder}/events-20000101T000000Z-0001.jsonl' (FORMAT json)""")
@@ -151,9 +168,15 @@ def main() -> None:
         empty = start_up(args.world, args.repository, root / "empty")
         write_events_log(root / "replay", args.replay, posts, at)
         replayed = start_up(args.world, args.repository, root / "replay")
-    result = {"machine": machine(), "batch_events": BATCH, "batches": args.batches,
-              "alone": alone, "flood": flooded, "replay_likes": args.replay,
-              "start_up": {"empty": empty, "replay": replayed}}
+    result = {
+        "machine": machine(),
+        "batch_events": BATCH,
+        "batches": args.batches,
+        "alone": alone,
+        "flood": flooded,
+        "replay_likes": args.replay,
+        "start_up": {"empty": empty, "replay": replayed},
+    }
     name = "events_flood" + ("-quick" if args.quick else "")
     save(result, args.out, name, markdown(result), plot)
 
@@ -163,26 +186,40 @@ def markdown(r: dict) -> str:
     batch = np.array(f["batch_ms"])
     half = len(batch) // 2 or 1
     flood_name = f"during {r['batches']} batches of {r['batch_events']:,} likes"
-    rows = [f"| {name} | {p['feed']['n']} | {p['feed']['p50_ms']:.1f} | "
-            f"{p['feed']['p99_ms']:.1f} | {p['loop_lag']['observations']:.0f} | "
-            f"{p['loop_lag']['over_5ms']:.0f} | {p['loop_lag']['over_25ms']:.0f} |"
-            for name, p in (("alone", a), (flood_name, f))]
-    return "\n".join([
-        f"Events flood; {r['machine']['cpu']}, {r['machine']['cores']} cores, commit "
-        f"{r['machine']['git_commit'][:10]}", "",
-        "| feed client | requests | p50 ms | p99 ms | loop lag observations | over 5 ms | "
-        "over 25 ms |", "|---|---|---|---|---|---|---|", *rows, "",
-        f"Batch time: median {np.median(batch):.0f} ms; first half {np.median(batch[:half]):.0f}"
-        f" ms, second half {np.median(batch[half:]):.0f} ms (live likes growing to "
-        f"{r['batches'] * r['batch_events']:,}).", "",
-        "| start-up | ready s | resident MB |", "|---|---|---|",
-        f"| empty events log | {s['empty']['ready_s']:.1f} | {s['empty']['rss_mb']:.0f} |",
-        f"| {r['replay_likes']:,} likes to replay | {s['replay']['ready_s']:.1f} | "
-        f"{s['replay']['rss_mb']:.0f} |", ""])
+    rows = [
+        f"| {name} | {p['feed']['n']} | {p['feed']['p50_ms']:.1f} | "
+        f"{p['feed']['p99_ms']:.1f} | {p['loop_lag']['observations']:.0f} | "
+        f"{p['loop_lag']['over_5ms']:.0f} | {p['loop_lag']['over_25ms']:.0f} |"
+        for name, p in (("alone", a), (flood_name, f))
+    ]
+    return "\n".join(
+        [
+            f"Events flood; {r['machine']['cpu']}, {r['machine']['cores']} cores, commit "
+            f"{r['machine']['git_commit'][:10]}",
+            "",
+            "| feed client | requests | p50 ms | p99 ms | loop lag observations | over 5 ms | "
+            "over 25 ms |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Batch time: median {np.median(batch):.0f} ms; "
+            f"first half {np.median(batch[:half]):.0f}"
+            f" ms, second half {np.median(batch[half:]):.0f} ms (live likes growing to "
+            f"{r['batches'] * r['batch_events']:,}).",
+            "",
+            "| start-up | ready s | resident MB |",
+            "|---|---|---|",
+            f"| empty events log | {s['empty']['ready_s']:.1f} | {s['empty']['rss_mb']:.0f} |",
+            f"| {r['replay_likes']:,} likes to replay | {s['replay']['ready_s']:.1f} | "
+            f"{s['replay']['rss_mb']:.0f} |",
+            "",
+        ]
+    )
 
 
 def plot(r: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -43,14 +43,21 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    length = next((int(line.split(":", 1)[1]) for line in lines[1:]
-                   if line.lower().startswith("content-length:")), 0)
+    length = next(
+        (
+            int(line.split(":", 1)[1])
+            for line in lines[1:]
+            if line.lower().startswith("content-length:")
+        ),
+        0,
+    )
     await reader.readexactly(length)
     return status
 
 
-async def connection(host: str, port: int, paths, deadline: float, tally: Tally,
-                     due_times: asyncio.Queue | None) -> None:
+async def connection(
+    host: str, port: int, paths, deadline: float, tally: Tally, due_times: asyncio.Queue | None
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while True:
@@ -90,8 +97,9 @@ async def schedule(due_times: asyncio.Queue, rate: float, deadline: float, worke
         due_times.put_nowait(None)
 
 
-async def run(host: str, port: int, concurrency: int, duration: float, rate: float | None,
-              paths) -> dict:
+async def run(
+    host: str, port: int, concurrency: int, duration: float, rate: float | None, paths
+) -> dict:
     tally = Tally()
     started = time.perf_counter()
     deadline = started + duration
@@ -112,11 +120,17 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 def summarise(tally: Tally, elapsed: float, concurrency: int, rate: float | None) -> dict:
     lat = sorted(tally.latencies_ms)
     return {
-        "concurrency": concurrency, "rate": rate, "seconds": round(elapsed, 3),
-        "requests": len(lat), "errors": tally.errors, "statuses": tally.statuses,
+        "concurrency": concurrency,
+        "rate": rate,
+        "seconds": round(elapsed, 3),
+        "requests": len(lat),
+        "errors": tally.errors,
+        "statuses": tally.statuses,
         "throughput_rps": len(lat) / elapsed,
-        "p50_ms": percentile(lat, 0.50), "p95_ms": percentile(lat, 0.95),
-        "p99_ms": percentile(lat, 0.99), "max_ms": lat[-1] if lat else None,
+        "p50_ms": percentile(lat, 0.50),
+        "p95_ms": percentile(lat, 0.95),
+        "p99_ms": percentile(lat, 0.99),
+        "max_ms": lat[-1] if lat else None,
     }
 
 
@@ -132,10 +146,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    paths = feed_paths([int(u) for u in args.users.split(",")], args.times.split(","),
-                       args.limit, args.seed)
-    result = asyncio.run(run(args.host, args.port, args.concurrency, args.duration, args.rate,
-                             paths))
+    paths = feed_paths(
+        [int(u) for u in args.users.split(",")], args.times.split(","), args.limit, args.seed
+    )
+    result = asyncio.run(
+        run(args.host, args.port, args.concurrency, args.duration, args.rate, paths)
+    )
     print(json.dumps(result))
 
 

@@ -2,13 +2,13 @@
 
 - catboost: CatBoost's native `predict` (raw scores) on the request's full feature matrix;
 - plain_onnx: CatBoost's own ONNX export (TreeEnsemble) in onnxruntime on the same matrix;
-- fastpath: the fast-path graph (export/fastpath.py) in onnxruntime, fed the request row and the
-  per-group pair values the matrix was made of.
+- fastpath: the fast-path graph (server/fastpath_graph.py) in onnxruntime, fed the request row
+  and the per-group pair values the matrix was made of.
 
 Each repetition draws a new request and times the scorers back to back in alternating order
 (interleaved pairs), with 1 and 2 threads; the ratio is taken per pair. Scores are checked on
 every repetition (max |Δ raw| and identical top-50). By default the model is a real CatBoost model
-trained on a seeded synthetic problem shaped like feedrank's (export/fastpath_synthetic.py); with
+trained on a seeded synthetic problem shaped like feedrank's (benchmarks/fastpath_problem.py); with
 --world/--repository, the published control and test models on their own features (ModelInputs;
 the fast path is fed the same full matrix through `scores_for_matrix`).
 
@@ -46,19 +46,24 @@ class Case:
     name: str
     catboost: object
     onnx_path: Path
-    build: Callable[[int], object]                       # threads -> FastRanker
+    build: Callable[[int], object]  # threads -> FastRanker
     draw: Callable[[], tuple[Callable[[object], np.ndarray], np.ndarray]]
 
 
 def synthetic_case(args, folder: Path) -> Case:
-    from feedrank.export.fastpath import Trees
-    from feedrank.export.fastpath_synthetic import synthetic_problem
     from feedrank.export.onnx_export import export_onnx
     from feedrank.server.fastpath import FastRanker
+    from feedrank.server.fastpath_graph import Trees
 
-    problem = synthetic_problem(n_posts=args.posts, n_groups=args.groups,
-                                iterations=args.iterations, depth=args.depth,
-                                train_rows=4000 if args.quick else 40_000)
+    from fastpath_problem import synthetic_problem
+
+    problem = synthetic_problem(
+        n_posts=args.posts,
+        n_groups=args.groups,
+        iterations=args.iterations,
+        depth=args.depth,
+        train_rows=4000 if args.quick else 40_000,
+    )
     export_onnx(problem.model, folder / "model.onnx", name="synthetic")
     trees = Trees.from_catboost(problem.model)
 
@@ -66,10 +71,22 @@ def synthetic_case(args, folder: Path) -> Case:
         request, pair = problem.request()
         return (lambda ranker: ranker.scores(request, pair)), problem.matrix(request, pair)
 
-    return Case("synthetic", problem.model, folder / "model.onnx", lambda threads: FastRanker(
-        trees, problem.post_matrix, problem.partition, problem.post_group, problem.n_groups,
-        threads=threads, merge_cost=args.merge_cost, max_table_bytes=args.max_table_mb << 20),
-        draw)
+    return Case(
+        "synthetic",
+        problem.model,
+        folder / "model.onnx",
+        lambda threads: FastRanker(
+            trees,
+            problem.post_matrix,
+            problem.partition,
+            problem.post_group,
+            problem.n_groups,
+            threads=threads,
+            merge_cost=args.merge_cost,
+            max_table_bytes=args.max_table_mb << 20,
+        ),
+        draw,
+    )
 
 
 def repository_cases(args) -> list[Case]:
@@ -82,8 +99,7 @@ def repository_cases(args) -> list[Case]:
     from feedrank.server.fastpath import FastRanker
 
     online = OnlineFeatures.load(args.world)
-    hour = (online.cutoff - np.timedelta64(6, "h")).astype("datetime64[h]").astype(
-        "datetime64[us]")
+    hour = (online.cutoff - np.timedelta64(6, "h")).astype("datetime64[h]").astype("datetime64[us]")
     rng = np.random.default_rng(0)
     cases = []
     for model in args.models:
@@ -96,11 +112,21 @@ def repository_cases(args) -> list[Case]:
             matrix = inputs.matrix(int(rng.choice(online.user_ids)), at)
             return (lambda ranker: ranker.scores_for_matrix(matrix)), matrix
 
-        cases.append(Case(model, CatBoost().load_model(str(version_dir / "model.cbm")),
-                          version_dir / "model.onnx",
-                          lambda threads, d=version_dir, s=snapshot: FastRanker.for_snapshot(
-                              d, s, threads=threads, merge_cost=args.merge_cost,
-                              max_table_bytes=args.max_table_mb << 20), draw))
+        cases.append(
+            Case(
+                model,
+                CatBoost().load_model(str(version_dir / "model.cbm")),
+                version_dir / "model.onnx",
+                lambda threads, d=version_dir, s=snapshot: FastRanker.for_snapshot(
+                    d,
+                    s,
+                    threads=threads,
+                    merge_cost=args.merge_cost,
+                    max_table_bytes=args.max_table_mb << 20,
+                ),
+                draw,
+            )
+        )
     return cases
 
 
@@ -110,24 +136,29 @@ def scorers(case: Case, threads: int):
 
     rss = psutil.Process().memory_info().rss
     ranker = case.build(threads)
-    built = {"build_seconds": ranker.build_seconds, "table_mb": ranker.table_bytes / 2**20,
-             "rss_growth_mb": (psutil.Process().memory_info().rss - rss) / 2**20,
-             "tree_groups": len(ranker.fastpath.groups),
-             "dense_tree_groups": len(ranker.fastpath.dense_groups)}
+    built = {
+        "build_seconds": ranker.build_seconds,
+        "table_mb": ranker.table_bytes / 2**20,
+        "rss_growth_mb": (psutil.Process().memory_info().rss - rss) / 2**20,
+        "tree_groups": len(ranker.fastpath.groups),
+        "dense_tree_groups": len(ranker.fastpath.dense_groups),
+    }
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    plain = ort.InferenceSession(str(case.onnx_path), options,
-                                 providers=["CPUExecutionProvider"])
+    plain = ort.InferenceSession(str(case.onnx_path), options, providers=["CPUExecutionProvider"])
 
     def plain_raw(fast, matrix):
         (p,) = plain.run(["probabilities"], {"features": matrix})
         p1 = np.clip(p[:, 1].astype(np.float64), 1e-12, 1 - 1e-12)
         return np.log(p1 / (1 - p1))
 
-    return {"catboost": lambda fast, m: case.catboost.predict(
-                m, prediction_type="RawFormulaVal", thread_count=threads),
-            "fastpath": lambda fast, m: fast(ranker),
-            "plain_onnx": plain_raw}, built
+    return {
+        "catboost": lambda fast, m: case.catboost.predict(
+            m, prediction_type="RawFormulaVal", thread_count=threads
+        ),
+        "fastpath": lambda fast, m: fast(ranker),
+        "plain_onnx": plain_raw,
+    }, built
 
 
 def run_threads(case: Case, threads: int, repetitions: int, plain_every: int) -> dict:
@@ -147,13 +178,21 @@ def run_threads(case: Case, threads: int, repetitions: int, plain_every: int) ->
         worst_diff = max(worst_diff, float(np.abs(scores["fastpath"] - scores["catboost"]).max()))
         top_k_equal &= bool(np.array_equal(top(scores["fastpath"]), top(scores["catboost"])))
     ratios = np.array(times["catboost"]) / np.array(times["fastpath"])
-    return {"case": case.name, "threads": threads, "posts": len(matrix),
-            "features": matrix.shape[1], **built, "times_ms": times,
-            "summary": {name: summary(t) for name, t in times.items()},
-            "ratio_catboost_over_fastpath": summary(ratios),
-            "ratio_plain_onnx_over_fastpath": float(np.median(times["plain_onnx"])
-                                                    / np.median(times["fastpath"])),
-            "max_abs_raw_diff_vs_catboost": worst_diff, "top_k_identical": top_k_equal}
+    return {
+        "case": case.name,
+        "threads": threads,
+        "posts": len(matrix),
+        "features": matrix.shape[1],
+        **built,
+        "times_ms": times,
+        "summary": {name: summary(t) for name, t in times.items()},
+        "ratio_catboost_over_fastpath": summary(ratios),
+        "ratio_plain_onnx_over_fastpath": float(
+            np.median(times["plain_onnx"]) / np.median(times["fastpath"])
+        ),
+        "max_abs_raw_diff_vs_catboost": worst_diff,
+        "top_k_identical": top_k_equal,
+    }
 
 
 def top(scores: np.ndarray) -> np.ndarray:
@@ -162,33 +201,52 @@ def top(scores: np.ndarray) -> np.ndarray:
 
 def summary(values) -> dict:
     v = np.asarray(values, np.float64)
-    return {"median": float(np.median(v)), "p10": float(np.percentile(v, 10)),
-            "p90": float(np.percentile(v, 90)), "n": int(v.size)}
+    return {
+        "median": float(np.median(v)),
+        "p10": float(np.percentile(v, 10)),
+        "p90": float(np.percentile(v, 90)),
+        "n": int(v.size),
+    }
 
 
 def markdown(result: dict) -> str:
     m = result["machine"]
-    lines = [f"Ranking kernel ({result['setup']}); {m['cpu']}, {m['cores']} cores, load average "
-             f"{m['load_average'][0]:.1f}, commit {m['git_commit'][:10]}", "",
-             "| model | posts | threads | scorer | median ms | p10–p90 ms | "
-             "CatBoost ÷ scorer: median (p10–p90) of pairs |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Ranking kernel ({result['setup']}); {m['cpu']}, {m['cores']} cores, load average "
+        f"{m['load_average'][0]:.1f}, commit {m['git_commit'][:10]}",
+        "",
+        "| model | posts | threads | scorer | median ms | p10–p90 ms | "
+        "CatBoost ÷ scorer: median (p10–p90) of pairs |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for run in result["runs"]:
         for name in SCORERS:
             s = run["summary"][name]
             ratio = run["ratio_catboost_over_fastpath"] if name == "fastpath" else None
             of_medians = run["summary"]["catboost"]["median"] / s["median"]
-            ratio_text = (f"{ratio['median']:.2f}× ({ratio['p10']:.2f}–{ratio['p90']:.2f})"
-                          if ratio else "reference" if name == "catboost"
-                          else f"{of_medians:.2f}× (of medians)")
-            lines.append(f"| {run['case']} | {run['posts']:,} | {run['threads']} | {name} | "
-                         f"{s['median']:.2f} | {s['p10']:.2f}–{s['p90']:.2f} | {ratio_text} |")
-    lines += ["", "| model | threads | fast-path build s | tables MB | RSS growth MB | tree groups "
-              "(read post by post) | max abs Δ raw vs CatBoost | top-50 identical |",
-              "|---" * 8 + "|"]
-    lines += [f"| {r['case']} | {r['threads']} | {r['build_seconds']:.1f} | {r['table_mb']:.0f} | "
-              f"{r['rss_growth_mb']:.0f} | {r['tree_groups']} ({r['dense_tree_groups']}) | "
-              f"{r['max_abs_raw_diff_vs_catboost']:.1e} | {r['top_k_identical']} |"
-              for r in result["runs"]]
+            ratio_text = (
+                f"{ratio['median']:.2f}× ({ratio['p10']:.2f}–{ratio['p90']:.2f})"
+                if ratio
+                else "reference"
+                if name == "catboost"
+                else f"{of_medians:.2f}× (of medians)"
+            )
+            lines.append(
+                f"| {run['case']} | {run['posts']:,} | {run['threads']} | {name} | "
+                f"{s['median']:.2f} | {s['p10']:.2f}–{s['p90']:.2f} | {ratio_text} |"
+            )
+    lines += [
+        "",
+        "| model | threads | fast-path build s | tables MB | RSS growth MB | tree groups "
+        "(read post by post) | max abs Δ raw vs CatBoost | top-50 identical |",
+        "|---" * 8 + "|",
+    ]
+    lines += [
+        f"| {r['case']} | {r['threads']} | {r['build_seconds']:.1f} | {r['table_mb']:.0f} | "
+        f"{r['rss_growth_mb']:.0f} | {r['tree_groups']} ({r['dense_tree_groups']}) | "
+        f"{r['max_abs_raw_diff_vs_catboost']:.1e} | {r['top_k_identical']} |"
+        for r in result["runs"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -198,14 +256,21 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(result["runs"]), figsize=(5 * len(result["runs"]), 4),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(result["runs"]), figsize=(5 * len(result["runs"]), 4), sharey=True, squeeze=False
+    )
     for ax, run in zip(axes[0], result["runs"]):
-        ax.boxplot([run["times_ms"][n] for n in SCORERS], tick_labels=list(SCORERS),
-                   whis=(5, 95), showfliers=False)
+        ax.boxplot(
+            [run["times_ms"][n] for n in SCORERS],
+            tick_labels=list(SCORERS),
+            whis=(5, 95),
+            showfliers=False,
+        )
         ax.set_yscale("log")
-        ax.set_title(f"{run['case']}, {run['threads']} thread(s): CatBoost ÷ fast path "
-                     f"{run['ratio_catboost_over_fastpath']['median']:.2f}×")
+        ax.set_title(
+            f"{run['case']}, {run['threads']} thread(s): CatBoost ÷ fast path "
+            f"{run['ratio_catboost_over_fastpath']['median']:.2f}×"
+        )
         ax.set_ylabel("ms per request (all candidates)")
         ax.grid(True, which="both", axis="y", alpha=0.3)
     fig.tight_layout()
@@ -225,8 +290,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--depth", type=int, default=6, help="synthetic problem")
     parser.add_argument("--groups", type=int, default=16, help="synthetic post groups")
     parser.add_argument("--repetitions", type=int, default=200)
-    parser.add_argument("--plain-every", type=int, default=10,
-                        help="time the (slow) plain ONNX export on every n-th repetition")
+    parser.add_argument(
+        "--plain-every",
+        type=int,
+        default=10,
+        help="time the (slow) plain ONNX export on every n-th repetition",
+    )
     parser.add_argument("--merge-cost", type=float, default=64.0)
     parser.add_argument("--max-table-mb", type=int, default=384)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -236,16 +305,24 @@ def main(argv: list[str] | None = None) -> dict:
     real = args.repository is not None
     if real and args.world is None:
         parser.error("--repository needs --world")
-    result = {"machine": machine(), "setup": (
-        f"{args.repository}, models {', '.join(args.models)} v{args.version}" if real else
-        f"synthetic: {args.iterations:,} trees of depth {args.depth}, {args.groups} post groups"),
-        "args": {k: str(v) for k, v in vars(args).items()}, "runs": []}
+    result = {
+        "machine": machine(),
+        "setup": (
+            f"{args.repository}, models {', '.join(args.models)} v{args.version}"
+            if real
+            else f"synthetic: {args.iterations:,} trees of depth {args.depth}, "
+            f"{args.groups} post groups"
+        ),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         cases = repository_cases(args) if real else [synthetic_case(args, Path(tmp))]
         for case in cases:
             for threads in (1, 2):
-                result["runs"].append(run_threads(case, threads, args.repetitions,
-                                                  args.plain_every))
+                result["runs"].append(
+                    run_threads(case, threads, args.repetitions, args.plain_every)
+                )
     name = "ranking_kernel" + ("-models" if real else "") + ("-quick" if args.quick else "")
     save(result, args.out, name, markdown(result), plot)
     return result

@@ -17,18 +17,32 @@ def machine() -> dict:
     import catboost
     import onnxruntime
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "catboost": catboost.__version__,
-            "onnxruntime": onnxruntime.__version__, "git_commit": commit,
-            "load_average": os.getloadavg()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "catboost": catboost.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "git_commit": commit,
+        "load_average": os.getloadavg(),
+    }
 
 
-def save(result: dict, out: Path, name: str, markdown: str,
-         plot: Callable[[dict, Path], None]) -> None:
+def save(
+    result: dict, out: Path, name: str, markdown: str, plot: Callable[[dict, Path], None]
+) -> None:
     """`out/name.json`, `out/name.md` and `out/name.png`, then the table on the terminal."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
@@ -45,10 +59,13 @@ def world_workload(world: Path, users: int = 200) -> tuple[np.ndarray, np.ndarra
     from feedrank.world.layout import WorldLayout
 
     layout = WorldLayout(world)
-    sample = duckdb.sql(f"SELECT user_id FROM read_parquet('{layout.users}') USING SAMPLE "
-                        f"{users} ROWS").fetchnumpy()["user_id"]
-    posts = duckdb.sql(f"SELECT post_id FROM read_parquet('{layout.posts}')") \
-        .fetchnumpy()["post_id"]
-    (last,), = duckdb.sql(f"SELECT max(timestamp) FROM read_parquet('{layout.feed_glob}')") \
-        .fetchall()
+    sample = duckdb.sql(
+        f"SELECT user_id FROM read_parquet('{layout.users}') USING SAMPLE {users} ROWS"
+    ).fetchnumpy()["user_id"]
+    posts = duckdb.sql(f"SELECT post_id FROM read_parquet('{layout.posts}')").fetchnumpy()[
+        "post_id"
+    ]
+    ((last,),) = duckdb.sql(
+        f"SELECT max(timestamp) FROM read_parquet('{layout.feed_glob}')"
+    ).fetchall()
     return sample, posts, last.replace(microsecond=0).isoformat()

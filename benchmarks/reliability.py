@@ -39,8 +39,14 @@ def logged_ids(log: Path) -> set[str]:
     return {r for (r,) in duckdb.sql(f"SELECT request_id FROM ({query(log)})").fetchall()}
 
 
-async def clients(url: str, users: np.ndarray, at: str, received: list[str], count: int,
-                  stop_on: int | None = None) -> dict[int, int]:
+async def clients(
+    url: str,
+    users: np.ndarray,
+    at: str,
+    received: list[str],
+    count: int,
+    stop_on: int | None = None,
+) -> dict[int, int]:
     """`count` clients sending feeds until the server goes away (or answers `stop_on`)."""
     statuses: dict[int, int] = {}
 
@@ -49,8 +55,9 @@ async def clients(url: str, users: np.ndarray, at: str, received: list[str], cou
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             while True:
                 try:
-                    response = await client.get("/post/recommendations/", params={
-                        "id": int(rng.choice(users)), "time": at})
+                    response = await client.get(
+                        "/post/recommendations/", params={"id": int(rng.choice(users)), "time": at}
+                    )
                 except httpx.HTTPError:
                     return
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
@@ -63,8 +70,9 @@ async def clients(url: str, users: np.ndarray, at: str, received: list[str], cou
     return statuses
 
 
-def kill_rounds(world: Path, repository: Path, log: Path, users: np.ndarray, at: str,
-                kills: int, answers: int) -> dict:
+def kill_rounds(
+    world: Path, repository: Path, log: Path, users: np.ndarray, at: str, kills: int, answers: int
+) -> dict:
     received: list[str] = []
 
     async def load_then_kill(server: ServerProcess, before: int) -> None:
@@ -80,28 +88,51 @@ def kill_rounds(world: Path, repository: Path, log: Path, users: np.ndarray, at:
     return {"kills": kills, "answered": len(received), "lost": len(lost)}
 
 
-def full_disk(world: Path, repository: Path, root: Path, users: np.ndarray, at: str,
-              posts: np.ndarray, file_bytes: int) -> dict:
+def full_disk(
+    world: Path,
+    repository: Path,
+    root: Path,
+    users: np.ndarray,
+    at: str,
+    posts: np.ndarray,
+    file_bytes: int,
+) -> dict:
     log = root / "full"
     server = ServerProcess(world, repository, log, root / "full.out")
     server.command = ["prlimit", f"--fsize={file_bytes}:", *server.command]
     received: list[str] = []
     with server.start():
-        flood = [{"user_id": 10**12 + i, "post_id": int(posts[i % len(posts)]),
-                  "action": "like", "timestamp": at} for i in range(10_000)]
+        flood = [
+            {
+                "user_id": 10**12 + i,
+                "post_id": int(posts[i % len(posts)]),
+                "action": "like",
+                "timestamp": at,
+            }
+            for i in range(10_000)
+        ]
         refused_batch = httpx.post(f"{server.url}/feed/events", json=flood, timeout=60)
         statuses = asyncio.run(clients(server.url, users, at, received, 4, stop_on=503))
     events_bytes = sum(p.stat().st_size for p in log_files(log))
-    torn = [p.name for p in log.glob("*.jsonl") if p.stat().st_size
-            and not p.read_bytes().endswith(b"\n")]
-    return {"file_limit_bytes": file_bytes, "answered": len(received),
-            "lost": len(set(received) - logged_ids(log)), "statuses": statuses,
-            "batch_status": refused_batch.status_code, "batch_bytes_left": events_bytes,
-            "torn_files": torn}
+    torn = [
+        p.name
+        for p in log.glob("*.jsonl")
+        if p.stat().st_size and not p.read_bytes().endswith(b"\n")
+    ]
+    return {
+        "file_limit_bytes": file_bytes,
+        "answered": len(received),
+        "lost": len(set(received) - logged_ids(log)),
+        "statuses": statuses,
+        "batch_status": refused_batch.status_code,
+        "batch_bytes_left": events_bytes,
+        "torn_files": torn,
+    }
 
 
-async def slow_attack(url: str, port: int, users: np.ndarray, at: str, duration: float,
-                      slow: int) -> list[float]:
+async def slow_attack(
+    url: str, port: int, users: np.ndarray, at: str, duration: float, slow: int
+) -> list[float]:
     """Feed latencies of one sequential client; `slow` half-sent heads held open meanwhile."""
     stop = asyncio.Event()
 
@@ -125,8 +156,9 @@ async def slow_attack(url: str, port: int, users: np.ndarray, at: str, duration:
         deadline = time.perf_counter() + duration
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            response = await client.get("/post/recommendations/",
-                                        params={"id": int(rng.choice(users)), "time": at})
+            response = await client.get(
+                "/post/recommendations/", params={"id": int(rng.choice(users)), "time": at}
+            )
             assert response.status_code == 200, response.text
             latencies.append((time.perf_counter() - start) * 1e3)
     stop.set()
@@ -134,14 +166,21 @@ async def slow_attack(url: str, port: int, users: np.ndarray, at: str, duration:
     return latencies
 
 
-def attack(world: Path, repository: Path, log: Path, users: np.ndarray, at: str,
-           duration: float, slow: int) -> dict:
+def attack(
+    world: Path, repository: Path, log: Path, users: np.ndarray, at: str, duration: float, slow: int
+) -> dict:
     with ServerProcess(world, repository, log) as server:
         alone = asyncio.run(slow_attack(server.url, server.port, users, at, duration, 0))
         attacked = asyncio.run(slow_attack(server.url, server.port, users, at, duration, slow))
-    summary = {name: {"n": len(v), "p50_ms": float(np.percentile(v, 50)),
-                      "p99_ms": float(np.percentile(v, 99)), "max_ms": float(max(v))}
-               for name, v in (("alone", alone), ("attacked", attacked))}
+    summary = {
+        name: {
+            "n": len(v),
+            "p50_ms": float(np.percentile(v, 50)),
+            "p99_ms": float(np.percentile(v, 99)),
+            "max_ms": float(max(v)),
+        }
+        for name, v in (("alone", alone), ("attacked", attacked))
+    }
     return {"slow_connections": slow, **summary}
 
 
@@ -161,38 +200,51 @@ def main() -> None:
     users, posts, at = world_workload(args.world)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        result = {"machine": machine(),
-                  "kill_9": kill_rounds(args.world, args.repository, root / "killed", users, at,
-                                        args.kills, args.answers),
-                  "full_disk": full_disk(args.world, args.repository, root, users, at, posts,
-                                         256 * 1024),
-                  "slow_clients": attack(args.world, args.repository, root / "attack", users,
-                                         at, args.duration, args.slow)}
+        result = {
+            "machine": machine(),
+            "kill_9": kill_rounds(
+                args.world, args.repository, root / "killed", users, at, args.kills, args.answers
+            ),
+            "full_disk": full_disk(args.world, args.repository, root, users, at, posts, 256 * 1024),
+            "slow_clients": attack(
+                args.world, args.repository, root / "attack", users, at, args.duration, args.slow
+            ),
+        }
     name = "reliability" + ("-quick" if args.quick else "")
     save(result, args.out, name, markdown(result), plot)
 
 
 def markdown(r: dict) -> str:
     k, d, s = r["kill_9"], r["full_disk"], r["slow_clients"]
-    return "\n".join([
-        f"Reliability; {r['machine']['cpu']}, {r['machine']['cores']} cores, commit "
-        f"{r['machine']['git_commit'][:10]}", "",
-        "| fault | answers received | missing from the exposure log | other |",
-        "|---|---|---|---|",
-        f"| kill -9 under load, {k['kills']} times | {k['answered']:,} | {k['lost']} | |",
-        f"| full disk ({d['file_limit_bytes'] // 1024} KiB files) | {d['answered']:,} | "
-        f"{d['lost']} | 10,000-like batch: {d['batch_status']}, {d['batch_bytes_left']} bytes "
-        f"left; torn files: {len(d['torn_files'])}; statuses {json.dumps(d['statuses'])} |", "",
-        "| normal client (sequential feeds) | requests | p50 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|",
-        *(f"| {name} | {v['n']} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} |"
-          for name, v in (("alone", s["alone"]),
-                          (f"beside {s['slow_connections']} slow-header connections",
-                           s["attacked"]))), ""])
+    return "\n".join(
+        [
+            f"Reliability; {r['machine']['cpu']}, {r['machine']['cores']} cores, commit "
+            f"{r['machine']['git_commit'][:10]}",
+            "",
+            "| fault | answers received | missing from the exposure log | other |",
+            "|---|---|---|---|",
+            f"| kill -9 under load, {k['kills']} times | {k['answered']:,} | {k['lost']} | |",
+            f"| full disk ({d['file_limit_bytes'] // 1024} KiB files) | {d['answered']:,} | "
+            f"{d['lost']} | 10,000-like batch: {d['batch_status']}, {d['batch_bytes_left']} bytes "
+            f"left; torn files: {len(d['torn_files'])}; statuses {json.dumps(d['statuses'])} |",
+            "",
+            "| normal client (sequential feeds) | requests | p50 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {name} | {v['n']} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} |"
+                for name, v in (
+                    ("alone", s["alone"]),
+                    (f"beside {s['slow_connections']} slow-header connections", s["attacked"]),
+                )
+            ),
+            "",
+        ]
+    )
 
 
 def plot(r: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -200,8 +252,12 @@ def plot(r: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     labels = ["alone", f"{s['slow_connections']} slow clients"]
     for i, key in enumerate(("p50_ms", "p99_ms")):
-        ax.bar(np.arange(2) + i * 0.4, [s["alone"][key], s["attacked"][key]], 0.4,
-               label=key.replace("_ms", ""))
+        ax.bar(
+            np.arange(2) + i * 0.4,
+            [s["alone"][key], s["attacked"][key]],
+            0.4,
+            label=key.replace("_ms", ""),
+        )
     ax.set_xticks(np.arange(2) + 0.2, labels)
     ax.set_ylabel("feed latency, ms")
     ax.set_title("A normal client beside a slow-header attack")

@@ -21,7 +21,7 @@ from catboost import CatBoostClassifier
 from rich.console import Console
 
 from feedrank.errors import FeedrankError
-from feedrank.export.evaluate import choose_exposure
+from feedrank.export.hit_rate import choose_exposure
 from feedrank.export.onnx_export import INPUT_NAME, PROBABILITY_OUTPUT, export_onnx
 from feedrank.export.parity import MIN_ROWS, check_parity, require_parity
 from feedrank.export.publish import (
@@ -40,7 +40,7 @@ from feedrank.world.layout import WorldLayout
 
 MODELS = ("control", "test")
 PARITY_REQUESTS = 20
-EXPOSURE_REQUESTS = 1000   # validation sessions ranked to choose the exposure term
+EXPOSURE_REQUESTS = 1000  # validation sessions ranked to choose the exposure term
 PIPELINE = "embedding_pipeline"
 
 
@@ -63,8 +63,9 @@ def fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def split(table: pl.DataFrame, name: str, specs: list[dict], windows: Windows,
-          seed: int) -> ModelData:
+def split(
+    table: pl.DataFrame, name: str, specs: list[dict], windows: Windows, seed: int
+) -> ModelData:
     names = [s["name"] for s in specs]
     missing = sorted(set(names) - set(table.columns))
     if missing:
@@ -79,7 +80,8 @@ def split(table: pl.DataFrame, name: str, specs: list[dict], windows: Windows,
     for part, frame in (("training", train), ("validation", valid)):
         _require_both_classes(part, frame, windows)
     requests = valid.select("user_id", "timestamp").sample(
-        min(PARITY_REQUESTS, valid.height), seed=seed)
+        min(PARITY_REQUESTS, valid.height), seed=seed
+    )
     return ModelData(name, specs, xy(train), xy(valid), requests)
 
 
@@ -88,11 +90,18 @@ def _require_both_classes(part: str, frame: pl.DataFrame, windows: Windows) -> N
     liked = int(frame["target"].sum()) if frame.height else 0
     if frame.height and 0 < liked < frame.height:
         return
-    what = ("no rows" if not frame.height else
-            "only views followed by a like" if liked else "no view followed by a like")
-    raise FeedrankError(f"the {part} window has {what} ({frame.height:,} rows); a model needs "
-                        f"liked and not-liked views in both training and validation. Windows, "
-                        f"derived from the feed's views: {windows.describe()}")
+    what = (
+        "no rows"
+        if not frame.height
+        else "only views followed by a like"
+        if liked
+        else "no view followed by a like"
+    )
+    raise FeedrankError(
+        f"the {part} window has {what} ({frame.height:,} rows); a model needs "
+        f"liked and not-liked views in both training and validation. Windows, "
+        f"derived from the feed's views: {windows.describe()}"
+    )
 
 
 def parity_rows(data: ModelData) -> np.ndarray:
@@ -104,8 +113,15 @@ def parity_rows(data: ModelData) -> np.ndarray:
 
 
 class Builder:
-    def __init__(self, world: Path, repository: Path, params: TrainParams, *,
-                 progress: bool = True, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        world: Path,
+        repository: Path,
+        params: TrainParams,
+        *,
+        progress: bool = True,
+        console: Console | None = None,
+    ) -> None:
         self.world, self.repository, self.params = world, repository, params
         self.progress, self.console = progress, console or Console(stderr=True)
         self._online: OnlineFeatures | None = None
@@ -123,14 +139,21 @@ class Builder:
         # read lazily: an unchanged rebuild should not pay for loading the training set
         layout = FeaturesLayout(features)
         table = functools.cache(lambda name: pl.read_parquet(layout.training_set(name)))
-        versions = {name: self.build_model(name, features, manifest, windows, table)
-                    for name in MODELS}
+        versions = {
+            name: self.build_model(name, features, manifest, windows, table) for name in MODELS
+        }
         if ensure_router(self.repository, versions):
             self.console.print(f"wrote {self.repository / 'router.toml'}")
         return versions
 
-    def build_model(self, name: str, features: Path, manifest: dict, windows: Windows,
-                    table: Callable[[str], pl.DataFrame]) -> int:
+    def build_model(
+        self,
+        name: str,
+        features: Path,
+        manifest: dict,
+        windows: Windows,
+        table: Callable[[str], pl.DataFrame],
+    ) -> int:
         specs = manifest["models"][name]
         key = fingerprint(manifest["fingerprint"], specs, self.params.identity(), windows.as_dict())
         latest = latest_metadata(self.repository / name)
@@ -141,40 +164,83 @@ class Builder:
         model = fit(name, self.params, data.train, data.valid, progress=self.progress)
         post_features = features / f"post_features_{name}.parquet"
         exposure, choice = choose_exposure(
-            self.world, ModelInputs(self.online, specs, post_features), model, windows,
-            requests=EXPOSURE_REQUESTS, seed=self.params.seed, threads=self.params.threads)
-        self.console.print(f"{name}: ranks by {choice.get('chosen', 'preference')} "
-                           f"(validation hit rate@5 of each: {_rates(choice)})")
-        meta = {"model": name, "features": specs, "input_name": INPUT_NAME,
-                "output_name": PROBABILITY_OUTPUT, "windows": windows.as_dict(),
-                "data_fingerprint": manifest["fingerprint"], "build_fingerprint": key,
-                "features_cutoff": manifest.get("cutoff"),
-                "training": training_summary(model, data), "catboost": self.params.catboost(),
-                "exposure": exposure.as_dict(), "exposure_choice": choice, "evaluation": None}
+            self.world,
+            ModelInputs(self.online, specs, post_features),
+            model,
+            windows,
+            requests=EXPOSURE_REQUESTS,
+            seed=self.params.seed,
+            threads=self.params.threads,
+        )
+        self.console.print(
+            f"{name}: ranks by {choice.get('chosen', 'preference')} "
+            f"(validation hit rate@5 of each: {_rates(choice)})"
+        )
+        meta = {
+            "model": name,
+            "features": specs,
+            "input_name": INPUT_NAME,
+            "output_name": PROBABILITY_OUTPUT,
+            "windows": windows.as_dict(),
+            "data_fingerprint": manifest["fingerprint"],
+            "build_fingerprint": key,
+            "features_cutoff": manifest.get("cutoff"),
+            "training": training_summary(model, data),
+            "catboost": self.params.catboost(),
+            "exposure": exposure.as_dict(),
+            "exposure_choice": choice,
+            "evaluation": None,
+        }
         version = publish_version(
-            self.repository, name, len(specs),
-            lambda folder, v: self.write_version(folder, v, model, data, post_features,
-                                                 features / PIPELINE, meta))
-        self.console.print(f"{name}: published version {version} "
-                           f"(validation AUC {meta['training']['validation_auc']:.4f})")
+            self.repository,
+            name,
+            len(specs),
+            lambda folder, v: self.write_version(
+                folder, v, model, data, post_features, features / PIPELINE, meta
+            ),
+        )
+        self.console.print(
+            f"{name}: published version {version} "
+            f"(validation AUC {meta['training']['validation_auc']:.4f})"
+        )
         return version
 
-    def write_version(self, folder: Path, version: int, model: CatBoostClassifier,
-                      data: ModelData, post_features: Path, pipeline: Path, meta: dict) -> None:
+    def write_version(
+        self,
+        folder: Path,
+        version: int,
+        model: CatBoostClassifier,
+        data: ModelData,
+        post_features: Path,
+        pipeline: Path,
+        meta: dict,
+    ) -> None:
         model.save_model(str(folder / "model.cbm"))
         export_onnx(model, folder / "model.onnx", name=data.name)
         shutil.copyfile(post_features, folder / "post_features.parquet")
         if data.name == "test":
             shutil.copytree(pipeline, folder / PIPELINE)
-        report = check_parity(model, folder / "model.onnx", parity_rows(data),
-                              self.ranking_requests(data, folder), threads=self.params.threads)
+        report = check_parity(
+            model,
+            folder / "model.onnx",
+            parity_rows(data),
+            self.ranking_requests(data, folder),
+            threads=self.params.threads,
+        )
         require_parity(data.name, report)
-        write_json(folder / METADATA, meta | {
-            "version": version, "parity": report.as_dict(),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        write_json(
+            folder / METADATA,
+            meta
+            | {
+                "version": version,
+                "parity": report.as_dict(),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
 
-    def ranking_requests(self, data: ModelData,
-                         folder: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def ranking_requests(
+        self, data: ModelData, folder: Path
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         inputs = ModelInputs(self.online, data.specs, folder / "post_features.parquet")
         for user_id, at in data.requests.iter_rows():
             yield inputs.matrix(user_id, np.datetime64(at, "us")), inputs.post_ids
@@ -189,11 +255,17 @@ def training_summary(model: CatBoostClassifier, data: ModelData) -> dict:
     trees trained and kept, and feature importances."""
     history = model.get_evals_result()["validation"]
     best = model.get_best_iteration()
-    importance = sorted(zip(data.names, model.get_feature_importance().round(3).tolist()),
-                        key=lambda pair: -pair[1])
-    return {"train_rows": len(data.train[1]), "validation_rows": len(data.valid[1]),
-            "train_positive_rate": float(data.train[1].mean()),
-            "validation_auc": history["AUC"][best], "validation_logloss": history["Logloss"][best],
-            "trees_trained": len(history["AUC"]), "trees_kept": model.tree_count_,
-            "validation_auc_all_trees": history["AUC"][-1],
-            "feature_importance": importance}  # a list: JSON objects lose the order
+    importance = sorted(
+        zip(data.names, model.get_feature_importance().round(3).tolist()), key=lambda pair: -pair[1]
+    )
+    return {
+        "train_rows": len(data.train[1]),
+        "validation_rows": len(data.valid[1]),
+        "train_positive_rate": float(data.train[1].mean()),
+        "validation_auc": history["AUC"][best],
+        "validation_logloss": history["Logloss"][best],
+        "trees_trained": len(history["AUC"]),
+        "trees_kept": model.tree_count_,
+        "validation_auc_all_trees": history["AUC"][-1],
+        "feature_importance": importance,
+    }  # a list: JSON objects lose the order

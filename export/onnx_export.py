@@ -23,9 +23,16 @@ PROBABILITY_OUTPUT = "probabilities"
 
 def export_onnx(model: CatBoostClassifier, path: Path, *, name: str) -> None:
     raw = path.with_suffix(".raw.onnx")
-    model.save_model(str(raw), format="onnx", export_parameters={
-        "onnx_domain": "ai.catboost", "onnx_model_version": 1, "onnx_graph_name": name,
-        "onnx_doc_string": f"feedrank {name} model (CatBoost export, ZipMap removed)"})
+    model.save_model(
+        str(raw),
+        format="onnx",
+        export_parameters={
+            "onnx_domain": "ai.catboost",
+            "onnx_model_version": 1,
+            "onnx_graph_name": name,
+            "onnx_doc_string": f"feedrank {name} model (CatBoost export, ZipMap removed)",
+        },
+    )
     graph = onnx.load(str(raw))
     raw.unlink()
     onnx.save(without_zipmap(graph), str(path))
@@ -43,8 +50,9 @@ def without_zipmap(model: onnx.ModelProto) -> onnx.ModelProto:
     for i, output in enumerate(graph.output):
         if output.name == PROBABILITY_OUTPUT:
             graph.output.remove(output)
-            graph.output.insert(i, helper.make_tensor_value_info(
-                PROBABILITY_OUTPUT, TensorProto.FLOAT, ["N", 2]))
+            graph.output.insert(
+                i, helper.make_tensor_value_info(PROBABILITY_OUTPUT, TensorProto.FLOAT, ["N", 2])
+            )
             break
     onnx.checker.check_model(model)
     return model
@@ -57,8 +65,7 @@ class OnnxScorer:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def like_probability(self, features: np.ndarray) -> np.ndarray:
         # `label` is CatBoost's argmax at 0.5 and says nothing about rank: read probabilities

@@ -43,26 +43,39 @@ def top_k(scores: np.ndarray, post_ids: np.ndarray, k: int = TOP_K) -> np.ndarra
     return np.lexsort((post_ids, -scores))[:k]
 
 
-def same_top_k(reference: np.ndarray, candidate: np.ndarray, post_ids: np.ndarray,
-               tolerance: float) -> bool:
+def same_top_k(
+    reference: np.ndarray, candidate: np.ndarray, post_ids: np.ndarray, tolerance: float
+) -> bool:
     mine, theirs = top_k(reference, post_ids), top_k(candidate, post_ids)
     tied = np.abs(reference[mine] - reference[theirs]) <= tolerance
     return bool(np.all((mine == theirs) | tied))
 
 
-def check_parity(model: CatBoostClassifier, onnx_path: Path, rows: np.ndarray,
-                 requests: Iterable[tuple[np.ndarray, np.ndarray]], *, threads: int,
-                 tolerance: float = TOLERANCE) -> ParityReport:
+def check_parity(
+    model: CatBoostClassifier,
+    onnx_path: Path,
+    rows: np.ndarray,
+    requests: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    threads: int,
+    tolerance: float = TOLERANCE,
+) -> ParityReport:
     """`requests` yields (feature matrix of every candidate post, their post ids)."""
     scorer = OnnxScorer(onnx_path, threads=threads)
     diff = np.abs(scorer.like_probability(rows) - model.predict_proba(rows)[:, 1])
     checked = mismatches = 0
     for matrix, post_ids in requests:
         checked += 1
-        mismatches += not same_top_k(model.predict_proba(matrix)[:, 1],
-                                     scorer.like_probability(matrix), post_ids, tolerance)
-    return ParityReport(rows=len(rows), max_abs_diff=float(diff.max(initial=0.0)),
-                        tolerance=tolerance, requests=checked, top5_mismatches=mismatches)
+        mismatches += not same_top_k(
+            model.predict_proba(matrix)[:, 1], scorer.like_probability(matrix), post_ids, tolerance
+        )
+    return ParityReport(
+        rows=len(rows),
+        max_abs_diff=float(diff.max(initial=0.0)),
+        tolerance=tolerance,
+        requests=checked,
+        top5_mismatches=mismatches,
+    )
 
 
 def require_parity(name: str, report: ParityReport) -> None:
@@ -72,4 +85,5 @@ def require_parity(name: str, report: ParityReport) -> None:
         raise FeedrankError(
             f"{name}: ONNX export differs from CatBoost, not published: max |p_onnx - p_catboost|"
             f" = {report.max_abs_diff:.3g} (tolerance {report.tolerance:g}), top-{TOP_K} differs"
-            f" on {report.top5_mismatches} of {report.requests} sampled requests")
+            f" on {report.top5_mismatches} of {report.requests} sampled requests"
+        )

@@ -82,14 +82,16 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as tmp:
         tmp.write(text)
     os.replace(tmp.name, path)
 
 
-def publish_version(repository: Path, name: str, n_features: int,
-                    write: Callable[[Path, int], None]) -> int:
+def publish_version(
+    repository: Path, name: str, n_features: int, write: Callable[[Path, int], None]
+) -> int:
     """Create the next version of `name`: `write(folder, version)` fills the scratch folder."""
     model_dir = repository / name
     model_dir.mkdir(parents=True, exist_ok=True)

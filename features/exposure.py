@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-FLOOR = 0.01        # per mille of the window's views: less than one view on any real feed
-STEP = np.timedelta64(1, "m")   # shares as of the request's minute
+FLOOR = 0.01  # per mille of the window's views: less than one view on any real feed
+STEP = np.timedelta64(1, "m")  # shares as of the request's minute
 CHOICES = (("recent_view_share_1h", (0.5, 1.0, 1.5)), ("recent_view_share_24h", (0.5, 1.0, 1.5)))
 
 
 @dataclass(frozen=True)
 class Exposure:
-    column: str | None = None     # a `recent` column: the post's share of recent views
+    column: str | None = None  # a `recent` column: the post's share of recent views
     alpha: float = 0.0
 
     @property
@@ -49,5 +49,6 @@ class Exposure:
 
 def candidates() -> list[Exposure]:
     """Pure preference first, then every window and alpha the build tries."""
-    return [Exposure()] + [Exposure(column, alpha) for column, alphas in CHOICES
-                           for alpha in alphas]
+    return [Exposure()] + [
+        Exposure(column, alpha) for column, alphas in CHOICES for alpha in alphas
+    ]

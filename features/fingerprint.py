@@ -23,8 +23,11 @@ def code_version() -> str:
 
 def fingerprint(world: WorldLayout, parameters: dict) -> str:
     """Names, sizes and modification times of the inputs (cheap: no file is read) + code."""
-    stats = [(str(p.relative_to(world.root)), p.stat().st_size, p.stat().st_mtime_ns)
-             for p in input_files(world)]
-    payload = json.dumps({"inputs": stats, "code": code_version(), "parameters": parameters},
-                         sort_keys=True)
+    stats = [
+        (str(p.relative_to(world.root)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in input_files(world)
+    ]
+    payload = json.dumps(
+        {"inputs": stats, "code": code_version(), "parameters": parameters}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]

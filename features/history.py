@@ -44,16 +44,17 @@ def group_columns(grouping: str) -> tuple[str, ...]:
 class Events:
     """One action's events (views or likes): parallel arrays, any order."""
 
-    user_ids: np.ndarray   # int64
-    post_ids: np.ndarray   # int64
-    t_ms: np.ndarray       # int64, milliseconds since the epoch of the History
+    user_ids: np.ndarray  # int64
+    post_ids: np.ndarray  # int64
+    t_ms: np.ndarray  # int64, milliseconds since the epoch of the History
 
 
 class EventIndex:
     """Counts of events per key strictly before a time; optionally the events' post ids."""
 
-    def __init__(self, keys: np.ndarray, t_ms: np.ndarray, bits: int,
-                 payload: np.ndarray | None = None) -> None:
+    def __init__(
+        self, keys: np.ndarray, t_ms: np.ndarray, bits: int, payload: np.ndarray | None = None
+    ) -> None:
         if keys.size and int(keys.max()).bit_length() + bits > 62:
             raise ValueError(f"{int(keys.max())} keys do not fit beside {bits} time bits")
         composite = (keys.astype(np.int64) << bits) | t_ms
@@ -66,8 +67,10 @@ class EventIndex:
         """Each key's events before `t_ms` are `composite[lo:hi]` (and `payload[lo:hi]`)."""
         base = keys.astype(np.int64) << self.bits
         t = np.minimum(np.maximum(t_ms, 0), (1 << self.bits) - 1)
-        return (np.searchsorted(self.composite, base, side="left"),
-                np.searchsorted(self.composite, base | t, side="left"))
+        return (
+            np.searchsorted(self.composite, base, side="left"),
+            np.searchsorted(self.composite, base | t, side="left"),
+        )
 
     def count_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
         lo, hi = self.bounds(keys, t_ms)
@@ -76,8 +79,11 @@ class EventIndex:
     def first_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
         """Time (ms) of each key's first event, if it is before `t_ms`; -1 otherwise."""
         lo, hi = self.bounds(keys, t_ms)
-        first = self.composite[np.minimum(lo, max(self.composite.size - 1, 0))] \
-            if self.composite.size else np.zeros(lo.shape, np.int64)
+        first = (
+            self.composite[np.minimum(lo, max(self.composite.size - 1, 0))]
+            if self.composite.size
+            else np.zeros(lo.shape, np.int64)
+        )
         return np.where(hi > lo, first & ((1 << self.bits) - 1), -1)
 
     def last_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
@@ -86,9 +92,15 @@ class EventIndex:
         last = self.composite[np.maximum(hi - 1, 0)] & ((1 << self.bits) - 1)
         return np.where(hi > lo, last, -1) if self.composite.size else np.full(hi.shape, -1)
 
+    def payloads(self) -> np.ndarray:
+        """The payload of every event in index order (`payload`, for an index built with one)."""
+        if self.payload is None:
+            raise TypeError("this index was built without a payload")
+        return self.payload
+
     def payload_before(self, key: int, t_ms: int) -> np.ndarray:
         lo, hi = self.bounds(np.array([key]), np.array([t_ms]))
-        return self.payload[lo[0]:hi[0]]
+        return self.payloads()[lo[0] : hi[0]]
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,7 @@ class Grouping:
     """Posts grouped by a code (topic, embedding cluster) and the user × group event indexes."""
 
     name: str
-    codes: np.ndarray          # codes[post_id] = group, -1 for no such post
+    codes: np.ndarray  # codes[post_id] = group, -1 for no such post
     n_groups: int
     views: EventIndex
     likes: EventIndex
@@ -110,8 +122,9 @@ def _groups_of(events: Events, codes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return group, group >= 0
 
 
-def smoothed(likes: np.ndarray, views: np.ndarray, prior: np.ndarray | float,
-             weight: float) -> np.ndarray:
+def smoothed(
+    likes: np.ndarray, views: np.ndarray, prior: np.ndarray | float, weight: float
+) -> np.ndarray:
     return (likes + weight * prior) / (views + weight)
 
 
@@ -121,7 +134,7 @@ class History:
 
     views: Events
     likes: Events
-    epoch: np.datetime64                       # datetime64[ms], at or before the first event
+    epoch: np.datetime64  # datetime64[ms], at or before the first event
     bits: int
     _indexes: dict = field(default_factory=dict, repr=False)
 
@@ -129,14 +142,20 @@ class History:
     def from_events(cls, views: tuple, likes: tuple) -> History:
         """`views`/`likes`: (user_ids, post_ids, timestamps datetime64) arrays."""
         stamps = np.concatenate([views[2], likes[2]]).astype("datetime64[ms]")
-        epoch = stamps.min().astype("datetime64[D]").astype("datetime64[ms]") if stamps.size \
+        epoch = (
+            stamps.min().astype("datetime64[D]").astype("datetime64[ms]")
+            if stamps.size
             else np.datetime64("2000-01-01", "ms")
+        )
         span = int((stamps.max() - epoch).astype(np.int64)) if stamps.size else 0
         bits = (span + 2).bit_length()
         to_ms = lambda t: (t.astype("datetime64[ms]") - epoch).astype(np.int64)  # noqa: E731
-        return cls(Events(views[0].astype(np.int64), views[1].astype(np.int64), to_ms(views[2])),
-                   Events(likes[0].astype(np.int64), likes[1].astype(np.int64), to_ms(likes[2])),
-                   epoch, bits)
+        return cls(
+            Events(views[0].astype(np.int64), views[1].astype(np.int64), to_ms(views[2])),
+            Events(likes[0].astype(np.int64), likes[1].astype(np.int64), to_ms(likes[2])),
+            epoch,
+            bits,
+        )
 
     def to_ms(self, times: np.ndarray | np.datetime64) -> np.ndarray:
         """Milliseconds since the epoch, floored: an event in the same millisecond as a query
@@ -151,14 +170,21 @@ class History:
 
     def _by_user(self, action: str) -> EventIndex:
         events = getattr(self, action)
-        return self._index(f"user/{action}", lambda: EventIndex(
-            events.user_ids, events.t_ms, self.bits,
-            payload=events.post_ids if action == "likes" else None))
+        return self._index(
+            f"user/{action}",
+            lambda: EventIndex(
+                events.user_ids,
+                events.t_ms,
+                self.bits,
+                payload=events.post_ids if action == "likes" else None,
+            ),
+        )
 
     def _by_post(self, action: str) -> EventIndex:
         events = getattr(self, action)
-        return self._index(f"post/{action}",
-                           lambda: EventIndex(events.post_ids, events.t_ms, self.bits))
+        return self._index(
+            f"post/{action}", lambda: EventIndex(events.post_ids, events.t_ms, self.bits)
+        )
 
     def grouping(self, name: str, codes: np.ndarray) -> Grouping:
         """The user × group indexes for `codes` (built once per distinct mapping)."""
@@ -167,10 +193,14 @@ class History:
 
         def by_group(events: Events) -> EventIndex:
             group, keep = _groups_of(events, codes)
-            return EventIndex(events.user_ids[keep] * n_groups + group[keep],
-                              events.t_ms[keep], self.bits)
-        return self._index(f"group/{name}/{digest}", lambda: Grouping(
-            name, codes, n_groups, by_group(self.views), by_group(self.likes)))
+            return EventIndex(
+                events.user_ids[keep] * n_groups + group[keep], events.t_ms[keep], self.bits
+            )
+
+        return self._index(
+            f"group/{name}/{digest}",
+            lambda: Grouping(name, codes, n_groups, by_group(self.views), by_group(self.likes)),
+        )
 
     def group_totals(self, name: str, codes: np.ndarray) -> dict[str, EventIndex]:
         """Views and likes of all posts of each group (`codes` by post id), keyed by group."""
@@ -179,8 +209,11 @@ class History:
         def by_group(events: Events) -> EventIndex:
             group, keep = _groups_of(events, codes)
             return EventIndex(group[keep], events.t_ms[keep], self.bits)
-        return self._index(f"totals/{name}/{digest}", lambda: {
-            "views": by_group(self.views), "likes": by_group(self.likes)})
+
+        return self._index(
+            f"totals/{name}/{digest}",
+            lambda: {"views": by_group(self.views), "likes": by_group(self.likes)},
+        )
 
     def user_block(self, users: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
         t = self.to_ms(times)
@@ -194,8 +227,14 @@ class History:
         views = self.total_before("views", t_ms)
         return smoothed(self.total_before("likes", t_ms), views, PRIOR_RATE, 1.0)
 
-    def group_block(self, grouping: Grouping, users: np.ndarray, groups: np.ndarray,
-                    times: np.ndarray, user_rate: np.ndarray) -> dict[str, np.ndarray]:
+    def group_block(
+        self,
+        grouping: Grouping,
+        users: np.ndarray,
+        groups: np.ndarray,
+        times: np.ndarray,
+        user_rate: np.ndarray,
+    ) -> dict[str, np.ndarray]:
         """A user's views/likes on posts of one group (topic, cluster), rate and lift over the
         user's overall rate: the user's own taste for that group, as known before `times`."""
         keys = users * grouping.n_groups + groups
@@ -205,8 +244,9 @@ class History:
         rate = smoothed(likes, views, user_rate, GROUP_WEIGHT)
         return dict(zip(group_columns(grouping.name), (views, likes, rate, rate / user_rate)))
 
-    def post_block(self, posts: np.ndarray, times: np.ndarray,
-                   text_clusters: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def post_block(
+        self, posts: np.ndarray, times: np.ndarray, text_clusters: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """A post's views/likes before the start of the day of `times`: one snapshot a day.
         With `text_clusters` (cluster by post id, -1 for none), also its cluster's like rate."""
         t = self.to_ms(np.asarray(times).astype("datetime64[D]"))
@@ -219,9 +259,12 @@ class History:
             known = (posts >= 0) & (posts < text_clusters.size)
             code = np.where(known, text_clusters[np.where(known, posts, 0)], -1)
             keys = np.maximum(code, 0)
-            rate = smoothed(totals["likes"].count_before(keys, t),
-                            totals["views"].count_before(keys, t),
-                            PRIOR_RATE, CLUSTER_WEIGHT)
+            rate = smoothed(
+                totals["likes"].count_before(keys, t),
+                totals["views"].count_before(keys, t),
+                PRIOR_RATE,
+                CLUSTER_WEIGHT,
+            )
             rate = np.where(code >= 0, rate, np.nan)
             out.update(zip(TEXT_CLUSTER_COLUMNS, (rate, rate / feed)))
         return out
@@ -239,8 +282,9 @@ class History:
         times = self._index(f"all/{action}", lambda: np.sort(getattr(self, action).t_ms))
         return np.searchsorted(times, t_ms, side="left")
 
-    def post_likes_between(self, posts: np.ndarray, start: np.datetime64 | None,
-                           end: np.datetime64) -> np.ndarray:
+    def post_likes_between(
+        self, posts: np.ndarray, start: np.datetime64 | None, end: np.datetime64
+    ) -> np.ndarray:
         """Likes of each post in [start, end) (since the first event when `start` is None)."""
         index = self._by_post("likes")
         count = index.count_before(posts, np.full(posts.shape, self.to_ms(end)))

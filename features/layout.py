@@ -19,6 +19,7 @@ class FeaturesLayout:
     posts_test = property(lambda self: self.root / "post_features_test.parquet")
     embedding_pipeline = property(lambda self: self.root / "embedding_pipeline")
     embedding_cache = property(lambda self: self.root / "embedding_cache.parquet")
+
     def training_set(self, model: str) -> Path:
         """The sampled views with every feature of `model` (models that share a column name
         may compute it in their own text space: the text cluster, the affinity)."""
@@ -30,8 +31,13 @@ class FeaturesLayout:
         return {"control": self.posts_control, "test": self.posts_test}[model]
 
     def require(self) -> None:
-        missing = [p.name for p in (self.users, self.views, self.likes, self.posts_control)
-                   if not p.exists()]
+        missing = [
+            p.name
+            for p in (self.users, self.views, self.likes, self.posts_control)
+            if not p.exists()
+        ]
         if missing:
-            raise FeedrankError(f"{self.root}: no feature tables ({', '.join(missing)} missing); "
-                                "run `feedrank build` on this world first")
+            raise FeedrankError(
+                f"{self.root}: no feature tables ({', '.join(missing)} missing); "
+                "run `feedrank build` on this world first"
+            )

@@ -29,7 +29,13 @@ from feedrank.features.history import (
     group_columns,
 )
 from feedrank.features.layout import FeaturesLayout
-from feedrank.features.ranking_request import GroupColumns, Layout, RankingRequest, Snapshot
+from feedrank.features.ranking_request import (
+    GroupColumns,
+    Kind,
+    Layout,
+    RankingRequest,
+    Snapshot,
+)
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.recency import as_of, recency_block
 from feedrank.features.specs import (
@@ -42,9 +48,9 @@ from feedrank.features.specs import (
 from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.timefeatures import time_block
 
-DAY_CACHE = 4   # days of post snapshots kept per model
+DAY_CACHE = 4  # days of post snapshots kept per model
 HOUR_CACHE = 12  # hours of the posts' recent activity kept per model (a few MB each)
-TEXT_CLUSTER = "text_cluster"   # post column: the post's fine cluster in its model's text space
+TEXT_CLUSTER = "text_cluster"  # post column: the post's fine cluster in its model's text space
 
 
 class UnknownUser(FeedrankError, KeyError):
@@ -52,17 +58,18 @@ class UnknownUser(FeedrankError, KeyError):
 
 
 def _read(sql: str) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in duckdb.sql(sql).fetchnumpy().items()}
+    result = duckdb.sql(sql).fetchnumpy()  # type: ignore[union-attr]  # a SELECT: never None
+    return {k: np.asarray(v) for k, v in result.items()}
 
 
 @dataclass
 class OnlineFeatures:
-    user_ids: np.ndarray            # int64, sorted
+    user_ids: np.ndarray  # int64, sorted
     user_columns: list[str]
-    user_matrix: np.ndarray         # float32[n_users, n_user_columns]
-    post_ids: np.ndarray            # every post of the world
+    user_matrix: np.ndarray  # float32[n_users, n_user_columns]
+    post_ids: np.ndarray  # every post of the world
     history: History
-    cutoff: np.datetime64           # no event at or after it is known
+    cutoff: np.datetime64  # no event at or after it is known
     _popular: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     @classmethod
@@ -71,19 +78,27 @@ class OnlineFeatures:
         files.require()
         users = pl.read_parquet(files.users)
         before = "" if cutoff is None else f"WHERE timestamp < TIMESTAMP '{cutoff}'"
-        events = [_read(f"SELECT user_id, post_id, timestamp FROM read_parquet('{path}') {before}")
-                  for path in (files.views, files.likes)]
-        history = History.from_events(*[(e["user_id"], e["post_id"], e["timestamp"])
-                                        for e in events])
+        events = [
+            _read(f"SELECT user_id, post_id, timestamp FROM read_parquet('{path}') {before}")
+            for path in (files.views, files.likes)
+        ]
+        history = History.from_events(
+            *[(e["user_id"], e["post_id"], e["timestamp"]) for e in events]
+        )
         if cutoff is None:
-            last = max((e["timestamp"].max() for e in events if e["timestamp"].size),
-                       default=history.epoch)
-            cutoff = np.datetime64(last, "us") + np.timedelta64(1, "us")
+            last = max(
+                (e["timestamp"].max() for e in events if e["timestamp"].size), default=history.epoch
+            )
+            cutoff = _at(last) + np.timedelta64(1, "us")
         posts = _read(f"SELECT post_id FROM read_parquet('{files.posts_control}') ORDER BY 1")
-        return cls(users["user_id"].to_numpy().astype(np.int64),
-                   [c for c in users.columns if c != "user_id"],
-                   users.drop("user_id").to_numpy().astype(np.float32),
-                   posts["post_id"].astype(np.int64), history, np.datetime64(cutoff, "us"))
+        return cls(
+            users["user_id"].to_numpy().astype(np.int64),
+            [c for c in users.columns if c != "user_id"],
+            users.drop("user_id").to_numpy().astype(np.float32),
+            posts["post_id"].astype(np.int64),
+            history,
+            _at(cutoff),
+        )
 
     def user_rows(self, user_ids: np.ndarray) -> np.ndarray:
         """Row of each user in `user_matrix`, -1 for an unknown user."""
@@ -94,11 +109,11 @@ class OnlineFeatures:
         return bool(self.user_rows(np.array([user_id]))[0] >= 0)
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
-        return self.history.liked_before(user_id, np.datetime64(at, "us"))
+        return self.history.liked_before(user_id, _at(at))
 
     def popular_posts(self, at: np.datetime64) -> np.ndarray:
         """Every post, most liked first, by likes known at the start of the day of `at`."""
-        day = np.datetime64(at, "D")
+        day = _at(at, "D")
         ranked = self._popular.get(day)
         if ranked is None:
             likes = self.history.post_block(self.post_ids, np.full(self.post_ids.size, day))
@@ -129,10 +144,18 @@ def text_cluster_codes(posts: pl.DataFrame) -> np.ndarray | None:
 class ModelInputs:
     """One model's input matrix for a request: every candidate post, in `post_ids` order."""
 
-    def __init__(self, online: OnlineFeatures, feature_specs: list[dict] | list[FeatureSpec],
-                 post_features: pl.DataFrame | Path, exposure: Exposure | None = None) -> None:
-        posts = post_features if isinstance(post_features, pl.DataFrame) \
+    def __init__(
+        self,
+        online: OnlineFeatures,
+        feature_specs: list[dict] | list[FeatureSpec],
+        post_features: pl.DataFrame | Path,
+        exposure: Exposure | None = None,
+    ) -> None:
+        posts = (
+            post_features
+            if isinstance(post_features, pl.DataFrame)
             else pl.read_parquet(post_features)
+        )
         self.online = online
         self.exposure = exposure or Exposure()
         self.specs = parse_specs(feature_specs)
@@ -144,8 +167,9 @@ class ModelInputs:
             self._base[:, position] = posts[name].to_numpy()
         user = by_source(self.specs, "user")
         self._user_positions = np.array([p for p, _ in user], dtype=np.int64)
-        self._user_sources = np.array([online.user_columns.index(n) for _, n in user],
-                                      dtype=np.int64)
+        self._user_sources = np.array(
+            [online.user_columns.index(n) for _, n in user], dtype=np.int64
+        )
         self._text_clusters = text_cluster_codes(posts)
         self._plan_history(posts)
         self._bases_by_day: OrderedDict = OrderedDict()
@@ -154,11 +178,11 @@ class ModelInputs:
         self._token = object()  # tells this object's snapshots from any other's
         self._shares_by_minute: OrderedDict = OrderedDict()
         self._affinity = by_source(self.specs, "affinity")
-        self.affinity = Affinity.of_posts(online.history, posts) if self._affinity else None
-        self._candidates = (self.affinity.candidates(self.post_ids)
-                            if self.affinity is not None else None)
+        affinity = Affinity.of_posts(online.history, posts) if self._affinity else None
+        # with the candidates' unit vectors, gathered once
+        self._tastes = None if affinity is None else (affinity, affinity.candidates(self.post_ids))
         self.layout = self._layout()
-        self.matrix(int(online.user_ids[0]), online.cutoff)   # builds the history indexes now
+        self.matrix(int(online.user_ids[0]), online.cutoff)  # builds the history indexes now
 
     def _plan_history(self, posts: pl.DataFrame) -> None:
         """Sort the time and history columns by how often their values change: per request
@@ -169,16 +193,22 @@ class ModelInputs:
         for name in groupings_used([n for _, n in history]):
             grouping = self.online.history.grouping(name, group_codes(posts, name))
             columns = set(group_columns(name))
-            self._groupings.append((grouping, grouping.codes[self.post_ids],
-                                    [(p, n) for p, n in history if n in columns]))
+            self._groupings.append(
+                (
+                    grouping,
+                    grouping.codes[self.post_ids],
+                    [(p, n) for p, n in history if n in columns],
+                )
+            )
         per_post = {n for g, _, _ in self._groupings for n in group_columns(g.name)}
         daily = {*POST_COLUMNS, *TEXT_CLUSTER_COLUMNS}
         self._daily = [(p, n) for p, n in history if n in daily]
         self._constant = by_source(self.specs, "time") + [
-            (p, n) for p, n in history if n not in per_post and n not in daily]
+            (p, n) for p, n in history if n not in per_post and n not in daily
+        ]
 
     def _layout(self) -> Layout:
-        kinds = ["post"] * len(self.specs)   # post, recent, and the posts' daily history
+        kinds: list[Kind] = ["post"] * len(self.specs)  # post, recent, and the posts' daily history
         for position, _ in [*by_source(self.specs, "user"), *self._constant]:
             kinds[position] = "request"
         for _, _, positions in self._groupings:
@@ -193,16 +223,28 @@ class ModelInputs:
         return Layout(tuple(kinds), post_group.reshape(-1).astype(np.int64), len(uniques))
 
     @classmethod
-    def from_version_dir(cls, online: OnlineFeatures, version_dir: Path) -> ModelInputs:
-        metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
-        return cls(online, metadata["features"], Path(version_dir) / "post_features.parquet",
-                   Exposure.from_dict(metadata.get("exposure")))
+    def from_version_dir(
+        cls, online: OnlineFeatures, version_dir: Path, metadata: dict | None = None
+    ) -> ModelInputs:
+        """A published version's inputs; `metadata` is its metadata.json when already read."""
+        if metadata is None:
+            metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
+        return cls(
+            online,
+            metadata["features"],
+            Path(version_dir) / "post_features.parquet",
+            Exposure.from_dict(metadata.get("exposure")),
+        )
 
-    def ranking_scores(self, probabilities: np.ndarray, at: np.datetime64) -> np.ndarray:
-        """What the feed ranks by: P(like | shown), adjusted by the version's exposure term."""
-        if not self.exposure.active:
+    def ranking_scores(
+        self, probabilities: np.ndarray, at: np.datetime64, exposure: Exposure | None = None
+    ) -> np.ndarray:
+        """What the feed ranks by: P(like | shown), adjusted by an exposure term (the
+        version's unless another is given)."""
+        exposure = self.exposure if exposure is None else exposure
+        if exposure.column is None or not exposure.active:
             return probabilities
-        return self.exposure.scores(probabilities, self.recent_column(self.exposure.column, at))
+        return exposure.scores(probabilities, self.recent_column(exposure.column, at))
 
     def recent_column(self, name: str, at: np.datetime64) -> np.ndarray:
         """One `recent` column for every candidate post as of `at`'s minute (the exposure
@@ -210,8 +252,12 @@ class ModelInputs:
         minute = as_of(np.array([at]), EXPOSURE_STEP)[0]
         values = self._shares_by_minute.get((name, minute))
         if values is None:
-            values = recency_block(self.online.history, self.post_ids,
-                                   np.full(self.post_ids.size, minute), EXPOSURE_STEP)[name]
+            values = recency_block(
+                self.online.history,
+                self.post_ids,
+                np.full(self.post_ids.size, minute),
+                EXPOSURE_STEP,
+            )[name]
             _remember(self._shares_by_minute, (name, minute), values)
         return values
 
@@ -227,7 +273,7 @@ class ModelInputs:
         row = self.online.user_rows(np.array([user_id]))[0]
         if row < 0:
             raise UnknownUser(f"unknown user_id {user_id}")
-        at = np.datetime64(at, "us")
+        at = _at(at)
         users, times = np.array([user_id], dtype=np.int64), np.array([at])
         values = {**time_block(times), **self.online.history.user_block(users, times)}
         constant = np.zeros(len(self.specs), dtype=np.float32)
@@ -236,41 +282,51 @@ class ModelInputs:
             constant[position] = values[name][0]
         groups = self._group_columns(users, times, values["hist_user_like_rate"])
         dense = {}
-        if self.affinity is not None:
-            block = self.affinity.request_block(user_id, at, self._candidates)
+        if self._tastes is not None:
+            affinity, candidates = self._tastes
+            block = affinity.request_block(user_id, at, candidates)
             dense = {position: block[name] for position, name in self._affinity}
         return RankingRequest(self._hour_snapshot(at), constant, groups, dense)
 
     def _hour_snapshot(self, at: np.datetime64) -> Snapshot:
         """The day's base with the posts' recent activity as of `at`'s hour (cached)."""
         if not self._recent:
-            day = np.datetime64(at, "D")
+            day = _at(at, "D")
             return Snapshot((self._token, day), self._day_base(day), self.layout)
         hour = as_of(np.array([at]))[0]
         snapshot = self._snapshots_by_hour.get(hour)
         if snapshot is not None:
             self._snapshots_by_hour.move_to_end(hour)  # least recently used goes first
         else:
-            base = self._day_base(np.datetime64(at, "D")).copy()
-            block = recency_block(self.online.history, self.post_ids,
-                                  np.full(self.post_ids.size, hour))
+            base = self._day_base(_at(at, "D")).copy()
+            block = recency_block(
+                self.online.history, self.post_ids, np.full(self.post_ids.size, hour)
+            )
             for position, name in self._recent:
                 base[:, position] = block[name]
             snapshot = Snapshot((self._token, hour), base, self.layout)
             _remember(self._snapshots_by_hour, hour, snapshot, HOUR_CACHE)
         return snapshot
 
-    def _group_columns(self, users: np.ndarray, times: np.ndarray,
-                       rate: np.ndarray) -> tuple[GroupColumns, ...]:
+    def _group_columns(
+        self, users: np.ndarray, times: np.ndarray, rate: np.ndarray
+    ) -> tuple[GroupColumns, ...]:
         """The user's history on every group of each grouping the model uses."""
         columns = []
         for grouping, candidate_groups, positions in self._groupings:
             groups = np.arange(grouping.n_groups)
             block = self.online.history.group_block(
-                grouping, np.repeat(users, groups.size), groups,
-                np.repeat(times, groups.size), np.repeat(rate, groups.size))
-            columns.append(GroupColumns(candidate_groups, {
-                position: block[name] for position, name in positions}))
+                grouping,
+                np.repeat(users, groups.size),
+                groups,
+                np.repeat(times, groups.size),
+                np.repeat(rate, groups.size),
+            )
+            columns.append(
+                GroupColumns(
+                    candidate_groups, {position: block[name] for position, name in positions}
+                )
+            )
         return tuple(columns)
 
     def _day_base(self, day: np.datetime64) -> np.ndarray:
@@ -279,11 +335,18 @@ class ModelInputs:
         if base is None:
             base = self._base.copy()
             block = self.online.history.post_block(
-                self.post_ids, np.full(self.post_ids.size, day), self._text_clusters)
+                self.post_ids, np.full(self.post_ids.size, day), self._text_clusters
+            )
             for position, name in self._daily:
                 base[:, position] = block[name]
             _remember(self._bases_by_day, day, base)
         return base
+
+
+def _at(value: object, unit: str = "us") -> np.datetime64:
+    """`value` (a datetime64 of any unit, a datetime, an ISO string) as datetime64[unit]; numpy's
+    stubs do not list the datetime64-to-unit form."""
+    return np.datetime64(value, unit)  # type: ignore[call-overload]
 
 
 def _remember(cache: OrderedDict, key: object, value: object, limit: int = DAY_CACHE) -> None:
@@ -293,16 +356,18 @@ def _remember(cache: OrderedDict, key: object, value: object, limit: int = DAY_C
         cache.popitem(last=False)
 
 
-def _check_available(specs: list[FeatureSpec], online: OnlineFeatures,
-                     posts: pl.DataFrame) -> None:
+def _check_available(specs: list[FeatureSpec], online: OnlineFeatures, posts: pl.DataFrame) -> None:
     """A model trained on other feature tables (another world's countries, say) is refused
     with the names it misses, not with an error deep inside a request."""
-    known = {"user": set(online.user_columns), "post": set(posts.columns),
-             "time": set(TIME_COLUMNS),
-             "history": set(history_columns(tuple(GROUPINGS))) | (
-                 set(TEXT_CLUSTER_COLUMNS) if TEXT_CLUSTER in posts.columns else set()),
-             "recent": set(RECENT_COLUMNS),
-             "affinity": set(AFFINITY_COLUMNS) if vector_columns(posts) else set()}
+    known = {
+        "user": set(online.user_columns),
+        "post": set(posts.columns),
+        "time": set(TIME_COLUMNS),
+        "history": set(history_columns(tuple(GROUPINGS)))
+        | (set(TEXT_CLUSTER_COLUMNS) if TEXT_CLUSTER in posts.columns else set()),
+        "recent": set(RECENT_COLUMNS),
+        "affinity": set(AFFINITY_COLUMNS) if vector_columns(posts) else set(),
+    }
     missing = [f"{s.name} ({s.source})" for s in specs if s.name not in known[s.source]]
     if missing:
         raise FeedrankError(f"model features not available here: {', '.join(missing)}")

@@ -11,8 +11,12 @@ ranker per snapshot and reads the other parts as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+
+# how a model input column varies (the fast path's partition of the columns)
+Kind = Literal["request", "post", "pair", "dense"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,7 +26,7 @@ class Layout:
     (per request and post); and each candidate's post group, the combination of the groupings
     its pair columns use."""
 
-    kinds: tuple[str, ...]
+    kinds: tuple[Kind, ...]
     post_group: np.ndarray  # int64[n_posts]
     n_groups: int
 

@@ -17,12 +17,16 @@ from feedrank.features.history import History
 
 WINDOW_HOURS = (1, 24)
 STEP = np.timedelta64(1, "h")
-CAP_HOURS = 720.0        # "not seen for a month or more"
-CTR_WEIGHT = 20.0        # views of smoothing toward the window's overall like rate
+CAP_HOURS = 720.0  # "not seen for a month or more"
+CTR_WEIGHT = 20.0  # views of smoothing toward the window's overall like rate
 HOUR_MS = 3_600_000
 
-COLUMNS = (*(f"recent_{a}_share_{h}h" for a in ("like", "view") for h in WINDOW_HOURS),
-           "recent_like_rate_24h", "post_hours_since_view", "post_hours_since_first")
+COLUMNS = (
+    *(f"recent_{a}_share_{h}h" for a in ("like", "view") for h in WINDOW_HOURS),
+    "recent_like_rate_24h",
+    "post_hours_since_view",
+    "post_hours_since_first",
+)
 
 
 def as_of(times: np.ndarray, step: np.timedelta64 = STEP) -> np.ndarray:
@@ -31,8 +35,9 @@ def as_of(times: np.ndarray, step: np.timedelta64 = STEP) -> np.ndarray:
     return np.asarray(times).astype(f"datetime64[{unit}]").astype("datetime64[us]")
 
 
-def recency_block(history: History, posts: np.ndarray, times: np.ndarray,
-                  step: np.timedelta64 = STEP) -> dict[str, np.ndarray]:
+def recency_block(
+    history: History, posts: np.ndarray, times: np.ndarray, step: np.timedelta64 = STEP
+) -> dict[str, np.ndarray]:
     """Every column of COLUMNS for parallel (post, time) arrays (times broadcast)."""
     t = np.broadcast_to(history.to_ms(as_of(times, step)), posts.shape)
     out, counts = {}, {}

@@ -29,13 +29,17 @@ def _take(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.where((rows >= 0)[:, None], matrix[np.maximum(rows, 0)], np.nan)
 
 
-def feature_rows(online: OnlineFeatures, specs: list[FeatureSpec], posts: pl.DataFrame,
-                 user_ids: np.ndarray, post_ids: np.ndarray,
-                 times: np.ndarray) -> dict[str, np.ndarray]:
+def feature_rows(
+    online: OnlineFeatures,
+    specs: list[FeatureSpec],
+    posts: pl.DataFrame,
+    user_ids: np.ndarray,
+    post_ids: np.ndarray,
+    times: np.ndarray,
+) -> dict[str, np.ndarray]:
     """{feature name: float32 values}, one value per row, each from data before the row's time."""
     history = online.history
-    values = dict(zip(online.user_columns, _take(online.user_matrix,
-                                                 online.user_rows(user_ids)).T))
+    values = dict(zip(online.user_columns, _take(online.user_matrix, online.user_rows(user_ids)).T))
     post_columns = [c for c in posts.columns if c != "post_id"]
     post_rows = _post_rows(posts, post_ids)
     values.update(zip(post_columns, _take(posts.select(post_columns).to_numpy(), post_rows).T))
@@ -45,8 +49,9 @@ def feature_rows(online: OnlineFeatures, specs: list[FeatureSpec], posts: pl.Dat
         groups_of = history.grouping(grouping, group_codes(posts, grouping))
         codes = groups_of.codes
         groups = np.where(post_rows >= 0, codes[np.minimum(post_ids, codes.size - 1)], -1)
-        block = history.group_block(groups_of, user_ids, np.maximum(groups, 0), times,
-                                    values["hist_user_like_rate"])
+        block = history.group_block(
+            groups_of, user_ids, np.maximum(groups, 0), times, values["hist_user_like_rate"]
+        )
         values.update({k: np.where(groups >= 0, v, np.nan) for k, v in block.items()})
     values.update(history.post_block(post_ids, times, text_cluster_codes(posts)))
     sources = {s.source for s in specs}

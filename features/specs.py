@@ -26,8 +26,7 @@ class FeatureSpec:
 
 
 def parse_specs(items: list[dict] | list[FeatureSpec]) -> list[FeatureSpec]:
-    return [i if isinstance(i, FeatureSpec) else FeatureSpec(i["name"], i["source"])
-            for i in items]
+    return [i if isinstance(i, FeatureSpec) else FeatureSpec(i["name"], i["source"]) for i in items]
 
 
 def history_columns(groupings: tuple[str, ...], *, post: bool = True) -> list[str]:

@@ -15,8 +15,12 @@ from importlib.metadata import version
 from feedrank.errors import FeedrankError
 from feedrank.progress import ASK
 
-STAGES = ("feedrank.world.commands", "feedrank.export.commands",
-          "feedrank.server.commands", "feedrank.ab.commands")
+STAGES = (
+    "feedrank.world.commands",
+    "feedrank.export.commands",
+    "feedrank.server.commands",
+    "feedrank.ab.commands",
+)
 DESCRIPTION = """feedrank: a feed recommendation service for A/B experiments.
 A synthetic or imported world, features, control and test models exported to ONNX,
 a model repository, the feed server, and the A/B analysis."""
@@ -32,9 +36,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help = action.help or ""
-        if ("%(default)" not in help and action.default is not None
-                and action.default is not False and action.default != argparse.SUPPRESS
-                and action.option_strings and action.nargs != 0):
+        if (
+            "%(default)" not in help
+            and action.default is not None
+            and action.default is not False
+            and action.default != argparse.SUPPRESS
+            and action.option_strings
+            and action.nargs != 0
+        ):
             help += " (default: %(default)s)"
         return help
 
@@ -52,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = Parser(prog="feedrank", description=DESCRIPTION, epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"feedrank {version('feedrank')}")
-    parser.add_argument("--progress", action="store_true",
-                        help="show progress bars on stderr even when it is not a terminal")
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="show progress bars on stderr even when it is not a terminal",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in STAGES:
         importlib.import_module(module).register(subparsers)

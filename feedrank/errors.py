@@ -12,8 +12,9 @@ class FeedrankError(Exception):
 class InputFileError(FeedrankError):
     """A problem at a known place in an input file: names the file, the row and the column."""
 
-    def __init__(self, path: Path | str, problem: str, *, row: int | None = None,
-                 column: str | None = None) -> None:
+    def __init__(
+        self, path: Path | str, problem: str, *, row: int | None = None, column: str | None = None
+    ) -> None:
         self.path, self.problem, self.row, self.column = Path(path), problem, row, column
         where = str(self.path)
         if row is not None:

@@ -36,8 +36,9 @@ def read_config(model_dir: Path) -> ModelConfig:
         raise FeedrankError(f"{path}: cannot read model config: {error.strerror}") from error
     config = parse_config(text, source=str(path))
     if config.name != model_dir.name:
-        raise FeedrankError(f"{path}: name '{config.name}' must equal its folder "
-                            f"'{model_dir.name}'")
+        raise FeedrankError(
+            f"{path}: name '{config.name}' must equal its folder '{model_dir.name}'"
+        )
     return config
 
 
@@ -56,5 +57,8 @@ def version_numbers(model_dir: Path) -> list[int]:
     """The versions on disk, ascending; folders that are not Triton version names are ignored."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir()
-                  if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"))
+    return sorted(
+        int(p.name)
+        for p in model_dir.iterdir()
+        if p.is_dir() and p.name.isdigit() and not p.name.startswith("0")
+    )

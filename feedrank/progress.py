@@ -24,6 +24,13 @@ ASK = "FEEDRANK_PROGRESS"
 
 def progress_bar(*, transient: bool = False) -> Progress:
     shown = sys.stderr.isatty() or os.environ.get(ASK) == "1"
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=transient,
-                    console=Console(stderr=True), disable=not shown)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=transient,
+        console=Console(stderr=True),
+        disable=not shown,
+    )

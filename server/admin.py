@@ -18,8 +18,16 @@ from starlette.requests import Request
 from feedrank.server.errors import ApiError
 from feedrank.server.repository import InvalidName, check_name
 
-__all__ = ["InvalidName", "check_admin", "check_bearer", "check_name", "decimal",
-           "json_object", "parse_json", "read_body"]
+__all__ = [
+    "InvalidName",
+    "check_admin",
+    "check_bearer",
+    "check_name",
+    "decimal",
+    "json_object",
+    "parse_json",
+    "read_body",
+]
 
 # ASCII only: str.isdigit() and int() also take '²' and other scripts' digits; 18 digits fit int64
 _DECIMAL = re.compile(r"[0-9]{1,18}")
@@ -55,10 +63,14 @@ def check_admin(request: Request, token: str | None) -> None:
 
 def check_bearer(request: Request, token: str, what: str) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                             token.encode()):
-        raise ApiError(401, f"{what} needs 'Authorization: Bearer <token>'",
-                       {"WWW-Authenticate": 'Bearer realm="feedrank"'})
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise ApiError(
+            401,
+            f"{what} needs 'Authorization: Bearer <token>'",
+            {"WWW-Authenticate": 'Bearer realm="feedrank"'},
+        )
 
 
 def _too_large(limit: int) -> ApiError:

@@ -73,16 +73,24 @@ def create_app(settings: Settings) -> Starlette:
             service.events_log.close()
             executor.shutdown(wait=False)
 
-    routes = [Route("/post/recommendations/", recommendations, methods=["GET"]),
-              Route("/feed/events", post_events, methods=["POST"]),
-              Route("/router", router_state, methods=["GET"]),
-              Route("/openapi.json", openapi_json, methods=["GET"]),
-              *kserve_routes(service.repository, settings, service.metrics, service.router)]
-    middleware = [Middleware(RequestIds, access_log=settings.server.access_log),
-                  Middleware(Overload, max_inflight=settings.server.max_inflight),
-                  Middleware(RawPathGuard)]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
-                    exception_handlers=EXCEPTION_HANDLERS)
+    routes = [
+        Route("/post/recommendations/", recommendations, methods=["GET"]),
+        Route("/feed/events", post_events, methods=["POST"]),
+        Route("/router", router_state, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        *kserve_routes(service.repository, settings, service.metrics, service.router),
+    ]
+    middleware = [
+        Middleware(RequestIds, access_log=settings.server.access_log),
+        Middleware(Overload, max_inflight=settings.server.max_inflight),
+        Middleware(RawPathGuard),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.state.settings, app.state.feed = settings, service
     app.state.repository = service.repository
     return app
@@ -94,61 +102,86 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
             raise FeedrankError(f"{path}: {what} folder not found")
     router_file = settings.repository / "router.toml"
     if not router_file.is_file():
-        raise FeedrankError(f"{router_file}: router config not found (`feedrank build` "
-                            "writes one)")
+        raise FeedrankError(f"{router_file}: router config not found (`feedrank build` writes one)")
     server = settings.server
     executor = ThreadPoolExecutor(server.scoring_threads, thread_name_prefix="scoring")
     online = OnlineFeatures.load(settings.world)
-    repository = ModelRepository(settings.repository, threads=server.intra_op_threads,
-                                 fast_path=server.fast_path)
+    repository = ModelRepository(
+        settings.repository, threads=server.intra_op_threads, fast_path=server.fast_path
+    )
     repository.load_all()
-    inputs = InputsCache(online, executor)
+    catalog = PostCatalog(settings.world)
+    inputs = InputsCache(online, catalog, executor)
     live_likes = LiveLikes(server.max_live_likes)
     likes = logged_likes(settings.log_dir)
     try:
         live_likes.replay(likes["user_id"], likes["post_id"], likes["timestamp"])
     except LiveLikesFull as full:
-        raise FeedrankError(f"{settings.log_dir}: the events log's likes do not fit: {full}") \
-            from None
+        raise FeedrankError(
+            f"{settings.log_dir}: the events log's likes do not fit: {full}"
+        ) from None
     replayed = len(live_likes)
     try:
         router = Router(router_file, _servable(repository, inputs))
     except RouterConfigError as error:
         raise FeedrankError(str(error)) from None
     service = FeedService(
-        online=online, repository=repository, router=router,
-        catalog=PostCatalog(settings.world), inputs=inputs,
-        batcher=Batcher(executor, enabled=server.dynamic_batching,
-                        max_requests=server.max_batch_requests,
-                        max_delay_us=server.max_queue_delay_us,
-                        workers=server.scoring_threads),
-        exposure_log=_log(settings, "exposures"), events_log=_log(settings, EVENTS_PREFIX),
-        live_likes=live_likes, metrics=Metrics(repository))
+        online=online,
+        repository=repository,
+        router=router,
+        catalog=catalog,
+        inputs=inputs,
+        batcher=Batcher(
+            executor,
+            enabled=server.dynamic_batching,
+            max_requests=server.max_batch_requests,
+            max_delay_us=server.max_queue_delay_us,
+            workers=server.scoring_threads,
+        ),
+        exposure_log=_log(settings, "exposures"),
+        events_log=_log(settings, EVENTS_PREFIX),
+        live_likes=live_likes,
+        metrics=Metrics(repository),
+    )
     service.metrics.live_likes.set(replayed)
-    groups = ", ".join(f"{g.name} {g.last - g.first + 1}% -> {g.model} v{g.version}"
-                       for g in router.config.groups)
-    log.info("feed ready: %d users, %d posts; router: %s; exposure log: %s; %d likes replayed "
-             "from posted events", online.user_ids.size, service.catalog.post_ids.size, groups,
-             service.exposure_log.current_file, replayed)
+    groups = ", ".join(
+        f"{g.name} {g.last - g.first + 1}% -> {g.model} v{g.version}" for g in router.config.groups
+    )
+    log.info(
+        "feed ready: %d users, %d posts; router: %s; exposure log: %s; %d likes replayed "
+        "from posted events",
+        online.user_ids.size,
+        service.catalog.post_ids.size,
+        groups,
+        service.exposure_log.current_file,
+        replayed,
+    )
     return service, executor
 
 
 def _log(settings: Settings, prefix: str) -> ExposureLog:
     """A durable JSON-lines log in the log folder: exposures, or posted feed events."""
     options = settings.exposure_log
-    return ExposureLog(settings.log_dir, rotate_bytes=options.rotate_bytes,
-                       rotate_seconds=options.rotate_seconds, fsync=options.fsync, prefix=prefix)
+    return ExposureLog(
+        settings.log_dir,
+        rotate_bytes=options.rotate_bytes,
+        rotate_seconds=options.rotate_seconds,
+        fsync=options.fsync,
+        prefix=prefix,
+    )
 
 
 def _servable(repository: ModelRepository, inputs: InputsCache) -> Servable:
     """A routed version must be loaded and its inputs buildable; they are built here, during
     validation, so the first request after a router change finds them ready."""
+
     def reason(model: str, version: int) -> str | None:
         try:
             inputs.warm(repository.get(model, version))
         except Exception as error:  # ModelNotFound, or inputs that do not fit the version
             return str(error) or type(error).__name__
         return None
+
     return reason
 
 

@@ -12,6 +12,7 @@ only queues.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from concurrent.futures import Executor
@@ -39,8 +40,15 @@ class Scored:
 
 
 class Batcher:
-    def __init__(self, executor: Executor, *, enabled: bool, max_requests: int,
-                 max_delay_us: int, workers: int) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        enabled: bool,
+        max_requests: int,
+        max_delay_us: int,
+        workers: int,
+    ) -> None:
         self.executor, self.enabled = executor, enabled
         self.max_requests = max_requests if enabled else 1
         self.max_delay_s = max_delay_us / 1e6 if enabled else 0.0
@@ -80,8 +88,11 @@ class _Lane:
         elif self.timer is None:
             delay = self.batcher.max_delay_s
             # a zero delay still gathers the requests that arrived in the same loop iteration
-            self.timer = (loop.call_later(delay, self._dispatch) if delay > 0
-                          else loop.call_soon(self._dispatch))
+            self.timer = (
+                loop.call_later(delay, self._dispatch)
+                if delay > 0
+                else loop.call_soon(self._dispatch)
+            )
         return future
 
     def _dispatch(self) -> None:
@@ -93,8 +104,9 @@ class _Lane:
             batch, self.pending = self.pending[:size], self.pending[size:]
             self.running += 1
             work = asyncio.get_running_loop().run_in_executor(
-                self.batcher.executor, _run, self.backend, [job for job, _, _ in batch])
-            work.add_done_callback(lambda done, batch=batch: self._finished(done, batch))
+                self.batcher.executor, _run, self.backend, [job for job, _, _ in batch]
+            )
+            work.add_done_callback(functools.partial(self._finished, batch=batch))
 
     def _finished(self, done: asyncio.Future, batch: list) -> None:
         self.running -= 1
@@ -118,5 +130,6 @@ def _deliver(done: asyncio.Future, batch: list[tuple[Job, asyncio.Future, float]
     started, finished, parts = done.result()
     for (_, future, submitted), scores in zip(batch, parts, strict=True):
         if not future.done():
-            future.set_result(Scored(scores, (started - submitted) * 1e3,
-                                     (finished - started) * 1e3, len(batch)))
+            future.set_result(
+                Scored(scores, (started - submitted) * 1e3, (finished - started) * 1e3, len(batch))
+            )

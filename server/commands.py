@@ -16,31 +16,59 @@ from feedrank.settings import ServerSettings, default, describe, load_settings
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
     serve = subparsers.add_parser(
-        "serve", help="serve feed recommendations over HTTP",
+        "serve",
+        help="serve feed recommendations over HTTP",
         description="Serve the feed, the router state, the KServe v2 routes and /metrics.",
         epilog="example:\n  feedrank serve --world data/world --repository model_repository "
-               "--port 8000")
+        "--port 8000",
+    )
     serve.add_argument("--world", type=Path, help=f"world folder (default: {default('world')})")
-    serve.add_argument("--repository", type=Path, help="model repository with router.toml "
-                       f"(default: {default('repository')})")
+    serve.add_argument(
+        "--repository",
+        type=Path,
+        help=f"model repository with router.toml (default: {default('repository')})",
+    )
     serve.add_argument("--host", help=f"bind address (default: {default('server.host')})")
     serve.add_argument("--port", type=int, help=f"port (default: {default('server.port')})")
-    serve.add_argument("--log", type=Path, dest="log_dir",
-                       help=f"exposure log folder (default: {default('log_dir')})")
-    serve.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction,
-                       default=None, help="coalesce concurrent requests into one backend call "
-                       f"(default: {default('server.dynamic_batching')})")
-    serve.add_argument("--fast-path", action=argparse.BooleanOptionalAction, default=None,
-                       help="rank onnxruntime models through the fast path "
-                       f"(default: {default('server.fast_path')})")
-    serve.add_argument("--fsync", action=argparse.BooleanOptionalAction, default=None,
-                       help="fsync the exposure log before each answer leaves "
-                       f"(default: {default('exposure_log.fsync')})")
-    serve.add_argument("--log-format", choices=("text", "json"),
-                       help="server log lines: text with ISO timestamps, or one JSON object "
-                       "per line for log shippers")
-    serve.add_argument("--access-log", action="store_true",
-                       help="log every request (method, path, status, duration, request id)")
+    serve.add_argument(
+        "--log",
+        type=Path,
+        dest="log_dir",
+        help=f"exposure log folder (default: {default('log_dir')})",
+    )
+    serve.add_argument(
+        "--dynamic-batching",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="coalesce concurrent requests into one backend call "
+        f"(default: {default('server.dynamic_batching')})",
+    )
+    serve.add_argument(
+        "--fast-path",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rank with the ranker each model's config.pbtxt declares (the fast path for "
+        "published models); --no-fast-path: with the config's backend "
+        f"(default: {default('server.fast_path')})",
+    )
+    serve.add_argument(
+        "--fsync",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fsync the exposure log before each answer leaves "
+        f"(default: {default('exposure_log.fsync')})",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="server log lines: text with ISO timestamps, or one JSON object "
+        "per line for log shippers",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request (method, path, status, duration, request id)",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -51,14 +79,19 @@ def serve_command(args: argparse.Namespace) -> int:
     from feedrank.server.http_guard import Limits, guarded_protocol
     from feedrank.server.request_log import log_config
 
-    server = {"host": args.host, "port": args.port, "dynamic_batching": args.dynamic_batching,
-              "fast_path": args.fast_path, "log_format": args.log_format,
-              "access_log": args.access_log or None}
+    server = {
+        "host": args.host,
+        "port": args.port,
+        "dynamic_batching": args.dynamic_batching,
+        "fast_path": args.fast_path,
+        "log_format": args.log_format,
+        "access_log": args.access_log or None,
+    }
     try:
-        settings = load_settings(world=args.world, repository=args.repository,
-                                 log_dir=args.log_dir)
+        settings = load_settings(world=args.world, repository=args.repository, log_dir=args.log_dir)
         settings.server = ServerSettings.model_validate(
-            settings.server.model_dump() | {k: v for k, v in server.items() if v is not None})
+            settings.server.model_dump() | {k: v for k, v in server.items() if v is not None}
+        )
     except ValidationError as error:
         raise FeedrankError(describe(error)) from None
     if args.fsync is not None:
@@ -68,13 +101,27 @@ def serve_command(args: argparse.Namespace) -> int:
     app = create_app(settings)
     _raise_file_limit()
     limits = settings.server
-    protocol = guarded_protocol(Limits(limits.max_connections, limits.header_timeout_s,
-                                       limits.max_header_bytes, limits.max_headers))
+    protocol = guarded_protocol(
+        Limits(
+            limits.max_connections,
+            limits.header_timeout_s,
+            limits.max_header_bytes,
+            limits.max_headers,
+        )
+    )
     # uvicorn's access log stays off: ours (--access-log, request_log.py) carries the request id,
     # and every feed answer is in the exposure log anyway
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port, access_log=False,
-                log_level="info", http=protocol, timeout_keep_alive=limits.keep_alive_s,
-                log_config=logs)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        access_log=False,
+        log_level="info",
+        http=protocol,
+        # annotated int, but uvicorn only hands it to loop.call_later: fractions work
+        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
+        log_config=logs,
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ events). The app's exception handlers (`exception_handlers`) answer them, Starle
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -19,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 class ApiError(HTTPException):
     """An answerable error: `status`, `message`, optional headers and extra body fields."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(status, message, headers)
         self.status, self.message, self.extra = status, message, extra
 
@@ -42,8 +44,9 @@ class FieldErrors(ApiError):
         return "; ".join(f"{p['field']}: {p['problem']}" for p in self.problems)
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None,
-                   **extra: Any) -> JSONResponse:
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
@@ -52,8 +55,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return exc.response()
     assert isinstance(exc, HTTPException)
-    message = {404: f"no such endpoint: {request.url.path}",
-               405: f"method {request.method} not allowed on {request.url.path}"}
+    message = {
+        404: f"no such endpoint: {request.url.path}",
+        405: f"method {request.method} not allowed on {request.url.path}",
+    }
     return error_response(exc.status_code, message.get(exc.status_code, exc.detail), exc.headers)
 
 

@@ -40,21 +40,28 @@ ACTIONS = ("view", "like")
 FIELDS = ("user_id", "post_id", "action", "timestamp", "target")
 _FIELD_SET = frozenset(FIELDS) - {"target"}
 # isoformat() of a whole or fractional second: a timestamp in it is logged as given
-_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-                        r"(\.(?!000000)[0-9]{6})?")
-COLUMNS = {"timestamp": "TIMESTAMP", "user_id": "BIGINT", "post_id": "BIGINT",
-           "action": "VARCHAR", "target": "TINYINT"}
+_CANONICAL = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.(?!000000)[0-9]{6})?"
+)
+COLUMNS = {
+    "timestamp": "TIMESTAMP",
+    "user_id": "BIGINT",
+    "post_id": "BIGINT",
+    "action": "VARCHAR",
+    "target": "TINYINT",
+}
 MAX_EVENTS = 10_000
 PREFIX = "events"
 
 
 @dataclass(frozen=True)
 class EventBatch:
-    user_id: np.ndarray    # int64
-    post_id: np.ndarray    # int64
-    liked: np.ndarray      # bool: action == "like"
+    user_id: np.ndarray  # int64
+    post_id: np.ndarray  # int64
+    liked: np.ndarray  # bool: action == "like"
     timestamp: np.ndarray  # datetime64[us], naive UTC world time
-    records: list[dict]    # as logged
+    records: list[dict]  # as logged
 
 
 def _invalid(problems: list[dict[str, str]]) -> FieldErrors:
@@ -65,12 +72,19 @@ def logged_likes(log_dir: Path) -> dict[str, np.ndarray]:
     """Every like of the events log in `log_dir`: user_id, post_id, timestamp (datetime64[us])."""
     files = log_files(log_dir)
     if not files:
-        return {"user_id": np.empty(0, np.int64), "post_id": np.empty(0, np.int64),
-                "timestamp": np.empty(0, "datetime64[us]")}
-    likes = duckdb.sql(f"SELECT user_id, post_id, timestamp FROM ({query(files)}) "
-                       "WHERE action = 'like'").fetchnumpy()
-    return {"user_id": likes["user_id"], "post_id": likes["post_id"],
-            "timestamp": likes["timestamp"].astype("datetime64[us]")}
+        return {
+            "user_id": np.empty(0, np.int64),
+            "post_id": np.empty(0, np.int64),
+            "timestamp": np.empty(0, "datetime64[us]"),
+        }
+    likes = duckdb.sql(  # type: ignore[union-attr]  # a SELECT: never None
+        f"SELECT user_id, post_id, timestamp FROM ({query(files)}) WHERE action = 'like'"
+    ).fetchnumpy()
+    return {
+        "user_id": likes["user_id"],
+        "post_id": likes["post_id"],
+        "timestamp": likes["timestamp"].astype("datetime64[us]"),
+    }
 
 
 def log_files(log_dir: Path) -> list[Path]:
@@ -79,8 +93,10 @@ def log_files(log_dir: Path) -> list[Path]:
 
 def query(files: list[Path]) -> str:
     """The DuckDB query that reads events log files as feed_data rows, typed."""
-    return ("SELECT timestamp, user_id, post_id, action, target FROM "
-            f"({read_query(files, COLUMNS, 'user_id')})")
+    return (
+        "SELECT timestamp, user_id, post_id, action, target FROM "
+        f"({read_query(files, COLUMNS, 'user_id')})"
+    )
 
 
 def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
@@ -92,11 +108,24 @@ def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
         raise _invalid([{"field": "body", "problem": f"not JSON: {error}"}]) from None
     events = payload.get("events") if isinstance(payload, dict) else payload
     if not isinstance(events, list) or not events:
-        raise _invalid([{"field": "events", "problem": "a non-empty JSON array of events, or "
-                           "an object with one under \"events\""}])
+        raise _invalid(
+            [
+                {
+                    "field": "events",
+                    "problem": "a non-empty JSON array of events, or "
+                    'an object with one under "events"',
+                }
+            ]
+        )
     if len(events) > MAX_EVENTS:
-        raise _invalid([{"field": "events",
-                           "problem": f"{len(events)} events; at most {MAX_EVENTS} per request"}])
+        raise _invalid(
+            [
+                {
+                    "field": "events",
+                    "problem": f"{len(events)} events; at most {MAX_EVENTS} per request",
+                }
+            ]
+        )
     batch = _plain_batch(events, known_post)
     if batch is not None:
         return batch
@@ -104,10 +133,13 @@ def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
     rows = [_event(i, e, known_post, problems) for i, e in enumerate(events)]
     if problems:
         raise _invalid(problems)
-    return EventBatch(np.array([r["user_id"] for r in rows], np.int64),
-                      np.array([r["post_id"] for r in rows], np.int64),
-                      np.array([r["action"] == "like" for r in rows]),
-                      np.array([r["timestamp"] for r in rows], "datetime64[us]"), rows)
+    return EventBatch(
+        np.array([r["user_id"] for r in rows], np.int64),
+        np.array([r["post_id"] for r in rows], np.int64),
+        np.array([r["action"] == "like" for r in rows]),
+        np.array([r["timestamp"] for r in rows], "datetime64[us]"),
+        rows,
+    )
 
 
 def _plain_batch(events: list, known_post: np.ndarray) -> EventBatch | None:
@@ -119,10 +151,12 @@ def _plain_batch(events: list, known_post: np.ndarray) -> EventBatch | None:
         return None
     users, posts = [e.get("user_id") for e in events], [e.get("post_id") for e in events]
     actions, stamps = [e.get("action") for e in events], [e.get("timestamp") for e in events]
-    if not (all(type(v) is int and 0 <= v <= INT64_MAX for v in users)
-            and all(type(v) is int and 0 <= v < len(known_post) for v in posts)
-            and all(a == "like" or a == "view" for a in actions)
-            and all(type(t) is str and _CANONICAL.fullmatch(t) for t in stamps)):
+    if not (
+        all(type(v) is int and 0 <= v <= INT64_MAX for v in users)
+        and all(type(v) is int and 0 <= v < len(known_post) for v in posts)
+        and all(a == "like" or a == "view" for a in actions)
+        and all(type(t) is str and _CANONICAL.fullmatch(t) for t in stamps)
+    ):
         return None
     post_id = np.array(posts, np.int64)
     if not known_post[post_id].all():
@@ -131,8 +165,13 @@ def _plain_batch(events: list, known_post: np.ndarray) -> EventBatch | None:
         timestamp = np.array(stamps, "datetime64[us]")
     except ValueError:  # a canonical-looking but impossible date
         return None
-    return EventBatch(np.array(users, np.int64), post_id,
-                      np.array([a == "like" for a in actions]), timestamp, events)
+    return EventBatch(
+        np.array(users, np.int64),
+        post_id,
+        np.array([a == "like" for a in actions]),
+        timestamp,
+        events,
+    )
 
 
 def _event(i: int, event: Any, known_post: np.ndarray, problems: list) -> dict:
@@ -159,8 +198,9 @@ def _event(i: int, event: Any, known_post: np.ndarray, problems: list) -> dict:
     if action not in ACTIONS:
         problem("action", f"'view' or 'like', got {action!r}")
     row["action"] = action
-    if "target" in event and (action != "view" or type(event["target"]) is not int
-                              or event["target"] not in (0, 1)):
+    if "target" in event and (
+        action != "view" or type(event["target"]) is not int or event["target"] not in (0, 1)
+    ):
         problem("target", "only on a view, 0 or 1")
     stamp = event.get("timestamp")
     if not isinstance(stamp, str):
@@ -204,8 +244,12 @@ async def post_events(request: Request) -> Response:
         service.live_likes.release(reserved)
         response = error_response(503, f"events log unavailable: {error}")
     else:
-        service.live_likes.add(batch.user_id[batch.liked], batch.post_id[batch.liked],
-                               batch.timestamp[batch.liked], reserved)
+        service.live_likes.add(
+            batch.user_id[batch.liked],
+            batch.post_id[batch.liked],
+            batch.timestamp[batch.liked],
+            reserved,
+        )
         service.metrics.live_likes.set(len(service.live_likes))
         response = JSONResponse({"accepted": len(batch.records), "likes": reserved})
     service.metrics.observe_events(response.status_code, time.perf_counter() - started)

@@ -35,9 +35,17 @@ from feedrank.errors import FeedrankError
 log = logging.getLogger("feedrank.log")
 
 COLUMNS = {
-    "request_id": "VARCHAR", "server_time": "TIMESTAMPTZ", "requested_time": "TIMESTAMP",
-    "user_id": "BIGINT", "exp_group": "VARCHAR", "model": "VARCHAR", "version": "BIGINT",
-    "ranker": "VARCHAR", "post_ids": "BIGINT[]", "fallback": "BOOLEAN", "latency_ms": "DOUBLE",
+    "request_id": "VARCHAR",
+    "server_time": "TIMESTAMPTZ",
+    "requested_time": "TIMESTAMP",
+    "user_id": "BIGINT",
+    "exp_group": "VARCHAR",
+    "model": "VARCHAR",
+    "version": "BIGINT",
+    "ranker": "VARCHAR",
+    "post_ids": "BIGINT[]",
+    "fallback": "BOOLEAN",
+    "latency_ms": "DOUBLE",
 }
 
 
@@ -56,11 +64,16 @@ def read_query(files: list[Path], columns: dict[str, str], required: str) -> str
     Warns about each such file."""
     for path in files:
         if ends_torn(path):
-            log.warning("%s: the last line is incomplete (the writer stopped in the middle of "
-                        "it); it is skipped", path)
+            log.warning(
+                "%s: the last line is incomplete (the writer stopped in the middle of "
+                "it); it is skipped",
+                path,
+            )
     typed = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
-    return (f"SELECT * FROM read_json({sql_paths(files)}, format='newline_delimited', "
-            f"columns={{{typed}}}, ignore_errors=true) WHERE {required} IS NOT NULL")
+    return (
+        f"SELECT * FROM read_json({sql_paths(files)}, format='newline_delimited', "
+        f"columns={{{typed}}}, ignore_errors=true) WHERE {required} IS NOT NULL"
+    )
 
 
 def sql_paths(files: list[Path]) -> str:
@@ -78,10 +91,21 @@ def ends_torn(path: Path) -> bool:
 
 
 class ExposureLog:
-    def __init__(self, log_dir: Path, *, rotate_bytes: int, rotate_seconds: float,
-                 fsync: bool, prefix: str = "exposures") -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        rotate_bytes: int,
+        rotate_seconds: float,
+        fsync: bool,
+        prefix: str = "exposures",
+    ) -> None:
         self.dir, self.rotate_bytes, self.rotate_seconds, self.fsync = (
-            log_dir, rotate_bytes, rotate_seconds, fsync)
+            log_dir,
+            rotate_bytes,
+            rotate_seconds,
+            fsync,
+        )
         self.prefix = prefix
         self._start = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self._seq = 0
@@ -90,8 +114,9 @@ class ExposureLog:
             log_dir.mkdir(parents=True, exist_ok=True)
             self._open_next()
         except OSError as error:
-            raise FeedrankError(f"{log_dir}: cannot write the {prefix} log there: {error}") \
-                from None
+            raise FeedrankError(
+                f"{log_dir}: cannot write the {prefix} log there: {error}"
+            ) from None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"{prefix}-log", daemon=True)
         self._thread.start()
@@ -151,8 +176,10 @@ class ExposureLog:
         data = b"".join(line for line, _, _ in batch)
         error: OSError | None = None
         try:
-            if (self._bytes >= self.rotate_bytes
-                    or time.monotonic() - self._opened >= self.rotate_seconds):
+            if (
+                self._bytes >= self.rotate_bytes
+                or time.monotonic() - self._opened >= self.rotate_seconds
+            ):
                 self._open_next()
             self._append(data)
         except OSError as exc:
@@ -175,8 +202,11 @@ class ExposureLog:
             os.ftruncate(self._fd, self._bytes)
         except OSError as error:
             # the fragment stays (readers skip an incomplete last line); never append after it
-            log.error("%s: cannot cut a failed write back (%s); continuing in a new file",
-                      self._path, error)
+            log.error(
+                "%s: cannot cut a failed write back (%s); continuing in a new file",
+                self._path,
+                error,
+            )
             try:
                 self._open_next()
             except OSError:

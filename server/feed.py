@@ -19,13 +19,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from feedrank.errors import FeedrankError
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.batching import Batcher, Job
 from feedrank.server.errors import FieldErrors, error_response
@@ -47,24 +48,32 @@ class PostCatalog:
     """Post id -> its JSON object `{"id","text","topic"}`, encoded once at start-up."""
 
     def __init__(self, world: Path) -> None:
-        rows = duckdb.sql(f"SELECT post_id, text, topic FROM read_parquet("
-                          f"'{WorldLayout(world).posts}') ORDER BY post_id").fetchall()
+        rows = duckdb.sql(  # type: ignore[union-attr]  # a SELECT: never None
+            f"SELECT post_id, text, topic FROM read_parquet("
+            f"'{WorldLayout(world).posts}') ORDER BY post_id"
+        ).fetchall()
         self.post_ids = np.array([r[0] for r in rows], dtype=np.int64)
         # known[post_id]: a dense table, for validating posted events in one look-up each
         self.known = np.zeros(int(self.post_ids.max(initial=-1)) + 1, dtype=bool)
         self.known[self.post_ids] = True
-        self._json = {pid: _json({"id": pid, "text": text, "topic": topic})
-                      for pid, text, topic in rows}
+        self._json = {
+            pid: _json({"id": pid, "text": text, "topic": topic}) for pid, text, topic in rows
+        }
+
+    def contains(self, post_ids: np.ndarray) -> np.ndarray:
+        inside = (post_ids >= 0) & (post_ids < self.known.size)
+        return inside & self.known[np.where(inside, post_ids, 0)]
 
     def json_array(self, post_ids: np.ndarray) -> str:
         return "[" + ",".join(self._json[int(p)] for p in post_ids) + "]"
 
 
 class InputsCache:
-    """One `ModelInputs` per loaded version, built on first use off the event loop."""
+    """One `ModelInputs` per loaded version, built on first use off the event loop, from the
+    metadata the repository read at load. Its candidates must be posts of the catalogue."""
 
-    def __init__(self, online: OnlineFeatures, executor: Executor) -> None:
-        self._build = lambda path: ModelInputs.from_version_dir(online, path)
+    def __init__(self, online: OnlineFeatures, catalog: PostCatalog, executor: Executor) -> None:
+        self._online, self._catalog = online, catalog
         self._executor = executor
         self._ready: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._building: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -72,7 +81,7 @@ class InputsCache:
     def warm(self, loaded: LoadedVersion) -> None:
         """Build a version's inputs now (blocking); used while validating a router config."""
         if loaded.backend not in self._ready:
-            self._ready[loaded.backend] = self._build(loaded.path)
+            self._ready[loaded.backend] = self._build(loaded)
 
     async def get(self, loaded: LoadedVersion) -> ModelInputs:
         inputs = self._ready.get(loaded.backend)
@@ -82,12 +91,23 @@ class InputsCache:
         if task is None:
             loop = asyncio.get_running_loop()
             task = self._building[loaded.backend] = loop.run_in_executor(
-                self._executor, self._build, loaded.path)
+                self._executor, self._build, loaded
+            )
         try:
-            inputs = await asyncio.shield(task)
+            built: ModelInputs = await asyncio.shield(task)
         finally:
             self._building.pop(loaded.backend, None)
-        self._ready[loaded.backend] = inputs
+        self._ready[loaded.backend] = built
+        return built
+
+    def _build(self, loaded: LoadedVersion) -> ModelInputs:
+        inputs = ModelInputs.from_version_dir(self._online, loaded.path, loaded.metadata or None)
+        unknown = inputs.post_ids[~self._catalog.contains(inputs.post_ids)]
+        if unknown.size:
+            raise FeedrankError(
+                f"{loaded.path}: {unknown.size} candidate posts are not in the world's post "
+                f"table (e.g. {unknown[:5].tolist()}): the version was built on another world"
+            )
         return inputs
 
 
@@ -109,10 +129,20 @@ class ModelUnavailable(RuntimeError):
 class FeedService:
     """Everything one feed request needs, wired once by the app's lifespan."""
 
-    def __init__(self, *, online: OnlineFeatures, repository: ModelRepository, router: Router,
-                 catalog: PostCatalog, inputs: InputsCache, batcher: Batcher,
-                 exposure_log: ExposureLog, events_log: ExposureLog, live_likes: LiveLikes,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        online: OnlineFeatures,
+        repository: ModelRepository,
+        router: Router,
+        catalog: PostCatalog,
+        inputs: InputsCache,
+        batcher: Batcher,
+        exposure_log: ExposureLog,
+        events_log: ExposureLog,
+        live_likes: LiveLikes,
+        metrics: Metrics,
+    ) -> None:
         self.online, self.repository, self.router = online, repository, router
         self.catalog, self.inputs, self.batcher = catalog, inputs, batcher
         self.exposure_log, self.events_log, self.live_likes = exposure_log, events_log, live_likes
@@ -120,15 +150,17 @@ class FeedService:
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
         """Posts to exclude: liked before `at` in the snapshot or in events posted since."""
-        return np.concatenate([self.online.liked_before(user_id, at),
-                               self.live_likes.liked_before(user_id, at)])
+        return np.concatenate(
+            [self.online.liked_before(user_id, at), self.live_likes.liked_before(user_id, at)]
+        )
 
     async def recommend(self, query: FeedQuery, request_id: str) -> Answer:
         group = self.router.config.assign(query.user_id)
         liked = self.liked_before(query.user_id, query.at)
         if not self.online.has_user(query.user_id):
-            ids = popular_fallback(self.online.popular_posts(query.at), self.catalog.post_ids,
-                                   liked, query.limit)
+            ids = popular_fallback(
+                self.online.popular_posts(query.at), self.catalog.post_ids, liked, query.limit
+            )
             return Answer(request_id, group.name, FALLBACK_MODEL, 0, ids, True, FALLBACK_MODEL)
         try:
             loaded = self.repository.get(group.model, group.version)
@@ -137,26 +169,42 @@ class FeedService:
         inputs = await self.inputs.get(loaded)
         scored = await self.batcher.score(loaded.backend, Job(inputs, query.user_id, query.at))
         self.metrics.observe_scoring(loaded.model, loaded.version, scored)
-        ids = rank(inputs.post_ids, inputs.ranking_scores(scored.scores, query.at), liked,
-                   query.limit)
-        return Answer(request_id, group.name, loaded.model, loaded.version, ids, False,
-                      loaded.backend.name)
+        ids = rank(
+            inputs.post_ids, inputs.ranking_scores(scored.scores, query.at), liked, query.limit
+        )
+        return Answer(
+            request_id, group.name, loaded.model, loaded.version, ids, False, loaded.backend.name
+        )
 
     def record(self, query: FeedQuery, answer: Answer, latency_ms: float) -> dict:
-        return {"request_id": answer.request_id,
-                "server_time": datetime.now(UTC).isoformat(),
-                "requested_time": _iso(query.at),
-                "user_id": query.user_id, "exp_group": answer.exp_group,
-                "model": answer.model, "version": answer.version, "ranker": answer.ranker,
-                "post_ids": answer.post_ids.tolist(), "fallback": answer.fallback,
-                "latency_ms": round(latency_ms, 3)}
+        return {
+            "request_id": answer.request_id,
+            "server_time": datetime.now(UTC).isoformat(),
+            "requested_time": _iso(query.at),
+            "user_id": query.user_id,
+            "exp_group": answer.exp_group,
+            "model": answer.model,
+            "version": answer.version,
+            "ranker": answer.ranker,
+            "post_ids": answer.post_ids.tolist(),
+            "fallback": answer.fallback,
+            "latency_ms": round(latency_ms, 3),
+        }
 
     def body(self, query: FeedQuery, answer: Answer) -> str:
-        extra = _json({"model": answer.model, "version": answer.version,
-                       "request_id": answer.request_id, "fallback": answer.fallback,
-                       "time": _iso(query.at)})
-        return (f'{{"exp_group":{_json(answer.exp_group)},"recommendations":'
-                f'{self.catalog.json_array(answer.post_ids)},{extra[1:]}')
+        extra = _json(
+            {
+                "model": answer.model,
+                "version": answer.version,
+                "request_id": answer.request_id,
+                "fallback": answer.fallback,
+                "time": _iso(query.at),
+            }
+        )
+        return (
+            f'{{"exp_group":{_json(answer.exp_group)},"recommendations":'
+            f"{self.catalog.json_array(answer.post_ids)},{extra[1:]}"
+        )
 
 
 async def recommendations(request: Request) -> Response:
@@ -170,7 +218,8 @@ async def recommendations(request: Request) -> Response:
         query = parse_feed_query(request.query_params.multi_items())
         answer = await service.recommend(query, request_id(request.scope))
         await service.exposure_log.write(
-            service.record(query, answer, (time.perf_counter() - started) * 1e3))
+            service.record(query, answer, (time.perf_counter() - started) * 1e3)
+        )
         response = Response(service.body(query, answer), media_type="application/json")
     except FieldErrors as error:
         response = error.response()
@@ -182,9 +231,11 @@ async def recommendations(request: Request) -> Response:
     except Exception as error:  # a backend fault: a JSON 500 and a logged traceback
         log.exception("feed request failed")
         response = error_response(500, f"internal error: {type(error).__name__}: {error}")
-    service.metrics.observe_feed(*((answer.exp_group, answer.model, answer.version)
-                                   if answer else ("", "", 0)),
-                                 response.status_code, time.perf_counter() - started)
+    service.metrics.observe_feed(
+        *((answer.exp_group, answer.model, answer.version) if answer else ("", "", 0)),
+        response.status_code,
+        time.perf_counter() - started,
+    )
     return response
 
 
@@ -198,4 +249,4 @@ def _json(value: Any) -> str:
 
 def _iso(at: np.datetime64) -> str:
     """`2021-12-01T14:30:00`, with a fraction only when there is one."""
-    return at.item().isoformat()
+    return cast(datetime, at.astype("datetime64[us]").item()).isoformat()

@@ -27,8 +27,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from feedrank.server.errors import error_response
 
 RETRY_AFTER_S = "1"
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",
-            503: b"Service Unavailable"}
+_REASONS = {
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > limits.max_connections:
-                self._refuse(503, f"more than {limits.max_connections} open connections",
-                             retry=True)
+                self._refuse(
+                    503, f"more than {limits.max_connections} open connections", retry=True
+                )
                 return
             self._arm()
 
@@ -70,8 +74,9 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 seen = len(data) if head_end < 0 else head_end + 4
                 self._head_bytes += seen
                 if self._head_bytes > limits.max_header_bytes:
-                    self._refuse(431, f"request line and headers over "
-                                      f"{limits.max_header_bytes} bytes")
+                    self._refuse(
+                        431, f"request line and headers over {limits.max_header_bytes} bytes"
+                    )
                     return
             super().data_received(data)
 
@@ -117,17 +122,21 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         def _too_slow(self) -> None:
             self._deadline = None
             if self._awaiting_head and not self.transport.is_closing():
-                self._refuse(408, f"request headers not received within "
-                                  f"{limits.header_timeout_s:g} s")
+                self._refuse(
+                    408, f"request headers not received within {limits.header_timeout_s:g} s"
+                )
 
         def _refuse(self, status: int, message: str, retry: bool = False) -> None:
             """Answer with the JSON error shape and close: nothing more is read."""
             self._refused = True
             self._disarm()
             body = json.dumps({"error": message}).encode()
-            head = [b"HTTP/1.1 %d %s" % (status, _REASONS[status]),
-                    b"content-type: application/json",
-                    b"content-length: %d" % len(body), b"connection: close"]
+            head = [
+                b"HTTP/1.1 %d %s" % (status, _REASONS[status]),
+                b"content-type: application/json",
+                b"content-length: %d" % len(body),
+                b"connection: close",
+            ]
             if retry:
                 head.append(b"retry-after: " + RETRY_AFTER_S.encode())
             self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
@@ -148,8 +157,11 @@ class Overload:
             await self.app(scope, receive, send)
             return
         if self.inflight >= self.max_inflight:
-            response = error_response(503, f"overloaded: {self.max_inflight} requests in progress",
-                             headers={"Retry-After": RETRY_AFTER_S})
+            response = error_response(
+                503,
+                f"overloaded: {self.max_inflight} requests in progress",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
             await response(scope, receive, send)
             return
         self.inflight += 1

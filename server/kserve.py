@@ -53,20 +53,27 @@ _NAMES_OF = {dtype: name for name, dtype in DATATYPES.items()}
 
 # -- tensors ------------------------------------------------------------------------------
 
+
 def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview]:
     """The JSON request header and the binary section after it."""
-    size = len(body) if header_length is None else decimal(header_length)
-    if size is None or size > len(body):
-        raise ApiError(400, f"{HEADER_LENGTH} '{header_length[:40]}' does not fit the "
-                            f"{len(body)}-byte body")
+    size = len(body)
+    if header_length is not None:
+        given = decimal(header_length)
+        if given is None or given > len(body):
+            raise ApiError(
+                400,
+                f"{HEADER_LENGTH} '{header_length[:40]}' does not fit the {len(body)}-byte body",
+            )
+        size = given
     request = parse_json(body[:size], "inference request")
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise ApiError(400, "inference request needs an 'inputs' list")
     return request, memoryview(body)[size:]
 
 
-def decode_inputs(request: dict, binary: memoryview, specs: list[TensorSpec],
-                  model: str) -> dict[str, np.ndarray]:
+def decode_inputs(
+    request: dict, binary: memoryview, specs: list[TensorSpec], model: str
+) -> dict[str, np.ndarray]:
     by_name = {spec.name: spec for spec in specs}
     tensors: dict[str, np.ndarray] = {}
     offset = 0
@@ -74,20 +81,24 @@ def decode_inputs(request: dict, binary: memoryview, specs: list[TensorSpec],
         if not isinstance(entry, dict):
             raise ApiError(400, "each input must be an object")
         name = entry.get("name")
-        spec = by_name.get(name) if isinstance(name, str) else None
-        if spec is None:
+        if not isinstance(name, str) or name not in by_name:
             raise ApiError(400, f"unexpected inference input {name!r} for model '{model}'")
+        spec = by_name[name]
         if name in tensors:
             raise ApiError(400, f"input '{name}' given more than once")
         shape = entry.get("shape")
         if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
             raise ApiError(400, f"input '{name}': shape must be a list of non-negative integers")
         if entry.get("datatype") != spec.datatype:
-            raise ApiError(400, f"input '{name}': datatype {entry.get('datatype')} does not "
-                                f"match the model's {spec.datatype}")
+            raise ApiError(
+                400,
+                f"input '{name}': datatype {entry.get('datatype')} does not "
+                f"match the model's {spec.datatype}",
+            )
         if not spec.accepts(tuple(shape)):
-            raise ApiError(400, f"input '{name}': shape {shape} does not match the model's "
-                                f"{list(spec.shape)}")
+            raise ApiError(
+                400, f"input '{name}': shape {shape} does not match the model's {list(spec.shape)}"
+            )
         dtype = DATATYPES[spec.datatype]
         parameters = json_object(entry.get("parameters"), f"input '{name}': parameters")
         if any(key.startswith("shared_memory") for key in parameters):
@@ -95,12 +106,14 @@ def decode_inputs(request: dict, binary: memoryview, specs: list[TensorSpec],
         size = parameters.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size != int(np.prod(shape)) * dtype.itemsize:
-                raise ApiError(400, f"input '{name}': binary_data_size {size} does not fit "
-                                    f"shape {shape} of {spec.datatype}")
+                raise ApiError(
+                    400,
+                    f"input '{name}': binary_data_size {size} does not fit "
+                    f"shape {shape} of {spec.datatype}",
+                )
             if offset + size > len(binary):
-                raise ApiError(400, f"input '{name}': binary data ends before "
-                                    f"{size} bytes")
-            raw = np.frombuffer(binary[offset:offset + size], dtype.newbyteorder("<"))
+                raise ApiError(400, f"input '{name}': binary data ends before {size} bytes")
+            raw = np.frombuffer(binary[offset : offset + size], dtype.newbyteorder("<"))
             offset += size
         else:
             raw = _json_data(entry.get("data"), dtype, name)
@@ -109,8 +122,9 @@ def decode_inputs(request: dict, binary: memoryview, specs: list[TensorSpec],
         tensors[name] = raw.astype(dtype, copy=False).reshape(shape)
     missing = by_name.keys() - tensors.keys()
     if missing:
-        raise ApiError(400, f"expected inputs {sorted(by_name)} for model '{model}', "
-                            f"missing {sorted(missing)}")
+        raise ApiError(
+            400, f"expected inputs {sorted(by_name)} for model '{model}', missing {sorted(missing)}"
+        )
     return tensors
 
 
@@ -143,8 +157,9 @@ def requested_outputs(request: dict, specs: list[TensorSpec], model: str) -> dic
     return wanted
 
 
-def encode_response(request: dict, loaded: LoadedVersion, outputs: dict[str, np.ndarray],
-                    wanted: dict[str, bool]) -> Response:
+def encode_response(
+    request: dict, loaded: LoadedVersion, outputs: dict[str, np.ndarray], wanted: dict[str, bool]
+) -> Response:
     entries, blobs = [], []
     for name, binary in wanted.items():
         value = np.ascontiguousarray(outputs[name])
@@ -159,22 +174,30 @@ def encode_response(request: dict, loaded: LoadedVersion, outputs: dict[str, np.
         else:
             entry["data"] = value.reshape(-1).tolist()
         entries.append(entry)
-    body = {"model_name": loaded.model, "model_version": str(loaded.version),
-            "outputs": entries}
+    body = {"model_name": loaded.model, "model_version": str(loaded.version), "outputs": entries}
     if "id" in request:
         body["id"] = request["id"]
     header = json.dumps(body).encode()
     if not blobs:
         return Response(header, media_type="application/json")
-    return Response(header + b"".join(blobs), media_type="application/octet-stream",
-                    headers={HEADER_LENGTH: str(len(header))})
+    return Response(
+        header + b"".join(blobs),
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )
 
 
 # -- routes -------------------------------------------------------------------------------
 
+
 class KServe:
-    def __init__(self, repository: ModelRepository, settings: Settings, metrics: Metrics,
-                 router: Router | None = None) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        settings: Settings,
+        metrics: Metrics,
+        router: Router | None = None,
+    ) -> None:
         self.repository, self.settings, self.metrics = repository, settings, metrics
         self.router = router
 
@@ -189,11 +212,15 @@ class KServe:
             Route("/v2/health/live", self.live, methods=["GET"]),
             Route("/v2/health/ready", self.ready, methods=["GET"]),
             Route("/v2", self.server_metadata, methods=["GET"]),
-            *[Route(base + tail, handler, methods=[method])
-              for base in (versioned, model)
-              for tail, handler, method in (("", self.model_metadata, "GET"),
-                                            ("/ready", self.model_ready, "GET"),
-                                            ("/infer", self.infer, "POST"))],
+            *[
+                Route(base + tail, handler, methods=[method])
+                for base in (versioned, model)
+                for tail, handler, method in (
+                    ("", self.model_metadata, "GET"),
+                    ("/ready", self.model_ready, "GET"),
+                    ("/infer", self.infer, "POST"),
+                )
+            ],
             Route("/v2/repository/index", self.index, methods=["POST"]),
             Route(admin + "/load", self.load, methods=["POST"]),
             Route(admin + "/unload", self.unload, methods=["POST"]),
@@ -210,8 +237,9 @@ class KServe:
         return Response(status_code=200 if routed and self.repository.ready() else 400)
 
     async def server_metadata(self, request: Request) -> Response:
-        return JSONResponse({"name": "feedrank", "version": package_version("feedrank"),
-                             "extensions": EXTENSIONS})
+        return JSONResponse(
+            {"name": "feedrank", "version": package_version("feedrank"), "extensions": EXTENSIONS}
+        )
 
     async def not_found(self, request: Request) -> Response:
         return error_response(404, f"no such endpoint: {request.method} {request.url.path}")
@@ -235,13 +263,17 @@ class KServe:
         except ApiError as problem:
             return problem.response()
         backend = loaded.backend
-        return JSONResponse({
-            "name": loaded.model, "versions": [str(v) for v in self.repository.versions(
-                loaded.model)], "platform": backend.platform,
-            "inputs": [s.as_dict() for s in backend.inputs],
-            "outputs": [s.as_dict() for s in backend.outputs],
-            # the backend that ranks the feed with this version (config.pbtxt's `ranker`)
-            "parameters": {"ranker": backend.name}})
+        return JSONResponse(
+            {
+                "name": loaded.model,
+                "versions": [str(v) for v in self.repository.versions(loaded.model)],
+                "platform": backend.platform,
+                "inputs": [s.as_dict() for s in backend.inputs],
+                "outputs": [s.as_dict() for s in backend.outputs],
+                # the backend that ranks the feed with this version (config.pbtxt's `ranker`)
+                "parameters": {"ranker": backend.name},
+            }
+        )
 
     async def model_ready(self, request: Request) -> Response:
         try:
@@ -259,8 +291,9 @@ class KServe:
         try:
             response = await self._infer(request, loaded, started)
         except ApiError as problem:
-            self.metrics.observe_infer(loaded.model, loaded.version, ok=False,
-                                       total_s=time.perf_counter() - started)
+            self.metrics.observe_infer(
+                loaded.model, loaded.version, ok=False, total_s=time.perf_counter() - started
+            )
             return problem.response()
         return response
 
@@ -281,17 +314,23 @@ class KServe:
         except Exception as problem:  # the backend refused these values
             raise ApiError(500, f"inference failed: {problem}") from None
         response = encode_response(payload, loaded, outputs, wanted)
-        self.metrics.observe_infer(loaded.model, loaded.version, ok=True,
-                                   queue_s=begun - submitted, compute_s=finished - begun,
-                                   total_s=time.perf_counter() - started)
+        self.metrics.observe_infer(
+            loaded.model,
+            loaded.version,
+            ok=True,
+            queue_s=begun - submitted,
+            compute_s=finished - begun,
+            total_s=time.perf_counter() - started,
+        )
         return response
 
     # -- repository extension (admin) --
 
     async def _admin(self, request: Request) -> dict:
         check_admin(request, self.settings.server.admin_token)
-        payload = parse_json(await read_body(request, self.settings.server.max_body_bytes),
-                             "request")
+        payload = parse_json(
+            await read_body(request, self.settings.server.max_body_bytes), "request"
+        )
         if not isinstance(payload, dict):
             raise ApiError(400, "request body must be a JSON object")
         return payload
@@ -316,9 +355,12 @@ class KServe:
         """Unloading what the router sends a group to would fail that group's feeds."""
         groups = [g.name for g in self._routed() if g.model == name]
         if groups and parameters.get("force") is not True:
-            raise ApiError(409, f"model '{name}' serves group(s) {', '.join(groups)} in "
-                                "router.toml: route them elsewhere first, or unload with "
-                                '{"parameters": {"force": true}}')
+            raise ApiError(
+                409,
+                f"model '{name}' serves group(s) {', '.join(groups)} in "
+                "router.toml: route them elsewhere first, or unload with "
+                '{"parameters": {"force": true}}',
+            )
 
     async def _control(self, request: Request, action: Any, check: Any = None) -> Response:
         """`action(name)` off the event loop, after `check(name, parameters)` when given."""
@@ -340,6 +382,7 @@ class KServe:
         return Response(status_code=200)
 
 
-def kserve_routes(repository: ModelRepository, settings: Settings, metrics: Metrics,
-                  router: Router | None = None) -> list[Route]:
+def kserve_routes(
+    repository: ModelRepository, settings: Settings, metrics: Metrics, router: Router | None = None
+) -> list[Route]:
     return KServe(repository, settings, metrics, router).routes()

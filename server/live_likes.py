@@ -33,16 +33,24 @@ class _Columns:
 
     @staticmethod
     def of(user: np.ndarray, post: np.ndarray, time: np.ndarray) -> _Columns:
-        return _Columns(np.asarray(user, np.int64),
-                        np.asarray(time, "datetime64[us]").astype(np.int64),
-                        np.asarray(post, np.int64))
+        return _Columns(
+            np.asarray(user, np.int64),
+            np.asarray(time, "datetime64[us]").astype(np.int64),
+            np.asarray(post, np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.user)
 
     def __add__(self, other: _Columns) -> _Columns:
-        return _Columns(*(np.concatenate([a, b]) for a, b in zip(
-            (self.user, self.time, self.post), (other.user, other.time, other.post))))
+        return _Columns(
+            *(
+                np.concatenate([a, b])
+                for a, b in zip(
+                    (self.user, self.time, self.post), (other.user, other.time, other.post)
+                )
+            )
+        )
 
     def take(self, rows: np.ndarray | slice) -> _Columns:
         return _Columns(self.user[rows], self.time[rows], self.post[rows])
@@ -59,8 +67,11 @@ def _merge(ordered: _Columns, tail: _Columns) -> _Columns:
     """`ordered` with `tail` inserted, still sorted by user: O(len(ordered) + tail log tail)."""
     tail = _sort(tail)
     at = np.searchsorted(ordered.user, tail.user, side="right")
-    return _Columns(np.insert(ordered.user, at, tail.user), np.insert(ordered.time, at, tail.time),
-                    np.insert(ordered.post, at, tail.post))
+    return _Columns(
+        np.insert(ordered.user, at, tail.user),
+        np.insert(ordered.time, at, tail.time),
+        np.insert(ordered.post, at, tail.post),
+    )
 
 
 class LiveLikes:
@@ -91,13 +102,15 @@ class LiveLikes:
             raise LiveLikesFull(
                 f"live likes are full: {len(self):,} held, {count:,} more would pass "
                 f"server.max_live_likes = {self.capacity:,} ({BYTES_PER_LIKE} bytes a like); "
-                "rebuild the features to fold posted likes into the snapshot, or raise the limit")
+                "rebuild the features to fold posted likes into the snapshot, or raise the limit"
+            )
 
     def release(self, count: int) -> None:
         self._reserved -= count
 
-    def add(self, user_id: np.ndarray, post_id: np.ndarray, timestamp: np.ndarray,
-            reserved: int = 0) -> None:
+    def add(
+        self, user_id: np.ndarray, post_id: np.ndarray, timestamp: np.ndarray, reserved: int = 0
+    ) -> None:
         self._reserved -= reserved
         self._tail = self._tail + _Columns.of(user_id, post_id, timestamp)
         if len(self._tail) >= TAIL_ROWS and self._merge is None:
@@ -118,7 +131,8 @@ class LiveLikes:
             self._merge = None
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
-        moment = np.datetime64(at, "us").astype(np.int64)
+        # numpy's stubs lack np.datetime64(<datetime64>, unit), which converts the unit
+        moment = np.datetime64(at, "us").astype(np.int64)  # type: ignore[call-overload]
         ordered, tail = self._sorted, self._tail
         first = int(ordered.user.searchsorted(user_id, "left"))
         last = int(ordered.user.searchsorted(user_id, "right"))

@@ -37,8 +37,10 @@ TRITON_COUNTERS = (
     ("nv_inference_exec_count", "Number of model executions performed"),
     ("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds"),
     ("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds"),
-    ("nv_inference_compute_infer_duration_us",
-     "Cumulative compute inference duration in microseconds"),
+    (
+        "nv_inference_compute_infer_duration_us",
+        "Cumulative compute inference duration in microseconds",
+    ),
 )
 
 
@@ -46,7 +48,8 @@ class _TritonCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[tuple[str, str], dict[str, float]] = defaultdict(
-            lambda: dict.fromkeys([name for name, _ in TRITON_COUNTERS], 0.0))
+            lambda: dict.fromkeys([name for name, _ in TRITON_COUNTERS], 0.0)
+        )
 
     def add(self, model: str, version: int, **increments: float) -> None:
         with self._lock:
@@ -60,8 +63,10 @@ class _TritonCounters:
         lines = []
         for name, doc in TRITON_COUNTERS:
             lines += [f"# HELP {name} {doc}", f"# TYPE {name} counter"]
-            lines += [f'{name}{{model="{model}",version="{version}"}} {values[name]:.0f}'
-                      for (model, version), values in snapshot.items()]
+            lines += [
+                f'{name}{{model="{model}",version="{version}"}} {values[name]:.0f}'
+                for (model, version), values in snapshot.items()
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -75,14 +80,19 @@ class _LoadedVersions:
         self.repository = repository
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        loaded = GaugeMetricFamily("feedrank_model_versions_loaded",
-                                   "Model versions loaded and serving", labels=["model"])
-        rankers = GaugeMetricFamily("feedrank_model_ranker",
-                                    "The backend ranking feeds with each loaded version",
-                                    labels=["model", "version", "ranker"])
-        paths = CounterMetricFamily("feedrank_ranking_path_requests",
-                                    "Feed requests scored, by the backend's internal path",
-                                    labels=["model", "version", "path"])
+        loaded = GaugeMetricFamily(
+            "feedrank_model_versions_loaded", "Model versions loaded and serving", labels=["model"]
+        )
+        rankers = GaugeMetricFamily(
+            "feedrank_model_ranker",
+            "The backend ranking feeds with each loaded version",
+            labels=["model", "version", "ranker"],
+        )
+        paths = CounterMetricFamily(
+            "feedrank_ranking_path_requests",
+            "Feed requests scored, by the backend's internal path",
+            labels=["model", "version", "path"],
+        )
         versions = self.repository.loaded()
         for model in sorted({v.model for v in versions}):
             loaded.add_metric([model], sum(v.model == model for v in versions))
@@ -100,38 +110,79 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self._triton = _TritonCounters()
         labels = ["endpoint", "model", "version"]
-        self.requests = Counter("feedrank_requests", "Answered requests",
-                                [*labels, "group", "status"], registry=self.registry)
-        self.queue = Histogram("feedrank_queue_duration_seconds",
-                               "Wait before the backend call started", labels,
-                               buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.compute = Histogram("feedrank_compute_duration_seconds",
-                                 "Feature filling and the backend call", labels,
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.total = Histogram("feedrank_request_duration_seconds",
-                               "Whole request, arrival to answer", labels,
-                               buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch = Histogram("feedrank_batch_size",
-                               "Requests in the backend call that scored each request",
-                               ["model", "version"], buckets=BATCH_BUCKETS,
-                               registry=self.registry)
+        self.requests = Counter(
+            "feedrank_requests",
+            "Answered requests",
+            [*labels, "group", "status"],
+            registry=self.registry,
+        )
+        self.queue = Histogram(
+            "feedrank_queue_duration_seconds",
+            "Wait before the backend call started",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.compute = Histogram(
+            "feedrank_compute_duration_seconds",
+            "Feature filling and the backend call",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.total = Histogram(
+            "feedrank_request_duration_seconds",
+            "Whole request, arrival to answer",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            "feedrank_batch_size",
+            "Requests in the backend call that scored each request",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
         Info("feedrank_build", "The feedrank release serving", registry=self.registry).info(
-            {"version": package_version("feedrank")})
-        self.loop_lag = Histogram("feedrank_event_loop_lag_seconds",
-                                  "How late the event loop woke a timer: time it was blocked",
-                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.live_likes = Gauge("feedrank_live_likes", "Likes posted since the feature "
-                                "snapshot, held for exclusion", registry=self.registry)
+            {"version": package_version("feedrank")}
+        )
+        self.loop_lag = Histogram(
+            "feedrank_event_loop_lag_seconds",
+            "How late the event loop woke a timer: time it was blocked",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.live_likes = Gauge(
+            "feedrank_live_likes",
+            "Likes posted since the feature snapshot, held for exclusion",
+            registry=self.registry,
+        )
         if repository is not None:
             self.registry.register(_LoadedVersions(repository))
 
-    def observe_infer(self, model: str, version: int, *, ok: bool, queue_s: float = 0.0,
-                      compute_s: float = 0.0, total_s: float = 0.0) -> None:
+    def observe_infer(
+        self,
+        model: str,
+        version: int,
+        *,
+        ok: bool,
+        queue_s: float = 0.0,
+        compute_s: float = 0.0,
+        total_s: float = 0.0,
+    ) -> None:
         """One KServe v2 infer request (one model execution when it got that far)."""
         if ok:
-            self._triton.add(model, version, request_success=1, count=1, exec_count=1,
-                             request_duration_us=total_s * 1e6, queue_duration_us=queue_s * 1e6,
-                             compute_infer_duration_us=compute_s * 1e6)
+            self._triton.add(
+                model,
+                version,
+                request_success=1,
+                count=1,
+                exec_count=1,
+                request_duration_us=total_s * 1e6,
+                queue_duration_us=queue_s * 1e6,
+                compute_infer_duration_us=compute_s * 1e6,
+            )
             self._phases("infer", model, version, queue_s, compute_s)
         else:
             self._triton.add(model, version, request_failure=1)
@@ -141,15 +192,22 @@ class Metrics:
         """One feed request scored; `scored` has queue_ms, compute_ms and batch_size
         (feedrank.server.batching.Scored)."""
         queue_s, compute_s = scored.queue_ms / 1e3, scored.compute_ms / 1e3
-        self._triton.add(model, version, request_success=1, count=1,
-                         exec_count=1 / scored.batch_size,
-                         request_duration_us=(queue_s + compute_s) * 1e6,
-                         queue_duration_us=queue_s * 1e6, compute_infer_duration_us=compute_s * 1e6)
+        self._triton.add(
+            model,
+            version,
+            request_success=1,
+            count=1,
+            exec_count=1 / scored.batch_size,
+            request_duration_us=(queue_s + compute_s) * 1e6,
+            queue_duration_us=queue_s * 1e6,
+            compute_infer_duration_us=compute_s * 1e6,
+        )
         self._phases("feed", model, version, queue_s, compute_s)
         self.batch.labels(model, str(version)).observe(scored.batch_size)
 
-    def observe_feed(self, group: str, model: str, version: int, status: int | str,
-                     total_s: float) -> None:
+    def observe_feed(
+        self, group: str, model: str, version: int, status: int | str, total_s: float
+    ) -> None:
         """One answered feed request (any status; model "" when none was resolved)."""
         self._finish("feed", model, version, group, str(status), total_s)
 
@@ -166,13 +224,15 @@ class Metrics:
             await asyncio.sleep(interval_s)
             self.loop_lag.observe(max(0.0, loop.time() - start - interval_s))
 
-    def _phases(self, endpoint: str, model: str, version: int, queue_s: float,
-                compute_s: float) -> None:
+    def _phases(
+        self, endpoint: str, model: str, version: int, queue_s: float, compute_s: float
+    ) -> None:
         self.queue.labels(endpoint, model, str(version)).observe(queue_s)
         self.compute.labels(endpoint, model, str(version)).observe(compute_s)
 
-    def _finish(self, endpoint: str, model: str, version: int, group: str, status: str,
-                total_s: float) -> None:
+    def _finish(
+        self, endpoint: str, model: str, version: int, group: str, status: str, total_s: float
+    ) -> None:
         self.requests.labels(endpoint, model, str(version), group, status).inc()
         self.total.labels(endpoint, model, str(version)).observe(total_s)
 

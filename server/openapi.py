@@ -17,8 +17,10 @@ JSON = "application/json"
 
 
 def _error(description: str) -> dict:
-    return {"description": description,
-            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _json(description: str, schema: dict) -> dict:
@@ -29,160 +31,370 @@ def _empty(description: str) -> dict:
     return {"description": description}
 
 
-ERRORS = {"400": _error("malformed request"), "404": _error("no such model or version"),
-          "413": _error("body over server.max_body_bytes"),
-          "415": _error("unsupported Content-Encoding")}
-ADMIN_ERRORS = {**ERRORS, "401": _error("missing or wrong bearer token"),
-                "403": _error("model control disabled (no server.admin_token)")}
+ERRORS = {
+    "400": _error("malformed request"),
+    "404": _error("no such model or version"),
+    "413": _error("body over server.max_body_bytes"),
+    "415": _error("unsupported Content-Encoding"),
+}
+ADMIN_ERRORS = {
+    **ERRORS,
+    "401": _error("missing or wrong bearer token"),
+    "403": _error("model control disabled (no server.admin_token)"),
+}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _model_routes() -> dict:
-    metadata = {"get": {"summary": "Model metadata (KServe v2)", "responses": {
-        "200": _json("name, versions, platform, inputs, outputs",
-                     {"$ref": "#/components/schemas/ModelMetadata"}), **ERRORS}}}
-    ready = {"get": {"summary": "Model readiness (KServe v2)", "responses": {
-        "200": _empty("loaded"), "400": _empty("not loaded, or an invalid version")}}}
-    infer = {"post": {
-        "summary": "Inference (KServe v2, JSON or Triton's binary tensor extension)",
-        "requestBody": {"required": True, "content": {JSON: {"schema": {
-            "$ref": "#/components/schemas/InferenceRequest"}}}},
-        "responses": {"200": _json("outputs", {"$ref": "#/components/schemas/InferenceResponse"}),
-                      **ERRORS, "500": _error("the backend failed on valid input")}}}
+    metadata = {
+        "get": {
+            "summary": "Model metadata (KServe v2)",
+            "responses": {
+                "200": _json(
+                    "name, versions, platform, inputs, outputs",
+                    {"$ref": "#/components/schemas/ModelMetadata"},
+                ),
+                **ERRORS,
+            },
+        }
+    }
+    ready = {
+        "get": {
+            "summary": "Model readiness (KServe v2)",
+            "responses": {
+                "200": _empty("loaded"),
+                "400": _empty("not loaded, or an invalid version"),
+            },
+        }
+    }
+    infer = {
+        "post": {
+            "summary": "Inference (KServe v2, JSON or Triton's binary tensor extension)",
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
+            },
+            "responses": {
+                "200": _json("outputs", {"$ref": "#/components/schemas/InferenceResponse"}),
+                **ERRORS,
+                "500": _error("the backend failed on valid input"),
+            },
+        }
+    }
     routes = {}
-    for base, parameters in (("/v2/models/{name}", [NAME]),
-                             ("/v2/models/{name}/versions/{version}", [NAME, VERSION])):
+    for base, parameters in (
+        ("/v2/models/{name}", [NAME]),
+        ("/v2/models/{name}/versions/{version}", [NAME, VERSION]),
+    ):
         for tail, operation in (("", metadata), ("/ready", ready), ("/infer", infer)):
             routes[base + tail] = {"parameters": parameters, **operation}
     return routes
 
 
 def _admin(summary: str, body: dict, responses: dict) -> dict:
-    return {"post": {"summary": summary, "security": [{"bearer": []}],
-                     "requestBody": {"required": False, "content": {JSON: {"schema": body}}},
-                     "responses": {**responses, **ADMIN_ERRORS}}}
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {"required": False, "content": {JSON: {"schema": body}}},
+            "responses": {**responses, **ADMIN_ERRORS},
+        }
+    }
 
 
 def description() -> dict[str, Any]:
-    event = {"type": "object", "required": ["user_id", "post_id", "action", "timestamp"],
-             "additionalProperties": False, "properties": {
-                 "user_id": {"type": "integer", "minimum": 0},
-                 "post_id": {"type": "integer", "minimum": 0},
-                 "action": {"type": "string", "enum": ["view", "like"]},
-                 "timestamp": {"type": "string", "format": "date-time"},
-                 "target": {"type": "integer", "enum": [0, 1]}}}
+    event = {
+        "type": "object",
+        "required": ["user_id", "post_id", "action", "timestamp"],
+        "additionalProperties": False,
+        "properties": {
+            "user_id": {"type": "integer", "minimum": 0},
+            "post_id": {"type": "integer", "minimum": 0},
+            "action": {"type": "string", "enum": ["view", "like"]},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "target": {"type": "integer", "enum": [0, 1]},
+        },
+    }
     parameters = {"type": "object", "additionalProperties": True}
     paths: dict[str, Any] = {
-        "/post/recommendations/": {"get": {
-            "summary": "The feed: top posts for a user at a time, and the experiment group",
-            "parameters": [
-                {"name": "id", "in": "query", "required": True,
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
-                {"name": "time", "in": "query", "required": False,
-                 "schema": {"type": "string", "format": "date-time"}},
-                {"name": "limit", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5}}],
-            "responses": {
-                "200": _json("ranked posts", {"$ref": "#/components/schemas/Feed"}),
-                "422": _json("invalid query parameters, each named", {
-                    "$ref": "#/components/schemas/FieldErrors"}),
-                "503": _error("the group's model version is not loaded, or the exposure log "
-                              "cannot be written")}}},
-        "/feed/events": {"post": {
-            "summary": "What users saw and liked, as feed_data rows (validated whole)",
-            "security": [{}, {"bearer": []}],
-            "requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [
-                {"type": "array", "items": event, "minItems": 1, "maxItems": 10_000},
-                {"type": "object", "required": ["events"], "properties": {
-                    "events": {"type": "array", "items": event, "minItems": 1,
-                               "maxItems": 10_000}}}]}}}},
-            "responses": {
-                "200": _json("accepted", {"type": "object", "properties": {
-                    "accepted": {"type": "integer"}, "likes": {"type": "integer"}}}),
-                "401": _error("server.events_token is set and the bearer token is wrong"),
-                "413": ERRORS["413"], "415": ERRORS["415"],
-                "422": _json("invalid events, each field named",
-                             {"$ref": "#/components/schemas/FieldErrors"}),
-                "503": _error("the events log cannot be written, or live likes are full")}}},
-        "/router": {"get": {"summary": "The router config in force", "responses": {
-            "200": _json("salt, groups with buckets, model and version", {"type": "object"})}}},
-        "/v2/health/live": {"get": {"summary": "Liveness", "responses": {
-            "200": _empty("alive")}}},
-        "/v2/health/ready": {"get": {"summary": "Readiness", "responses": {
-            "200": _empty("every model serving and every routed version loaded"),
-            "400": _empty("not ready")}}},
-        "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json(
-            "name, version, extensions", {"type": "object"})}}},
+        "/post/recommendations/": {
+            "get": {
+                "summary": "The feed: top posts for a user at a time, and the experiment group",
+                "parameters": [
+                    {
+                        "name": "id",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                    },
+                    {
+                        "name": "time",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
+                    },
+                ],
+                "responses": {
+                    "200": _json("ranked posts", {"$ref": "#/components/schemas/Feed"}),
+                    "422": _json(
+                        "invalid query parameters, each named",
+                        {"$ref": "#/components/schemas/FieldErrors"},
+                    ),
+                    "503": _error(
+                        "the group's model version is not loaded, or the exposure log "
+                        "cannot be written"
+                    ),
+                },
+            }
+        },
+        "/feed/events": {
+            "post": {
+                "summary": "What users saw and liked, as feed_data rows (validated whole)",
+                "security": [{}, {"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "oneOf": [
+                                    {
+                                        "type": "array",
+                                        "items": event,
+                                        "minItems": 1,
+                                        "maxItems": 10_000,
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["events"],
+                                        "properties": {
+                                            "events": {
+                                                "type": "array",
+                                                "items": event,
+                                                "minItems": 1,
+                                                "maxItems": 10_000,
+                                            }
+                                        },
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        "accepted",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "accepted": {"type": "integer"},
+                                "likes": {"type": "integer"},
+                            },
+                        },
+                    ),
+                    "401": _error("server.events_token is set and the bearer token is wrong"),
+                    "413": ERRORS["413"],
+                    "415": ERRORS["415"],
+                    "422": _json(
+                        "invalid events, each field named",
+                        {"$ref": "#/components/schemas/FieldErrors"},
+                    ),
+                    "503": _error("the events log cannot be written, or live likes are full"),
+                },
+            }
+        },
+        "/router": {
+            "get": {
+                "summary": "The router config in force",
+                "responses": {
+                    "200": _json("salt, groups with buckets, model and version", {"type": "object"})
+                },
+            }
+        },
+        "/v2/health/live": {"get": {"summary": "Liveness", "responses": {"200": _empty("alive")}}},
+        "/v2/health/ready": {
+            "get": {
+                "summary": "Readiness",
+                "responses": {
+                    "200": _empty("every model serving and every routed version loaded"),
+                    "400": _empty("not ready"),
+                },
+            }
+        },
+        "/v2": {
+            "get": {
+                "summary": "Server metadata",
+                "responses": {"200": _json("name, version, extensions", {"type": "object"})},
+            }
+        },
         **_model_routes(),
         "/v2/repository/index": _admin(
             "Repository index (Triton's repository extension)",
             {"type": "object", "properties": {"ready": {"type": "boolean"}}},
-            {"200": _json("one entry per model version", {"type": "array", "items": {
-                "type": "object"}})}),
-        "/v2/repository/models/{name}/load": {"parameters": [NAME], **_admin(
-            "Load or reload a model per its version_policy",
-            {"type": "object", "properties": {"parameters": parameters}},
-            {"200": _empty("loaded"), "501": _error("config or file overrides")})},
-        "/v2/repository/models/{name}/unload": {"parameters": [NAME], **_admin(
-            "Unload every version of a model",
-            {"type": "object", "properties": {"parameters": parameters}},
-            {"200": _empty("unloaded"),
-             "409": _error("the router sends a group to it (force with parameters.force)"),
-             "501": _error("config or file overrides")})},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-            "description": "Prometheus text format",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/openapi.json": {"get": {"summary": "This description", "responses": {
-            "200": _json("OpenAPI 3.0", {"type": "object"})}}},
+            {
+                "200": _json(
+                    "one entry per model version", {"type": "array", "items": {"type": "object"}}
+                )
+            },
+        ),
+        "/v2/repository/models/{name}/load": {
+            "parameters": [NAME],
+            **_admin(
+                "Load or reload a model per its version_policy",
+                {"type": "object", "properties": {"parameters": parameters}},
+                {"200": _empty("loaded"), "501": _error("config or file overrides")},
+            ),
+        },
+        "/v2/repository/models/{name}/unload": {
+            "parameters": [NAME],
+            **_admin(
+                "Unload every version of a model",
+                {"type": "object", "properties": {"parameters": parameters}},
+                {
+                    "200": _empty("unloaded"),
+                    "409": _error("the router sends a group to it (force with parameters.force)"),
+                    "501": _error("config or file overrides"),
+                },
+            ),
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This description",
+                "responses": {"200": _json("OpenAPI 3.0", {"type": "object"})},
+            }
+        },
     }
-    return {"openapi": "3.0.3",
-            "info": {"title": "feedrank", "version": package_version("feedrank"),
-                     "description": "Feed recommendations for A/B experiments, served by a "
-                                    "KServe v2 model server."},
-            "paths": paths, "components": _components()}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "feedrank",
+            "version": package_version("feedrank"),
+            "description": "Feed recommendations for A/B experiments, served by a "
+            "KServe v2 model server.",
+        },
+        "paths": paths,
+        "components": _components(),
+    }
 
 
 def _components() -> dict:
-    tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
-        "name": {"type": "string"}, "datatype": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "parameters": {"type": "object"}, "data": {"type": "array", "items": {}}}}
+    tensor = {
+        "type": "object",
+        "required": ["name", "shape", "datatype"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "parameters": {"type": "object"},
+            "data": {"type": "array", "items": {}},
+        },
+    }
     return {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "Error": {"type": "object", "required": ["error"],
-                      "properties": {"error": {"type": "string"}}},
-            "FieldErrors": {"type": "object", "required": ["error", "fields"], "properties": {
-                "error": {"type": "string"},
-                "fields": {"type": "array", "items": {"type": "object", "properties": {
-                    "field": {"type": "string"}, "problem": {"type": "string"}}}}}},
-            "Feed": {"type": "object", "required": ["exp_group", "recommendations"],
-                     "properties": {
-                         "exp_group": {"type": "string"},
-                         "recommendations": {"type": "array", "items": {
-                             "type": "object", "required": ["id", "text", "topic"],
-                             "properties": {"id": {"type": "integer"},
-                                            "text": {"type": "string"},
-                                            "topic": {"type": "string"}}}},
-                         "model": {"type": "string"}, "version": {"type": "integer"},
-                         "request_id": {"type": "string"}, "fallback": {"type": "boolean"},
-                         "time": {"type": "string"}}},
-            "ModelMetadata": {"type": "object", "properties": {
-                "name": {"type": "string"}, "versions": {"type": "array",
-                                                         "items": {"type": "string"}},
-                "platform": {"type": "string"},
-                "inputs": {"type": "array", "items": {"type": "object"}},
-                "outputs": {"type": "array", "items": {"type": "object"}}}},
-            "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
-                "id": {"type": "string"}, "parameters": {"type": "object"},
-                "inputs": {"type": "array", "items": tensor},
-                "outputs": {"type": "array", "items": {"type": "object", "properties": {
-                    "name": {"type": "string"}, "parameters": {"type": "object"}}}}}},
-            "InferenceResponse": {"type": "object", "properties": {
-                "model_name": {"type": "string"}, "model_version": {"type": "string"},
-                "id": {"type": "string"}, "outputs": {"type": "array", "items": tensor}}},
-        }}
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            },
+            "FieldErrors": {
+                "type": "object",
+                "required": ["error", "fields"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "fields": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "field": {"type": "string"},
+                                "problem": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+            "Feed": {
+                "type": "object",
+                "required": ["exp_group", "recommendations"],
+                "properties": {
+                    "exp_group": {"type": "string"},
+                    "recommendations": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "text", "topic"],
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "text": {"type": "string"},
+                                "topic": {"type": "string"},
+                            },
+                        },
+                    },
+                    "model": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "request_id": {"type": "string"},
+                    "fallback": {"type": "boolean"},
+                    "time": {"type": "string"},
+                },
+            },
+            "ModelMetadata": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    "platform": {"type": "string"},
+                    "inputs": {"type": "array", "items": {"type": "object"}},
+                    "outputs": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "InferenceRequest": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "inputs": {"type": "array", "items": tensor},
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "parameters": {"type": "object"},
+                            },
+                        },
+                    },
+                },
+            },
+            "InferenceResponse": {
+                "type": "object",
+                "properties": {
+                    "model_name": {"type": "string"},
+                    "model_version": {"type": "string"},
+                    "id": {"type": "string"},
+                    "outputs": {"type": "array", "items": tensor},
+                },
+            },
+        },
+    }
 
 
 async def openapi_json(request: Request) -> Response:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +18,10 @@ MAX_LIMIT = 100
 INT64_MAX = 2**63 - 1
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 # the ISO-8601 forms the feed documents; fromisoformat alone also takes basic forms of any length
-_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?"
-                   r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?")
+_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?"
+    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+)
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,18 @@ def parse_feed_query(items: Iterable[tuple[str, str]]) -> FeedQuery:
     values: dict[str, list[str]] = {}
     for key, value in items:
         values.setdefault(key, []).append(value)
-    problems = [{"field": key, "problem": "unknown parameter (allowed: id, time, limit)"}
-                for key in values if key not in ALLOWED]
-    problems += [{"field": key, "problem": "given more than once"}
-                 for key, given in values.items() if key in ALLOWED and len(given) > 1]
+    problems = [
+        {"field": key, "problem": "unknown parameter (allowed: id, time, limit)"}
+        for key in values
+        if key not in ALLOWED
+    ]
+    problems += [
+        {"field": key, "problem": "given more than once"}
+        for key, given in values.items()
+        if key in ALLOWED and len(given) > 1
+    ]
     single = {key: given[0] for key, given in values.items() if key in ALLOWED}
-    parsed = {}
+    parsed: dict[str, Any] = {}
     for field, parse in (("id", _user_id), ("time", parse_time), ("limit", _limit)):
         try:
             parsed[field] = parse(single.get(field))
@@ -74,7 +83,7 @@ def _limit(text: str | None) -> int:
     return limit
 
 
-def parse_time(text: str | None) -> np.datetime64:
+def parse_time(text: str | None) -> np.datetime64[datetime]:
     """ISO-8601 with `T` or a space, optional seconds/fraction/offset -> naive UTC; absent = now."""
     if text is None:
         moment = datetime.now(UTC)
@@ -84,8 +93,9 @@ def parse_time(text: str | None) -> np.datetime64:
                 raise ValueError
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError("not an ISO-8601 date-time (e.g. 2021-12-01T14:30:00): "
-                             f"{text[:40]!r}") from None
+            raise ValueError(
+                f"not an ISO-8601 date-time (e.g. 2021-12-01T14:30:00): {text[:40]!r}"
+            ) from None
     if moment.tzinfo is not None:
         # world time is UTC without an offset: an offset moves the moment into UTC
         try:

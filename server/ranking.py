@@ -1,6 +1,6 @@
 """Which posts a feed shows: the best scores, never a post the user liked, ties by post id.
 
-Shared by the server and the offline replay (export/replay.py), so that the replay shows what
+Shared by the server and the offline replay (ab/replay.py), so that the replay shows what
 the server would.
 """
 
@@ -25,8 +25,9 @@ def rank(post_ids: np.ndarray, scores: np.ndarray, exclude: np.ndarray, limit: i
     return ids[top[np.lexsort((ids[top], -kept[top]))][:k]]
 
 
-def popular_fallback(popular: np.ndarray, catalog_ids: np.ndarray, exclude: np.ndarray,
-                     limit: int) -> np.ndarray:
+def popular_fallback(
+    popular: np.ndarray, catalog_ids: np.ndarray, exclude: np.ndarray, limit: int
+) -> np.ndarray:
     """Most popular posts known before the request, not liked; then the rest of the catalog."""
     order = np.concatenate([popular, catalog_ids[~_marked(popular, catalog_ids)]])
     return order[~_marked(exclude, order)][:limit]

@@ -28,12 +28,12 @@ from typing import Any
 from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelVersionPolicy
 
 from feedrank.errors import FeedrankError
-from feedrank.model_config import CONFIG_FILE, declared_ranker, read_config, version_numbers
+from feedrank.model_config import CONFIG_FILE, read_config, version_numbers
 from feedrank.server.backends.base import (
     Backend,
     ModelLoadError,
-    backend_name,
     config_tensors,
+    feed_backend_name,
     load_backend,
 )
 
@@ -54,8 +54,10 @@ class InvalidName(FeedrankError, ValueError):
 
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name) or ".." in name:
-        raise InvalidName(f"invalid model name {name!r}: letters, digits, '_', '-', '.' only "
-                          "(no '..', no '/'), at most 128 characters")
+        raise InvalidName(
+            f"invalid model name {name!r}: letters, digits, '_', '-', '.' only "
+            "(no '..', no '/'), at most 128 characters"
+        )
     return name
 
 
@@ -82,21 +84,24 @@ def select_versions(policy: ModelVersionPolicy, on_disk: list[int]) -> list[int]
     if kind == "specific":
         return sorted(set(policy.specific.versions) & set(on_disk))
     count = policy.latest.num_versions if kind == "latest" else 1
-    return on_disk[-max(count, 1):] if on_disk else []
+    return on_disk[-max(count, 1) :] if on_disk else []
 
 
 def _stat_signature(folder: Path) -> tuple:
     """Names, sizes and mtimes of every file under `folder`: changes when a file is replaced."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
-                 for p in files)
+    return tuple(
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files
+    )
 
 
 def _snapshot(model_dir: Path) -> tuple:
     config = model_dir / CONFIG_FILE
     stat = config.stat() if config.exists() else None
-    return ((stat.st_size, stat.st_mtime_ns) if stat else None,
-            tuple((v, _stat_signature(model_dir / str(v))) for v in version_numbers(model_dir)))
+    return (
+        (stat.st_size, stat.st_mtime_ns) if stat else None,
+        tuple((v, _stat_signature(model_dir / str(v))) for v in version_numbers(model_dir)),
+    )
 
 
 def _read_metadata(version_dir: Path) -> dict:
@@ -114,22 +119,29 @@ def validate(backend: Backend, config: ModelConfig, metadata: dict) -> None:
     declared = {spec.name: spec for spec in config_tensors(config, "input")}
     actual = {spec.name: spec for spec in backend.inputs}
     if declared.keys() != actual.keys():
-        raise ModelLoadError(f"model inputs {sorted(actual)} do not match config.pbtxt "
-                             f"inputs {sorted(declared)}")
+        raise ModelLoadError(
+            f"model inputs {sorted(actual)} do not match config.pbtxt inputs {sorted(declared)}"
+        )
     outputs = {spec.name: spec for spec in backend.outputs}
     for spec in [*declared.values(), *config_tensors(config, "output")]:
         real = actual.get(spec.name) or outputs.get(spec.name)
         if real is None or not real.compatible(spec):
-            raise ModelLoadError(f"config.pbtxt declares {spec.as_dict()}, the model has "
-                                 f"{real.as_dict() if real else 'no such tensor'}")
+            raise ModelLoadError(
+                f"config.pbtxt declares {spec.as_dict()}, the model has "
+                f"{real.as_dict() if real else 'no such tensor'}"
+            )
     if "input_name" in metadata and metadata["input_name"] not in actual:
-        raise ModelLoadError(f"metadata.json input_name '{metadata['input_name']}' is not a "
-                             f"model input ({sorted(actual)})")
+        raise ModelLoadError(
+            f"metadata.json input_name '{metadata['input_name']}' is not a "
+            f"model input ({sorted(actual)})"
+        )
     if "features" in metadata:
         width = backend.inputs[0].shape[-1]
         if width not in (-1, len(metadata["features"])):
-            raise ModelLoadError(f"metadata.json lists {len(metadata['features'])} features, "
-                                 f"the model input takes {width}")
+            raise ModelLoadError(
+                f"metadata.json lists {len(metadata['features'])} features, "
+                f"the model input takes {width}"
+            )
 
 
 class ModelRepository:
@@ -155,8 +167,10 @@ class ModelRepository:
             return versions[max(versions)]  # Triton's default: the highest loaded version
         loaded = versions.get(version)
         if loaded is None:
-            raise ModelNotFound(f"model '{model}' version {version} is not loaded "
-                                f"(loaded: {', '.join(map(str, versions))})")
+            raise ModelNotFound(
+                f"model '{model}' version {version} is not loaded "
+                f"(loaded: {', '.join(map(str, versions))})"
+            )
         return loaded
 
     def has(self, model: str, version: int) -> bool:
@@ -170,8 +184,11 @@ class ModelRepository:
 
     def loaded(self) -> list[LoadedVersion]:
         """Every version serving now, from one snapshot."""
-        return [loaded for _, versions in sorted(self._serving.items())
-                for _, loaded in sorted(versions.items())]
+        return [
+            loaded
+            for _, versions in sorted(self._serving.items())
+            for _, loaded in sorted(versions.items())
+        ]
 
     def ready(self) -> bool:
         """Every model in the repository that is not explicitly unloaded has a version serving."""
@@ -188,19 +205,30 @@ class ModelRepository:
             for name in names:
                 statuses = self._status.get(name, {})
                 if name in self._model_error or not statuses:
-                    entries.append({"name": name, "version": "", "state": UNAVAILABLE,
-                                    "reason": self._model_error.get(name, "not loaded")})
+                    entries.append(
+                        {
+                            "name": name,
+                            "version": "",
+                            "state": UNAVAILABLE,
+                            "reason": self._model_error.get(name, "not loaded"),
+                        }
+                    )
                 # a version gone from disk and from serving is no longer in the repository
-                entries += [{"name": name, "version": str(v), "state": s.state, "reason": s.reason}
-                            for v, s in sorted(statuses.items())
-                            if s.state != UNAVAILABLE or (self.root / name / str(v)).is_dir()]
+                entries += [
+                    {"name": name, "version": str(v), "state": s.state, "reason": s.reason}
+                    for v, s in sorted(statuses.items())
+                    if s.state != UNAVAILABLE or (self.root / name / str(v)).is_dir()
+                ]
             return entries
 
     def names_on_disk(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if (p / CONFIG_FILE).is_file() and _NAME.fullmatch(p.name))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if (p / CONFIG_FILE).is_file() and _NAME.fullmatch(p.name)
+        )
 
     # -- model control --
 
@@ -230,8 +258,9 @@ class ModelRepository:
             removed = self._serving.pop(model, {})
             with self._state:
                 self._unloaded.add(model)
-                self._status[model] = {v: VersionStatus(UNAVAILABLE, "unloaded") for v in
-                                       self._status.get(model, {})}
+                self._status[model] = {
+                    v: VersionStatus(UNAVAILABLE, "unloaded") for v in self._status.get(model, {})
+                }
         if removed:
             log.info("unloaded %s versions %s", model, sorted(removed))
 
@@ -269,32 +298,34 @@ class ModelRepository:
                 fresh[version] = self._load_version(model, version, config)
                 self._signatures[(model, version)] = on_disk[version]
                 status[version] = VersionStatus(READY)
-                log.info("loaded %s version %d (%s)", model, version,
-                         fresh[version].backend.name)
+                log.info("loaded %s version %d (%s)", model, version, fresh[version].backend.name)
             except ModelLoadError as error:
                 failures[version] = str(error)
                 log.error("%s version %d refused: %s", model, version, error)
         if failures:
             # a refused version displaces nothing: what served before keeps serving
-            kept = {v: lv for v, lv in current.items()
-                    if v not in fresh and lv.path.is_dir()}
+            kept = {v: lv for v, lv in current.items() if v not in fresh and lv.path.is_dir()}
             fresh |= kept
         for version, reason in failures.items():
             status[version] = VersionStatus(
                 READY if version in fresh else UNAVAILABLE,
-                f"reload refused, serving the earlier files: {reason}" if version in fresh
-                else reason)
+                f"reload refused, serving the earlier files: {reason}"
+                if version in fresh
+                else reason,
+            )
         published = dict(sorted(fresh.items()))
         self._serving[model] = published  # the atomic swap: one reference replaced
         for version in current.keys() - published.keys():
-            status[version] = VersionStatus(UNAVAILABLE, "unloaded: not in the version_policy "
-                                            "or removed from disk")
+            status[version] = VersionStatus(
+                UNAVAILABLE, "unloaded: not in the version_policy or removed from disk"
+            )
             log.info("unloaded %s version %d", model, version)
         with self._state:
             self._status[model] = status
         if failures:
-            raise ModelLoadError("; ".join(f"{model} version {v}: {r}"
-                                           for v, r in failures.items()))
+            raise ModelLoadError(
+                "; ".join(f"{model} version {v}: {r}" for v, r in failures.items())
+            )
 
     def _mark(self, model: str, version: int, status: VersionStatus) -> None:
         with self._state:
@@ -304,8 +335,9 @@ class ModelRepository:
         path = self.root / model / str(version)
         try:
             metadata = _read_metadata(path)
-            backend = load_backend(path, config, threads=self.threads,
-                                   name=self._backend_name(config))
+            backend = load_backend(
+                path, config, threads=self.threads, name=feed_backend_name(config, self.fast_path)
+            )
             validate(backend, config, metadata)
             backend.warm_up()
         except ModelLoadError:
@@ -313,12 +345,6 @@ class ModelRepository:
         except Exception as error:  # a plugin's unexpected failure must not take the server down
             raise ModelLoadError(f"{type(error).__name__}: {error}") from error
         return LoadedVersion(model, version, path, backend, metadata)
-
-    def _backend_name(self, config: ModelConfig) -> str:
-        """The ranker config.pbtxt declares (its `ranker` parameter), else its backend; with the
-        fast path switched off (`server.fast_path`), always the config's backend."""
-        declared = declared_ranker(config)
-        return declared if declared and self.fast_path else backend_name(config)
 
     # -- poll mode --
 

@@ -57,10 +57,21 @@ class RequestIds:
         finally:
             if self.access_log:
                 took_ms = round((time.perf_counter() - started) * 1e3, 3)
-                access.info("%s %s %d %.1f ms %s", scope["method"], scope["path"], status,
-                            took_ms, rid, extra={"method": scope["method"], "path": scope["path"],
-                                                 "status": status, "request_id": rid,
-                                                 "duration_ms": took_ms})
+                access.info(
+                    "%s %s %d %.1f ms %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    took_ms,
+                    rid,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "request_id": rid,
+                        "duration_ms": took_ms,
+                    },
+                )
 
 
 class JsonFormatter(logging.Formatter):
@@ -69,7 +80,10 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         entry |= {k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -83,13 +97,26 @@ class TextFormatter(logging.Formatter):
 
 def log_config(fmt: str) -> dict:
     """dictConfig for the root logger and uvicorn's loggers (stderr)."""
-    formatter = ({"()": JsonFormatter} if fmt == "json" else
-                 {"()": TextFormatter, "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"})
-    handler = {"class": "logging.StreamHandler", "formatter": "default",
-               "stream": "ext://sys.stderr"}
+    formatter = (
+        {"()": JsonFormatter}
+        if fmt == "json"
+        else {"()": TextFormatter, "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    )
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "default",
+        "stream": "ext://sys.stderr",
+    }
     quiet = {"handlers": [], "propagate": True}
-    return {"version": 1, "disable_existing_loggers": False,
-            "formatters": {"default": formatter}, "handlers": {"default": handler},
-            "root": {"handlers": ["default"], "level": "INFO"},
-            "loggers": {"uvicorn": quiet, "uvicorn.error": quiet,
-                        "uvicorn.access": {"handlers": [], "propagate": False}}}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": "INFO"},
+        "loggers": {
+            "uvicorn": quiet,
+            "uvicorn.error": quiet,
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }

@@ -46,10 +46,19 @@ class RouterConfig:
         return self.table[self.bucket(user_id)]
 
     def describe(self) -> dict:
-        return {"salt": self.salt,
-                "groups": [{"name": g.name, "buckets": [g.first, g.last],
-                            "share": (g.last - g.first + 1) / BUCKETS,
-                            "model": g.model, "version": g.version} for g in self.groups]}
+        return {
+            "salt": self.salt,
+            "groups": [
+                {
+                    "name": g.name,
+                    "buckets": [g.first, g.last],
+                    "share": (g.last - g.first + 1) / BUCKETS,
+                    "model": g.model,
+                    "version": g.version,
+                }
+                for g in self.groups
+            ],
+        }
 
 
 def bucket(user_id: int, salt: str) -> int:
@@ -89,23 +98,30 @@ def _group(entry: object, index: int, source: str, servable: Servable) -> Group:
     missing = {"name", "buckets", "model", "version"} - set(entry)
     extra = set(entry) - {"name", "buckets", "model", "version"}
     if missing or extra:
-        raise RouterConfigError(f"{where}: missing keys {sorted(missing)}, unknown keys "
-                                f"{sorted(extra)}")
+        raise RouterConfigError(
+            f"{where}: missing keys {sorted(missing)}, unknown keys {sorted(extra)}"
+        )
     name, buckets, model, version = (entry[k] for k in ("name", "buckets", "model", "version"))
     if not isinstance(name, str) or not name:
         raise RouterConfigError(f"{where}: 'name' must be a non-empty string")
     where = f"{source}: group '{name}'"
-    if not (isinstance(buckets, list) and len(buckets) == 2
-            and all(type(b) is int for b in buckets)
-            and 0 <= buckets[0] <= buckets[1] < BUCKETS):
-        raise RouterConfigError(f"{where}: 'buckets' must be [first, last] with "
-                                f"0 <= first <= last <= {BUCKETS - 1}, got {buckets!r}")
+    if not (
+        isinstance(buckets, list)
+        and len(buckets) == 2
+        and all(type(b) is int for b in buckets)
+        and 0 <= buckets[0] <= buckets[1] < BUCKETS
+    ):
+        raise RouterConfigError(
+            f"{where}: 'buckets' must be [first, last] with "
+            f"0 <= first <= last <= {BUCKETS - 1}, got {buckets!r}"
+        )
     if not isinstance(model, str) or type(version) is not int:
         raise RouterConfigError(f"{where}: 'model' must be a string and 'version' an integer")
     reason = servable(model, version)
     if reason is not None:
-        raise RouterConfigError(f"{where}: model '{model}' version {version} cannot serve: "
-                                f"{reason}")
+        raise RouterConfigError(
+            f"{where}: model '{model}' version {version} cannot serve: {reason}"
+        )
     return Group(name, buckets[0], buckets[1], model, version)
 
 
@@ -113,9 +129,11 @@ def _table(groups: tuple[Group, ...], source: str) -> tuple[Group, ...]:
     owner: list[Group | None] = [None] * BUCKETS
     for group in groups:
         for b in range(group.first, group.last + 1):
-            if owner[b] is not None:
-                raise RouterConfigError(f"{source}: bucket {b} is in both '{owner[b].name}' "
-                                        f"and '{group.name}'")
+            taken = owner[b]
+            if taken is not None:
+                raise RouterConfigError(
+                    f"{source}: bucket {b} is in both '{taken.name}' and '{group.name}'"
+                )
             owner[b] = group
     gaps = [b for b, g in enumerate(owner) if g is None]
     if gaps:
@@ -165,5 +183,9 @@ class Router:
         return True
 
     def state(self) -> dict:
-        return {"path": str(self.path), "loaded_at": self.loaded_at.isoformat(),
-                "last_error": self.last_error, **self.config.describe()}
+        return {
+            "path": str(self.path),
+            "loaded_at": self.loaded_at.isoformat(),
+            "last_error": self.last_error,
+            **self.config.describe(),
+        }

@@ -13,7 +13,7 @@ import pytest
 from feedrank.world.generate import generate_world
 
 TINY = {"users": 600, "posts": 120, "views": 40_000, "seed": 7}
-SMALL = {"users": 3000, "posts": 400, "views": 300_000, "seed": 7}     # the size
+SMALL = {"users": 3000, "posts": 400, "views": 300_000, "seed": 7}  # the size
 
 
 @pytest.fixture(scope="session")

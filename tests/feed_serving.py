@@ -36,30 +36,43 @@ def copy_repository(repository: Path, into: Path) -> Path:
 class ServerProcess(_ServerProcess):
     """Started at once (tests stop or kill it), re-reading the router file every 0.2 s."""
 
-    def __init__(self, world: Path, repository: Path, log_dir: Path, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
-        super().__init__(world, repository, log_dir, None, *extra,
-                         env={"FEEDRANK_SERVER__POLL_INTERVAL_S": "0.2", **(env or {})})
+    def __init__(
+        self,
+        world: Path,
+        repository: Path,
+        log_dir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            world,
+            repository,
+            log_dir,
+            None,
+            *extra,
+            env={"FEEDRANK_SERVER__POLL_INTERVAL_S": "0.2", **(env or {})},
+        )
         self.start()
 
 
 def last_moment(world: Path) -> str:
     """The world's last feed time, to the second."""
-    (last,), = duckdb.sql(f"SELECT max(timestamp) FROM read_parquet("
-                          f"'{WorldLayout(world).feed_glob}')").fetchall()
+    ((last,),) = duckdb.sql(
+        f"SELECT max(timestamp) FROM read_parquet('{WorldLayout(world).feed_glob}')"
+    ).fetchall()
     return last.replace(microsecond=0).isoformat()
 
 
 def first_user(world: Path) -> int:
-    (user_id,), = duckdb.sql(f"SELECT min(user_id) FROM read_parquet("
-                             f"'{WorldLayout(world).users}')").fetchall()
+    ((user_id,),) = duckdb.sql(
+        f"SELECT min(user_id) FROM read_parquet('{WorldLayout(world).users}')"
+    ).fetchall()
     return int(user_id)
 
 
 def feed(client: httpx.Client, user: int, at: str, limit: int = 10) -> list[int]:
     """The post ids of a feed that must be answered."""
-    response = client.get("/post/recommendations/", params={"id": user, "time": at,
-                                                            "limit": limit})
+    response = client.get("/post/recommendations/", params={"id": user, "time": at, "limit": limit})
     assert response.status_code == 200, response.text
     return [p["id"] for p in response.json()["recommendations"]]
 

@@ -33,8 +33,14 @@ class KServeServer:
         return f"http://{self.server.url}"
 
 
-def start(root: Path, models: dict[str, list[int]], *, token: str | None = TOKEN,
-          max_body_bytes: int = 1 << 20, **config: object) -> KServeServer:
+def start(
+    root: Path,
+    models: dict[str, list[int]],
+    *,
+    token: str | None = TOKEN,
+    max_body_bytes: int = 1 << 20,
+    **config: object,
+) -> KServeServer:
     make_repository(root, models, **config)
     repository = ModelRepository(root)
     repository.load_all()

@@ -26,8 +26,14 @@ def trained(seed: int, n_features: int = N_FEATURES) -> CatBoostClassifier:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(400, n_features)).astype(np.float32)
     y = (x[:, 0] + 0.5 * x[:, 1] * x[:, 2] + rng.normal(scale=0.5, size=400) > 0).astype(int)
-    model = CatBoostClassifier(iterations=15, depth=3, random_seed=seed, thread_count=1,
-                               verbose=False, allow_writing_files=False)
+    model = CatBoostClassifier(
+        iterations=15,
+        depth=3,
+        random_seed=seed,
+        thread_count=1,
+        verbose=False,
+        allow_writing_files=False,
+    )
     return model.fit(x, y)
 
 
@@ -35,8 +41,14 @@ def rows(n: int, seed: int = 1, n_features: int = N_FEATURES) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, n_features)).astype(np.float32)
 
 
-def write_config(root: Path, name: str, *, n_features: int = N_FEATURES,
-                 policy: str = "latest2", backend: str = "onnxruntime") -> Path:
+def write_config(
+    root: Path,
+    name: str,
+    *,
+    n_features: int = N_FEATURES,
+    policy: str = "latest2",
+    backend: str = "onnxruntime",
+) -> Path:
     """policy: "latestN", "all" or "specific:1,3"."""
     config = model_config(name, n_features)
     config.backend = backend
@@ -53,8 +65,15 @@ def write_config(root: Path, name: str, *, n_features: int = N_FEATURES,
     return folder
 
 
-def write_version(root: Path, name: str, version: int, *, seed: int | None = None,
-                  n_features: int = N_FEATURES, zipmap: bool = False) -> Path:
+def write_version(
+    root: Path,
+    name: str,
+    version: int,
+    *,
+    seed: int | None = None,
+    n_features: int = N_FEATURES,
+    zipmap: bool = False,
+) -> Path:
     """A version trained with `seed` (default: the version number), so versions differ."""
     model = trained(version if seed is None else seed, n_features)
     folder = root / name / str(version)
@@ -64,10 +83,17 @@ def write_version(root: Path, name: str, version: int, *, seed: int | None = Non
         model.save_model(str(folder / "model.onnx"), format="onnx")
     else:
         export_onnx(model, folder / "model.onnx", name=name)
-    (folder / "metadata.json").write_text(json.dumps({
-        "model": name, "version": version, "input_name": "features",
-        "output_name": "probabilities",
-        "features": [{"name": f"f{i}", "source": "user"} for i in range(n_features)]}))
+    (folder / "metadata.json").write_text(
+        json.dumps(
+            {
+                "model": name,
+                "version": version,
+                "input_name": "features",
+                "output_name": "probabilities",
+                "features": [{"name": f"f{i}", "source": "user"} for i in range(n_features)],
+            }
+        )
+    )
     return folder
 
 
@@ -87,8 +113,11 @@ class UvicornThread:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         while not self.server.started:
@@ -101,8 +130,9 @@ class UvicornThread:
         self.thread.join()
 
 
-def install_backend_plugin(site: Path, module: str, source: str, backend: str,
-                           class_name: str) -> None:
+def install_backend_plugin(
+    site: Path, module: str, source: str, backend: str, class_name: str
+) -> None:
     """Install a backend the way a third-party package would: a module and a dist-info whose
     entry_points.txt declares it in `feedrank.backends`. Put `site` on sys.path to activate it."""
     site.mkdir(parents=True, exist_ok=True)
@@ -111,4 +141,5 @@ def install_backend_plugin(site: Path, module: str, source: str, backend: str,
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
-        f"[feedrank.backends]\n{backend} = {module}:{class_name}\n")
+        f"[feedrank.backends]\n{backend} = {module}:{class_name}\n"
+    )

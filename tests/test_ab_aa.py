@@ -34,23 +34,34 @@ SPLIT = {"control": 0.5, "test": 0.5}
 BAND = (int(binom.ppf(0.0005, SEEDS, ALPHA)), int(binom.isf(0.0005, SEEDS, ALPHA)))
 
 
-def aa_experiment(truth: GroundTruth, feed: list[Path], seed: int,
-                  users: int = 400) -> tuple[pd.DataFrame, pd.DataFrame, PrePeriod]:
+def aa_experiment(
+    truth: GroundTruth, feed: list[Path], seed: int, users: int = 400
+) -> tuple[pd.DataFrame, pd.DataFrame, PrePeriod]:
     """One A/A experiment's per-user and daily tables and CUPED covariate: random assignment by
     the router's md5 with a per-seed salt, the same feed policy in both groups (5 distinct random
     posts), likes drawn from the ground truth, like rates from the world's `feed` files."""
     rng = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
     requests = Population.sample(truth.user_ids, users, rng[0]).requests(DAYS, rng[0])
     n = len(requests)
-    shown = truth.post_ids[np.argpartition(rng[1].random((n, len(truth.post_ids))), 5,
-                                           axis=1)[:, :5]]
-    group = {u: "control" if bucket(u, f"aa-{seed}") < 50 else "test"
-             for u in np.unique(requests["user_id"]).tolist()}
-    exposures = requests.assign(request_id=[f"r{i}" for i in range(n)],
-                                exp_group=requests["user_id"].map(group), post_ids=list(shown))
-    views = pd.DataFrame({"user_id": np.repeat(requests["user_id"].to_numpy(), 5),
-                          "post_id": shown.ravel(),
-                          "timestamp": np.repeat(requests["requested_time"].to_numpy(), 5)})
+    shown = truth.post_ids[
+        np.argpartition(rng[1].random((n, len(truth.post_ids))), 5, axis=1)[:, :5]
+    ]
+    group = {
+        u: "control" if bucket(u, f"aa-{seed}") < 50 else "test"
+        for u in np.unique(requests["user_id"]).tolist()
+    }
+    exposures = requests.assign(
+        request_id=[f"r{i}" for i in range(n)],
+        exp_group=requests["user_id"].map(group),
+        post_ids=list(shown),
+    )
+    views = pd.DataFrame(
+        {
+            "user_id": np.repeat(requests["user_id"].to_numpy(), 5),
+            "post_id": shown.ravel(),
+            "timestamp": np.repeat(requests["requested_time"].to_numpy(), 5),
+        }
+    )
     delays = rng[2].integers(LIKE_DELAY_S[0], LIKE_DELAY_S[1] + 1, len(views))
     events = feed_events(views, draw_likes(truth, views, rng[2]), delays)
     con = connect_frames(exposures, events)
@@ -82,8 +93,10 @@ def test_aa_cuped_false_positive_rate_is_nominal(aa_reports: list[Report], metri
     cuped = [r.comparison("test", metric).cuped for r in aa_reports]
     rejections = sum(c.welch.p_value < ALPHA for c in cuped)
     reduction = np.mean([c.variance_reduction for c in cuped])
-    print(f"A/A CUPED {metric}: {rejections} of {SEEDS} rejected at {ALPHA}; band {BAND}; "
-          f"mean variance reduction {reduction:.1%}")
+    print(
+        f"A/A CUPED {metric}: {rejections} of {SEEDS} rejected at {ALPHA}; band {BAND}; "
+        f"mean variance reduction {reduction:.1%}"
+    )
     assert BAND[0] <= rejections <= BAND[1], f"{rejections} of {SEEDS} A/A runs rejected"
 
 
@@ -103,14 +116,14 @@ def test_srm_quiet_on_a_correct_split(aa_reports: list[Report]) -> None:
 
 def test_srm_alarm_on_a_broken_split(tiny_world: Path) -> None:
     """A logging bug loses 30% of the test group's users: the split check must fire."""
-    per_user, daily, _ = aa_experiment(GroundTruth.load(tiny_world),
-                                       like_files(tiny_world, None), seed=1, users=600)
+    per_user, daily, _ = aa_experiment(
+        GroundTruth.load(tiny_world), like_files(tiny_world, None), seed=1, users=600
+    )
     healthy = analyse(per_user, daily, window_s=3600, shares=SPLIT)
     assert not healthy.srm.alarm
     test_users = per_user.loc[per_user["exp_group"] == "test", "user_id"]
     lost = test_users.sample(frac=0.3, random_state=1)
-    broken = analyse(per_user[~per_user["user_id"].isin(lost)], daily, window_s=3600,
-                     shares=SPLIT)
+    broken = analyse(per_user[~per_user["user_id"].isin(lost)], daily, window_s=3600, shares=SPLIT)
     assert broken.srm.alarm and broken.srm.p_value < 0.001
     assert broken.srm.observed["test"] == healthy.srm.observed["test"] - len(lost)
 
@@ -119,12 +132,19 @@ def test_expected_hit_rate_is_one_minus_product_of_misses(tiny_world: Path) -> N
     truth = GroundTruth.load(tiny_world)
     users, posts = truth.user_ids[:4], truth.post_ids[:5]
     at = np.datetime64("2021-12-27T20:00:00", "us")
-    views = pd.DataFrame({"exposure": np.repeat(np.arange(4), 5), "user_id": np.repeat(users, 5),
-                          "post_id": np.tile(posts, 4), "timestamp": at})
+    views = pd.DataFrame(
+        {
+            "exposure": np.repeat(np.arange(4), 5),
+            "user_id": np.repeat(users, 5),
+            "post_id": np.tile(posts, 4),
+            "timestamp": at,
+        }
+    )
     groups = pd.Series(["control", "control", "test", "test"], index=users)
     result = expected_hit_rates(truth, views, groups)
     p = truth.like_probability(users[:, None], posts[None, :], at)
     hit = 1 - np.prod(1 - p, axis=1)
     assert result["groups"]["control"]["mean"] == pytest.approx(hit[:2].mean())
     assert result["differences"]["test"]["difference"] == pytest.approx(
-        hit[2:].mean() - hit[:2].mean())
+        hit[2:].mean() - hit[:2].mean()
+    )

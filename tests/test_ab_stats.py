@@ -18,8 +18,8 @@ from feedrank.ab.stats import (
 )
 
 RNG = np.random.default_rng(11)
-CONTROL = RNG.binomial(12, 0.30, 400) / 12           # per-user hit rates, unequal sizes
-TEST = RNG.binomial(7, 0.34, 650) / 7                # and unequal variances
+CONTROL = RNG.binomial(12, 0.30, 400) / 12  # per-user hit rates, unequal sizes
+TEST = RNG.binomial(7, 0.34, 650) / 7  # and unequal variances
 
 
 def test_welch_matches_scipy() -> None:
@@ -46,7 +46,7 @@ def test_welch_on_constant_groups() -> None:
 
 def test_paired_matches_scipy_ttest_rel() -> None:
     before = CONTROL[:300]
-    after = before + RNG.normal(0.02, 0.05, 300)        # the same users under the other model
+    after = before + RNG.normal(0.02, 0.05, 300)  # the same users under the other model
     ours = paired(before, after)
     ref = stats.ttest_rel(after, before)
     ci = ref.confidence_interval(0.95)
@@ -64,8 +64,9 @@ def test_paired_refuses_unpaired_inputs() -> None:
 
 def test_mean_interval_matches_scipy() -> None:
     ours = mean_interval(CONTROL)
-    low, high = stats.t.interval(0.95, len(CONTROL) - 1, loc=CONTROL.mean(),
-                                 scale=stats.sem(CONTROL))
+    low, high = stats.t.interval(
+        0.95, len(CONTROL) - 1, loc=CONTROL.mean(), scale=stats.sem(CONTROL)
+    )
     assert (ours.mean, ours.low, ours.high) == pytest.approx((CONTROL.mean(), low, high))
 
 
@@ -86,7 +87,7 @@ def test_sample_ratio_matches_scipy_chisquare() -> None:
     ref = stats.chisquare([5210, 4790], [5000, 5000])
     assert ours.chi2 == pytest.approx(ref.statistic)
     assert ours.p_value == pytest.approx(ref.pvalue)
-    assert ours.alarm                               # p ~ 2.7e-5
+    assert ours.alarm  # p ~ 2.7e-5
 
 
 def test_sample_ratio_three_groups_uneven_split() -> None:
@@ -102,7 +103,7 @@ def test_sample_ratio_refuses_mismatched_groups() -> None:
         sample_ratio({"control": 10, "other": 12}, {"control": 50, "test": 50})
 
 
-CONTROL_X = CONTROL + RNG.normal(0, 0.1, len(CONTROL))   # a covariate that predicts the metric
+CONTROL_X = CONTROL + RNG.normal(0, 0.1, len(CONTROL))  # a covariate that predicts the metric
 TEST_X = TEST + RNG.normal(0, 0.1, len(TEST))
 
 
@@ -127,8 +128,7 @@ def test_cuped_is_welch_on_the_adjusted_values() -> None:
     assert ours.variance_reduction == pytest.approx(1 - adjusted.var() / y.var(), rel=1e-12)
 
 
-def _users(seed: int, effect: float, correlated: bool,
-           n: int = 1000) -> tuple[np.ndarray, ...]:
+def _users(seed: int, effect: float, correlated: bool, n: int = 1000) -> tuple[np.ndarray, ...]:
     """Per-user hit rates driven by each user's own like propensity (the between-user spread
     CUPED removes); the covariate is that user's like rate over 20 earlier views, or noise."""
     rng = np.random.default_rng(seed)
@@ -140,8 +140,9 @@ def _users(seed: int, effect: float, correlated: bool,
 
 def test_cuped_narrows_the_interval_without_bias() -> None:
     effect, seeds = 0.02, 200
-    runs = [(welch(*_users(s, effect, True)[:2]), cuped(*_users(s, effect, True)))
-            for s in range(seeds)]
+    runs = [
+        (welch(*_users(s, effect, True)[:2]), cuped(*_users(s, effect, True))) for s in range(seeds)
+    ]
     widths = np.array([(c.welch.high - c.welch.low) / (w.high - w.low) for w, c in runs])
     reductions = np.array([c.variance_reduction for _, c in runs])
     # the covariate explains about a third of the per-user variance: the CI is ~0.8 as wide
@@ -160,9 +161,11 @@ def test_cuped_with_an_uncorrelated_covariate_changes_nothing_much() -> None:
         raw, adjusted = welch(a, b), cuped(a, b, a_x, b_x)
         assert abs(adjusted.variance_reduction) < 0.01
         assert (adjusted.welch.high - adjusted.welch.low) == pytest.approx(
-            raw.high - raw.low, rel=0.01)
-        assert adjusted.welch.difference == pytest.approx(raw.difference, abs=0.1 * (
-            raw.high - raw.low))
+            raw.high - raw.low, rel=0.01
+        )
+        assert adjusted.welch.difference == pytest.approx(
+            raw.difference, abs=0.1 * (raw.high - raw.low)
+        )
 
 
 def test_cuped_with_a_constant_covariate_is_welch() -> None:
@@ -186,8 +189,7 @@ def test_minimum_detectable_effect_has_the_stated_power() -> None:
     se = (w.high - w.low) / (2 * stats.t.ppf(0.975, w.df))
     t_crit = stats.t.ppf(0.975, w.df)
     noncentrality = mde / se
-    power = (stats.nct.sf(t_crit, w.df, noncentrality)
-             + stats.nct.cdf(-t_crit, w.df, noncentrality))
+    power = stats.nct.sf(t_crit, w.df, noncentrality) + stats.nct.cdf(-t_crit, w.df, noncentrality)
     assert power == pytest.approx(0.8, abs=0.005)
     quarter = minimum_detectable_effect(welch(np.tile(a, 4), np.tile(b, 4)))
     assert quarter == pytest.approx(mde / 2, rel=0.01)

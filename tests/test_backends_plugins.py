@@ -43,8 +43,11 @@ def test_backends_equal_catboost_predict_proba(tmp_path, backend, zipmap):
 
 def test_platform_onnxruntime_onnx_selects_the_onnxruntime_backend(tmp_path):
     folder = write_config(tmp_path, "m")
-    text = (folder / "config.pbtxt").read_text().replace('backend: "onnxruntime"',
-                                                          'platform: "onnxruntime_onnx"')
+    text = (
+        (folder / "config.pbtxt")
+        .read_text()
+        .replace('backend: "onnxruntime"', 'platform: "onnxruntime_onnx"')
+    )
     (folder / "config.pbtxt").write_text(text)
     write_version(tmp_path, "m", 1)
     repository = ModelRepository(tmp_path, threads=2)
@@ -108,15 +111,21 @@ def test_a_new_backend_is_a_new_module_and_an_entry_point(tmp_path, plugin_site)
     assert repository.get("m").backend.like_probability(rows(4)).tolist() == [0.5] * 4
 
 
-SLOW = PLUGIN.replace("class HalfBackend", """import threading
+SLOW = PLUGIN.replace(
+    "class HalfBackend",
+    """import threading
 
 RELEASE = threading.Event()
 STARTED = threading.Event()
 
 
-class HalfBackend""").replace("        self.inputs = [", """        STARTED.set()
+class HalfBackend""",
+).replace(
+    "        self.inputs = [",
+    """        STARTED.set()
         RELEASE.wait(30)
-        self.inputs = [""")
+        self.inputs = [""",
+)
 
 
 def test_status_answers_during_a_slow_load_and_shows_loading(tmp_path, plugin_site):
@@ -130,8 +139,9 @@ def test_status_answers_during_a_slow_load_and_shows_loading(tmp_path, plugin_si
     plugin = importlib.import_module("slow_backend_plugin")
     try:
         assert plugin.STARTED.wait(30)
-        assert repository.index() == [{"name": "m", "version": "1", "state": "LOADING",
-                                       "reason": ""}]
+        assert repository.index() == [
+            {"name": "m", "version": "1", "state": "LOADING", "reason": ""}
+        ]
         assert not repository.ready()
     finally:
         plugin.RELEASE.set()

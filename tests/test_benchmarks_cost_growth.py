@@ -11,8 +11,11 @@ SCRIPT = Path(__file__).parent.parent / "benchmarks" / "cost_growth.py"
 
 
 def test_cost_growth_quick(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     result = json.loads((tmp_path / "cost_growth-quick.json").read_text())
     assert [p["posts"] for p in result["posts"]] == result["plan"]["posts"]
     assert [p["trees"] for p in result["trees"]] == result["plan"]["trees"]

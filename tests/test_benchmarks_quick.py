@@ -17,16 +17,29 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 def run_quick(script: str, world: Path, out: Path) -> dict:
     """benchmarks/<script>.py --quick on the world's built repository; its JSON result."""
-    subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--world", str(world),
-                    "--repository", str(built_repository(world)), "--quick", "--out", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / f"{script}.py"),
+            "--world",
+            str(world),
+            "--repository",
+            str(built_repository(world)),
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return json.loads((out / f"{script}-quick.json").read_text())
 
 
 def test_end_to_end_quick(tiny_world: Path, tmp_path: Path) -> None:
     result = run_quick("end_to_end", tiny_world, tmp_path)
     assert {(r["server"], r["concurrency"]) for r in result["runs"]} == {
-        (s, c) for s in ("feedrank", "course") for c in (1, 4)}
+        (s, c) for s in ("feedrank", "course") for c in (1, 4)
+    }
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in result["runs"])
     assert result["same_answers"]["checked"] == 40 and not result["same_answers"]["different"]
     assert all(mb > 50 for mb in result["memory_mb"].values())

@@ -9,16 +9,31 @@ def flat(text: str) -> str:
     """Console output with rich's line wrapping undone."""
     return " ".join(text.split())
 
+
 def test_build_without_a_world_names_the_folder(tmp_path, capsys):
-    assert main(["build", "--world", str(tmp_path / "nowhere"),
-                 "--repository", str(tmp_path / "r")]) == 2
+    assert (
+        main(["build", "--world", str(tmp_path / "nowhere"), "--repository", str(tmp_path / "r")])
+        == 2
+    )
     assert "nowhere: not a world" in flat(capsys.readouterr().err)
 
 
 def test_build_rejects_nonsense_parameters(tmp_path, capsys):
     (tmp_path / "world.json").write_text("{}")
-    assert main(["build", "--world", str(tmp_path), "--repository", str(tmp_path / "r"),
-                 "--depth", "40"]) == 2
+    assert (
+        main(
+            [
+                "build",
+                "--world",
+                str(tmp_path),
+                "--repository",
+                str(tmp_path / "r"),
+                "--depth",
+                "40",
+            ]
+        )
+        == 2
+    )
     assert "--depth" in flat(capsys.readouterr().err)
 
 
@@ -30,6 +45,18 @@ def test_evaluate_needs_published_models(tmp_path, capsys):
 
 def test_evaluate_rejects_a_replay_of_one_user(tmp_path, capsys):
     (tmp_path / "world.json").write_text("{}")
-    assert main(["evaluate", "--world", str(tmp_path), "--repository", str(tmp_path / "r"),
-                 "--replay-users", "1"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--world",
+                str(tmp_path),
+                "--repository",
+                str(tmp_path / "r"),
+                "--replay-users",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "--replay-users 0 or ≥ 2" in flat(capsys.readouterr().err)

@@ -19,13 +19,25 @@ from feedrank.export.onnx_export import export_onnx
 
 
 def build(world: Path, repository: Path, iterations: int = 60) -> int:
-    return main(["build", "--world", str(world), "--repository", str(repository),
-                 "--iterations", str(iterations)])
+    return main(
+        [
+            "build",
+            "--world",
+            str(world),
+            "--repository",
+            str(repository),
+            "--iterations",
+            str(iterations),
+        ]
+    )
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def versions(model_dir: Path) -> list[str]:
@@ -35,6 +47,7 @@ def versions(model_dir: Path) -> list[str]:
 def flat(text: str) -> str:
     """Console output with rich's line wrapping undone."""
     return " ".join(text.split())
+
 
 @pytest.fixture(scope="module")
 def built(small_world: Path, tmp_path_factory) -> tuple[Path, Path]:
@@ -51,8 +64,9 @@ def repository_copy(built, tmp_path) -> Path:
 @pytest.mark.parametrize("name", ["control", "test"])
 def test_build_publishes_a_parity_checked_version_with_a_triton_config(built, name):
     _, repository = built
-    config = text_format.Parse((repository / name / "config.pbtxt").read_text(),
-                               model_config_pb2.ModelConfig())
+    config = text_format.Parse(
+        (repository / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
     meta = json.loads((repository / name / "1" / "metadata.json").read_text())
     n_features = len(meta["features"])
     assert (config.name, config.backend) == (name, "onnxruntime")
@@ -62,8 +76,9 @@ def test_build_publishes_a_parity_checked_version_with_a_triton_config(built, na
     assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == n_features
     assert meta["parity"]["passed"] and meta["parity"]["rows"] >= 10_000
     assert meta["parity"]["max_abs_diff"] <= 1e-5 and meta["parity"]["top5_mismatches"] == 0
-    training, validation, evaluation = (meta["windows"][k] for k in
-                                        ("training", "validation", "evaluation"))
+    training, validation, evaluation = (
+        meta["windows"][k] for k in ("training", "validation", "evaluation")
+    )
     assert training[1] == validation[0] and validation[1] == evaluation[0]
     files = {p.name for p in (repository / name / "1").iterdir()}
     assert {"model.onnx", "model.cbm", "metadata.json", "post_features.parquet"} <= files
@@ -78,8 +93,10 @@ def test_build_publishes_a_parity_checked_version_with_a_triton_config(built, na
 
 def test_test_model_sees_more_features_than_control(built):
     _, repository = built
-    control, test = (json.loads((repository / m / "1" / "metadata.json").read_text())["features"]
-                     for m in ("control", "test"))
+    control, test = (
+        json.loads((repository / m / "1" / "metadata.json").read_text())["features"]
+        for m in ("control", "test")
+    )
     assert len(test) > len(control)
 
 
@@ -94,20 +111,26 @@ def test_unchanged_inputs_skip_and_changed_params_add_version_2(built, repositor
     for model in ("control", "test"):
         assert versions(repository_copy / model) == ["1", "2"]
         assert digests(repository_copy / model / "1") == before[model]
-        assert json.loads((repository_copy / model / "2" / "metadata.json").read_text())[
-            "catboost"]["iterations"] == 20
+        assert (
+            json.loads((repository_copy / model / "2" / "metadata.json").read_text())["catboost"][
+                "iterations"
+            ]
+            == 20
+        )
     assert (repository_copy / "router.toml").read_text() == router
 
 
-def test_an_export_that_differs_from_catboost_is_not_published(built, repository_copy,
-                                                               monkeypatch, capsys):
+def test_an_export_that_differs_from_catboost_is_not_published(
+    built, repository_copy, monkeypatch, capsys
+):
     def broken_export(model, path, *, name):
         export_onnx(model, path, name=name)
         graph = onnx.load(str(path))
         (trees,) = [n for n in graph.graph.node if n.op_type == "TreeEnsembleClassifier"]
         attributes = {a.name: a for a in trees.attribute}
-        for i, (tree, label) in enumerate(zip(attributes["class_treeids"].ints,
-                                              attributes["class_ids"].ints)):
+        for i, (tree, label) in enumerate(
+            zip(attributes["class_treeids"].ints, attributes["class_ids"].ints)
+        ):
             if tree == 0 and label == 1:  # shift the leaves of the first tree
                 attributes["class_weights"].floats[i] += 0.05
         onnx.save(graph, str(path))
@@ -121,8 +144,22 @@ def test_an_export_that_differs_from_catboost_is_not_published(built, repository
 
 def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys):
     world, _ = built
-    assert main(["evaluate", "--world", str(world), "--repository", str(repository_copy),
-                 "--requests", "400", "--replay-users", "150"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--world",
+                str(world),
+                "--repository",
+                str(repository_copy),
+                "--requests",
+                "400",
+                "--replay-users",
+                "150",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     for ranker in ("control", "test", "popularity", "trending", "random", "oracle"):
         assert ranker in out
@@ -136,8 +173,11 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
         assert meta["evaluation"] == saved and saved["requests"] == 400 < saved["sessions"]
         choice, exposure = meta["exposure_choice"], meta["exposure"]
         assert choice["requests"] > 100 and "preference" in choice["hit_rates"]
-        assert choice["chosen"] == ("preference" if exposure["column"] is None
-                                    else f"{exposure['column']}^{exposure['alpha']:g}")
+        assert choice["chosen"] == (
+            "preference"
+            if exposure["column"] is None
+            else f"{exposure['column']}^{exposure['alpha']:g}"
+        )
         rows = {r["ranker"]: r for r in saved["rows"]}
     assert rows["test"]["simulated_hit_rate"] > rows["random"]["simulated_hit_rate"]
     assert rows["oracle"]["simulated_hit_rate"] >= rows["test"]["simulated_hit_rate"]
@@ -146,18 +186,33 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
         assert 0 <= rate["low"] <= rate["mean"] <= rate["high"] <= 1
     assert rows["popularity"]["vs_popularity"] == {"mean": 0.0, "low": 0.0, "high": 0.0}
     replay = saved["replay"]
-    assert 100 < replay["users"] <= 150 < replay["requests"]   # users who asked for a feed
+    assert 100 < replay["users"] <= 150 < replay["requests"]  # users who asked for a feed
     assert set(replay["means"]) == {"control", "test"} and set(replay["differences"]) == {"test"}
     for metric, paired in replay["differences"]["test"].items():
         means = replay["means"]
-        assert paired["difference"] == pytest.approx(means["test"][metric]
-                                                     - means["control"][metric], abs=1e-12)
+        assert paired["difference"] == pytest.approx(
+            means["test"][metric] - means["control"][metric], abs=1e-12
+        )
         assert paired["low"] <= paired["difference"] <= paired["high"]
     assert 0 < replay["means"]["control"]["expected_hit_rate"] < 1
     # the same inputs again: the saved evaluation is shown, not redone
     before = (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns
-    assert main(["evaluate", "--world", str(world), "--repository", str(repository_copy),
-                 "--requests", "400", "--replay-users", "150"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--world",
+                str(world),
+                "--repository",
+                str(repository_copy),
+                "--requests",
+                "400",
+                "--replay-users",
+                "150",
+            ]
+        )
+        == 0
+    )
     again = flat(capsys.readouterr().out)
     assert "inputs unchanged" in again and "Offline A/B replay" in again and "oracle" in again
     assert (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns == before

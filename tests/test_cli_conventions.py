@@ -20,15 +20,31 @@ from feedrank.server.exposure_log import query
 
 from feed_serving import ServerProcess, built_repository, first_user
 
-COMMANDS = [["world"], ["ab"], ["world", "generate"], ["world", "import"], ["world", "describe"],
-            ["world", "truth"], ["build"], ["evaluate"], ["serve"], ["ab", "report"],
-            ["ab", "simulate"]]
+COMMANDS = [
+    ["world"],
+    ["ab"],
+    ["world", "generate"],
+    ["world", "import"],
+    ["world", "describe"],
+    ["world", "truth"],
+    ["build"],
+    ["evaluate"],
+    ["serve"],
+    ["ab", "report"],
+    ["ab", "simulate"],
+]
 
 
 def feedrank(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
-    return subprocess.run([sys.executable, "-m", "feedrank", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+    return subprocess.run(
+        [sys.executable, "-m", "feedrank", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 def test_version():
@@ -55,8 +71,10 @@ def test_every_option_has_help_a_default_when_it_has_one_and_an_example(path):
     text = parser.format_help()
     assert "example" in text and "feedrank " + " ".join(path) in text.split("example")[-1]
     options = text.split("options:", 1)[1].split("\n\n", 1)[0]
-    entries = {m[1]: "".join(m[0].split()) for m in re.finditer(
-        r"^  (-[-\w]+).*?(?=^  -|\Z)", options, re.M | re.S)}
+    entries = {
+        m[1]: "".join(m[0].split())
+        for m in re.finditer(r"^  (-[-\w]+).*?(?=^  -|\Z)", options, re.M | re.S)
+    }
     for action in parser._actions:
         if action.option_strings and action.default not in (None, False) and action.nargs != 0:
             entry = entries[action.option_strings[0]]
@@ -65,13 +83,34 @@ def test_every_option_has_help_a_default_when_it_has_one_and_an_example(path):
 
 
 def test_results_on_stdout_progress_on_stderr_only_when_asked(tmp_path):
-    quiet = feedrank("world", "generate", "--out", str(tmp_path / "a"), "--users", "200",
-                     "--posts", "40", "--views", "5000")
+    quiet = feedrank(
+        "world",
+        "generate",
+        "--out",
+        str(tmp_path / "a"),
+        "--users",
+        "200",
+        "--posts",
+        "40",
+        "--views",
+        "5000",
+    )
     assert quiet.returncode == 0, quiet.stderr
     bar = re.compile("━")
     assert not bar.search(quiet.stdout) and not bar.search(quiet.stderr)
-    shown = feedrank("--progress", "world", "generate", "--out", str(tmp_path / "b"), "--users",
-                     "200", "--posts", "40", "--views", "5000")
+    shown = feedrank(
+        "--progress",
+        "world",
+        "generate",
+        "--out",
+        str(tmp_path / "b"),
+        "--users",
+        "200",
+        "--posts",
+        "40",
+        "--views",
+        "5000",
+    )
     assert shown.returncode == 0 and bar.search(shown.stderr) and not bar.search(shown.stdout)
     described = feedrank("world", "describe", str(tmp_path / "a"))
     assert described.returncode == 0 and "users" in described.stdout
@@ -87,8 +126,14 @@ def test_errors_are_one_unwrapped_paragraph(tmp_path):
 
 
 def test_settings_errors_name_the_key_the_value_and_the_rule(tmp_path):
-    done = feedrank("serve", "--world", str(tmp_path), "--repository", str(tmp_path),
-                    env={"FEEDRANK_SERVER__PORT": "99999", "FEEDRANK_BUILD__DEPTH": "x"})
+    done = feedrank(
+        "serve",
+        "--world",
+        str(tmp_path),
+        "--repository",
+        str(tmp_path),
+        env={"FEEDRANK_SERVER__PORT": "99999", "FEEDRANK_BUILD__DEPTH": "x"},
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "server.port = '99999'" in done.stderr and "less than or equal to 65535" in done.stderr
     assert "build.depth = 'x'" in done.stderr and "pydantic.dev" not in done.stderr
@@ -96,14 +141,21 @@ def test_settings_errors_name_the_key_the_value_and_the_rule(tmp_path):
 
 def test_request_ids_logs_and_access_log(tiny_world, tmp_path):
     log = tmp_path / "log"
-    with ServerProcess(tiny_world, built_repository(tiny_world), log, "--log-format", "json",
-                       "--access-log") as server, \
-            httpx.Client(base_url=server.url, timeout=30) as client:
+    with (
+        ServerProcess(
+            tiny_world, built_repository(tiny_world), log, "--log-format", "json", "--access-log"
+        ) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         user = first_user(tiny_world)
-        mine = client.get("/post/recommendations/", params={"id": user},
-                          headers={"x-request-id": "client-7.a"})
-        fresh = client.get("/post/recommendations/", params={"id": user},
-                           headers={"x-request-id": "not ok/" + "x" * 80})
+        mine = client.get(
+            "/post/recommendations/", params={"id": user}, headers={"x-request-id": "client-7.a"}
+        )
+        fresh = client.get(
+            "/post/recommendations/",
+            params={"id": user},
+            headers={"x-request-id": "not ok/" + "x" * 80},
+        )
         other = client.get("/router")
         metrics = client.get("/metrics").text
         served = client.get("/v2").json()
@@ -117,19 +169,22 @@ def test_request_ids_logs_and_access_log(tiny_world, tmp_path):
     assert logged == {"client-7.a", fresh.headers["x-request-id"]}
     lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
     assert lines and all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
-    assert any(line["logger"] == "feedrank.server" and "feed ready" in line["message"]
-               for line in lines)
+    assert any(
+        line["logger"] == "feedrank.server" and "feed ready" in line["message"] for line in lines
+    )
     accessed = [line for line in lines if line["logger"] == "feedrank.access"]
     # the readiness polls of GET /router come first
     assert [(a["method"], a["path"], a["status"], a["request_id"]) for a in accessed][-5:-2] == [
         ("GET", "/post/recommendations/", 200, "client-7.a"),
         ("GET", "/post/recommendations/", 200, fresh.headers["x-request-id"]),
-        ("GET", "/router", 200, other.headers["x-request-id"])]
+        ("GET", "/router", 200, other.headers["x-request-id"]),
+    ]
 
 
 def test_text_logs_carry_iso_timestamps_and_levels(tiny_world, tmp_path):
     with ServerProcess(tiny_world, built_repository(tiny_world), tmp_path / "log") as server:
         pass
     ready = next(line for line in server.logs().splitlines() if "feed ready" in line)
-    assert re.match(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+00:00 INFO feedrank.server: ",
-                    ready)
+    assert re.match(
+        r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+00:00 INFO feedrank.server: ", ready
+    )

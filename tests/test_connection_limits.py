@@ -14,9 +14,13 @@ import pytest
 
 from feed_serving import ServerProcess, built_repository, first_user, last_moment
 
-LIMITS = {"FEEDRANK_SERVER__HEADER_TIMEOUT_S": "1.5", "FEEDRANK_SERVER__MAX_CONNECTIONS": "300",
-          "FEEDRANK_SERVER__MAX_HEADER_BYTES": "4096", "FEEDRANK_SERVER__MAX_HEADERS": "20",
-          "FEEDRANK_SERVER__MAX_INFLIGHT": "5"}
+LIMITS = {
+    "FEEDRANK_SERVER__HEADER_TIMEOUT_S": "1.5",
+    "FEEDRANK_SERVER__MAX_CONNECTIONS": "300",
+    "FEEDRANK_SERVER__MAX_HEADER_BYTES": "4096",
+    "FEEDRANK_SERVER__MAX_HEADERS": "20",
+    "FEEDRANK_SERVER__MAX_INFLIGHT": "5",
+}
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +78,11 @@ def test_oversized_heads_get_431(server):
         status, _, body = answer(sock)
     assert status == 431 and "4096 bytes" in body["error"]
     with connect(server) as sock:
-        sock.sendall(b"GET /router HTTP/1.1\r\nHost: x\r\n"
-                     + b"".join(b"X-%d: 1\r\n" % i for i in range(30)) + b"\r\n")
+        sock.sendall(
+            b"GET /router HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: 1\r\n" % i for i in range(30))
+            + b"\r\n"
+        )
         status, _, body = answer(sock)
     assert status == 431 and "20 header lines" in body["error"]
     assert httpx.get(f"{server.url}/router").status_code == 200
@@ -96,16 +103,20 @@ def test_requests_past_the_inflight_cap_get_503_at_once(server, tiny_world):
     with ExitStack() as stack:
         uploads = [stack.enter_context(connect(server)) for _ in range(5)]
         for sock in uploads:  # headers complete, body never sent: each request in progress
-            sock.sendall(b"POST /feed/events HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                         b"application/json\r\nContent-Length: 1000\r\n\r\n[")
+            sock.sendall(
+                b"POST /feed/events HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                b"application/json\r\nContent-Length: 1000\r\n\r\n["
+            )
         time.sleep(0.3)
-        refused = httpx.get(f"{server.url}/post/recommendations/",
-                            params=feed_params(tiny_world), timeout=5)
+        refused = httpx.get(
+            f"{server.url}/post/recommendations/", params=feed_params(tiny_world), timeout=5
+        )
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "5 requests in progress" in refused.json()["error"]
     for _ in range(50):  # the uploads' connections are gone: room again
-        served = httpx.get(f"{server.url}/post/recommendations/",
-                           params=feed_params(tiny_world), timeout=5)
+        served = httpx.get(
+            f"{server.url}/post/recommendations/", params=feed_params(tiny_world), timeout=5
+        )
         if served.status_code == 200:
             break
         time.sleep(0.1)

@@ -18,8 +18,14 @@ def train(seed: int) -> CatBoostClassifier:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(4000, 8)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] * x[:, 2] + rng.normal(size=len(x)) > 0.8).astype(int)
-    return CatBoostClassifier(iterations=40, depth=4, random_seed=seed, verbose=False,
-                              thread_count=1, allow_writing_files=False).fit(x, y)
+    return CatBoostClassifier(
+        iterations=40,
+        depth=4,
+        random_seed=seed,
+        verbose=False,
+        thread_count=1,
+        allow_writing_files=False,
+    ).fit(x, y)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,7 @@ def rows() -> np.ndarray:
 def requests(rows: np.ndarray, n: int = 5):
     post_ids = np.arange(400, dtype=np.int64) + 1000
     for i in range(n):
-        yield rows[i * 400:(i + 1) * 400], post_ids
+        yield rows[i * 400 : (i + 1) * 400], post_ids
 
 
 def perturb_leaves(path: Path, scale: float) -> None:

@@ -17,6 +17,7 @@ def writer(marker: str):
     def write(folder: Path, version: int) -> None:
         (folder / "model.onnx").write_text(marker)
         write_json(folder / "metadata.json", {"version": version, "marker": marker})
+
     return write
 
 
@@ -25,8 +26,9 @@ def test_versions_count_up_and_config_is_a_triton_model_config(tmp_path):
     assert publish_version(tmp_path, "control", 7, writer("b")) == 2
     assert (tmp_path / "control/1/model.onnx").read_text() == "a"
     assert latest_metadata(tmp_path / "control") == (2, {"version": 2, "marker": "b"})
-    config = text_format.Parse((tmp_path / "control/config.pbtxt").read_text(),
-                               model_config_pb2.ModelConfig())
+    config = text_format.Parse(
+        (tmp_path / "control/config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
     assert (config.name, config.backend, config.max_batch_size) == ("control", "onnxruntime", 0)
     assert list(config.input[0].dims) == [-1, 7]
     assert config.input[0].data_type == model_config_pb2.TYPE_FP32
@@ -51,7 +53,9 @@ def test_router_is_written_only_when_absent(tmp_path):
     text = (tmp_path / "router.toml").read_text()
     groups = tomllib.loads(text)["groups"]
     assert [(g["name"], g["buckets"], g["version"]) for g in groups] == [
-        ("control", [0, 49], 1), ("test", [50, 99], 1)]
+        ("control", [0, 49], 1),
+        ("test", [50, 99], 1),
+    ]
     (tmp_path / "router.toml").write_text(text.replace("49", "9"))
     assert not ensure_router(tmp_path, {"control": 2, "test": 2})
     assert "[0, 9]" in (tmp_path / "router.toml").read_text()

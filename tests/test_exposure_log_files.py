@@ -13,10 +13,18 @@ from feedrank.server.exposure_log import ExposureLog, query
 
 
 def record(i: int) -> dict:
-    return {"request_id": f"r{i}", "server_time": "2026-01-01T00:00:00.000001+00:00",
-            "requested_time": "2021-12-01T10:00:00", "user_id": i, "exp_group": "test",
-            "model": "test", "version": 1, "post_ids": [i, i + 1, i + 2], "fallback": i % 2 == 0,
-            "latency_ms": 1.5}
+    return {
+        "request_id": f"r{i}",
+        "server_time": "2026-01-01T00:00:00.000001+00:00",
+        "requested_time": "2021-12-01T10:00:00",
+        "user_id": i,
+        "exp_group": "test",
+        "model": "test",
+        "version": 1,
+        "post_ids": [i, i + 1, i + 2],
+        "fallback": i % 2 == 0,
+        "latency_ms": 1.5,
+    }
 
 
 async def write_all(log: ExposureLog, n: int) -> None:
@@ -27,8 +35,10 @@ def test_concurrent_writes_are_all_committed_and_read_back_typed(tmp_path):
     log = ExposureLog(tmp_path, rotate_bytes=1 << 20, rotate_seconds=3600, fsync=True)
     asyncio.run(write_all(log, 500))
     # every awaited write is already on disk, before close()
-    rows = duckdb.sql(f"SELECT user_id, post_ids, fallback, requested_time FROM ({query(tmp_path)})"
-                      " ORDER BY user_id").fetchall()
+    rows = duckdb.sql(
+        f"SELECT user_id, post_ids, fallback, requested_time FROM ({query(tmp_path)})"
+        " ORDER BY user_id"
+    ).fetchall()
     log.close()
     assert [r[0] for r in rows] == list(range(500))
     assert rows[7][1] == [7, 8, 9] and rows[7][2] is False and rows[8][2] is True

@@ -17,8 +17,9 @@ async def client_loop(url: str, received: list[str], seed: int) -> None:
         for i in range(100_000):
             user_id = 10**9 if i % 10 == 0 else 200 + (seed * 131 + i * 17) % 600
             try:
-                response = await client.get("/post/recommendations/",
-                                            params={"id": user_id, "time": "2021-10-25 18:30"})
+                response = await client.get(
+                    "/post/recommendations/", params={"id": user_id, "time": "2021-10-25 18:30"}
+                )
             except httpx.HTTPError:
                 return  # the server is gone
             assert response.status_code == 200, response.text
@@ -41,7 +42,8 @@ def test_every_received_answer_survives_kill_9(tiny_world, tmp_path):
     finally:
         server.kill()
     assert server.process.returncode == -9
-    logged = {r for (r,) in duckdb.sql(f"SELECT request_id FROM ({query(tmp_path / 'log')})")
-              .fetchall()}
+    logged = {
+        r for (r,) in duckdb.sql(f"SELECT request_id FROM ({query(tmp_path / 'log')})").fetchall()
+    }
     assert len(received) >= 300
     assert set(received) <= logged

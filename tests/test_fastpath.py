@@ -13,12 +13,12 @@ import pytest
 from catboost import CatBoost
 
 from feedrank.errors import FeedrankError
-from feedrank.export.fastpath import Partition, Trees, build
-from feedrank.export.fastpath_synthetic import synthetic_problem
 from feedrank.export.onnx_export import OnnxScorer, export_onnx
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.fastpath import FastRanker
+from feedrank.server.fastpath_graph import Partition, Trees, build
 
+from fastpath_problem import synthetic_problem
 from feed_serving import built_repository
 
 TOP_K = 50
@@ -37,8 +37,9 @@ def trees(problem):
 
 @pytest.fixture(scope="module")
 def ranker(problem, trees):
-    return FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
-                      problem.n_groups)
+    return FastRanker(
+        trees, problem.post_matrix, problem.partition, problem.post_group, problem.n_groups
+    )
 
 
 def catboost_raw(problem, matrix):
@@ -56,8 +57,9 @@ def test_scores_equal_catboost_and_top_k_identical(problem, ranker):
         got = ranker.scores(request, pair)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(top_k(got), top_k(expected))
-        np.testing.assert_allclose(ranker.like_probability(request, pair),
-                                   1 / (1 + np.exp(-expected)), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            ranker.like_probability(request, pair), 1 / (1 + np.exp(-expected)), rtol=0, atol=1e-5
+        )
 
 
 def test_probabilities_equal_plain_onnx_export(problem, ranker, tmp_path):
@@ -74,8 +76,9 @@ def test_probabilities_equal_plain_onnx_export(problem, ranker, tmp_path):
 
 def test_full_matrix_entry_point_matches(problem, ranker):
     request, pair = problem.request()
-    np.testing.assert_array_equal(ranker.scores_for_matrix(problem.matrix(request, pair)),
-                                  ranker.scores(request, pair))
+    np.testing.assert_array_equal(
+        ranker.scores_for_matrix(problem.matrix(request, pair)), ranker.scores(request, pair)
+    )
 
 
 def test_catalogue_change_is_reflected(problem, trees):
@@ -97,23 +100,39 @@ def test_catalogue_change_is_reflected(problem, trees):
 
 
 def test_merging_and_table_budget_do_not_change_scores(problem, trees, ranker):
-    unmerged = FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
-                          problem.n_groups, merge_cost=0)
-    tight = FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
-                       problem.n_groups, merge_cost=64, max_table_bytes=unmerged.table_bytes)
+    unmerged = FastRanker(
+        trees,
+        problem.post_matrix,
+        problem.partition,
+        problem.post_group,
+        problem.n_groups,
+        merge_cost=0,
+    )
+    tight = FastRanker(
+        trees,
+        problem.post_matrix,
+        problem.partition,
+        problem.post_group,
+        problem.n_groups,
+        merge_cost=64,
+        max_table_bytes=unmerged.table_bytes,
+    )
     assert len(ranker.fastpath.groups) < len(unmerged.fastpath.groups)
     assert tight.table_bytes <= unmerged.table_bytes
     request, pair = problem.request()
     for other in (unmerged, tight):
-        np.testing.assert_allclose(other.scores(request, pair), ranker.scores(request, pair),
-                                   rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            other.scores(request, pair), ranker.scores(request, pair), rtol=0, atol=1e-6
+        )
 
 
 def test_embedded_graph_runs_alone(problem, trees, ranker):
-    fastpath = build(trees, problem.post_matrix, problem.partition, problem.post_group,
-                     problem.n_groups)
-    session = ort.InferenceSession(fastpath.embedded().SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    fastpath = build(
+        trees, problem.post_matrix, problem.partition, problem.post_group, problem.n_groups
+    )
+    session = ort.InferenceSession(
+        fastpath.embedded().SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     request, pair = problem.request()
     (scores,) = session.run(["scores"], {"request": request, "pair": pair})
     np.testing.assert_array_equal(scores, ranker.scores(request, pair))
@@ -121,18 +140,26 @@ def test_embedded_graph_runs_alone(problem, trees, ranker):
 
 @pytest.fixture(scope="module")
 def dense_problem():
-    return synthetic_problem(n_posts=600, n_groups=8, iterations=150, train_rows=8000, seed=4,
-                             dense=2)
+    return synthetic_problem(
+        n_posts=600, n_groups=8, iterations=150, train_rows=8000, seed=4, dense=2
+    )
 
 
 def test_dense_columns_equal_catboost_and_merging_keeps_them(dense_problem):
     """Per (request, post) columns: the trees that test them are read post by post."""
     problem = dense_problem
     trees = Trees.from_catboost(problem.model)
-    ranker = FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
-                        problem.n_groups)
-    unmerged = FastRanker(trees, problem.post_matrix, problem.partition, problem.post_group,
-                          problem.n_groups, merge_cost=0)
+    ranker = FastRanker(
+        trees, problem.post_matrix, problem.partition, problem.post_group, problem.n_groups
+    )
+    unmerged = FastRanker(
+        trees,
+        problem.post_matrix,
+        problem.partition,
+        problem.post_group,
+        problem.n_groups,
+        merge_cost=0,
+    )
     assert 0 < len(ranker.fastpath.dense_groups) < len(unmerged.fastpath.dense_groups)
     dense_trees = {t for g in ranker.fastpath.dense_groups for t in g.trees}
     static_trees = {t for g in ranker.fastpath.groups for t in g.trees}
@@ -148,25 +175,32 @@ def test_dense_columns_equal_catboost_and_merging_keeps_them(dense_problem):
             np.testing.assert_array_equal(top_k(got), top_k(expected))
         np.testing.assert_array_equal(
             ranker.scores_for_matrix(problem.matrix(request, pair, dense)),
-            ranker.scores(request, pair, dense))
+            ranker.scores(request, pair, dense),
+        )
     with pytest.raises(FeedrankError, match="dense"):
         ranker.scores(request, pair)
 
 
 def test_model_without_pair_columns(problem):
     request_only = Partition(tuple("post" if k == "pair" else k for k in problem.partition.kinds))
-    posts = problem.matrix(*problem.request())   # pair columns now fixed per post
+    posts = problem.matrix(*problem.request())  # pair columns now fixed per post
     ranker = FastRanker(Trees.from_catboost(problem.model), posts, request_only)
     request, _ = problem.request()
     matrix = posts.copy()
     matrix[:, request_only.columns("request")] = request
-    np.testing.assert_allclose(ranker.scores(request), catboost_raw(problem, matrix),
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        ranker.scores(request), catboost_raw(problem, matrix), rtol=0, atol=1e-5
+    )
 
 
 def test_partition_from_sources_and_bad_inputs(ranker):
     assert Partition.from_sources(["user", "post", "history", "time", "affinity"]).kinds == (
-        "request", "post", "pair", "request", "dense")
+        "request",
+        "post",
+        "pair",
+        "request",
+        "dense",
+    )
     with pytest.raises(FeedrankError, match="sources"):
         Partition.from_sources(["user", "weather"])
     with pytest.raises(FeedrankError, match="expected request, pair and dense values"):
@@ -175,12 +209,17 @@ def test_partition_from_sources_and_bad_inputs(ranker):
 
 def test_ranking_kernel_benchmark_quick_mode(tmp_path):
     script = Path(__file__).parents[1] / "benchmarks" / "ranking_kernel.py"
-    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     result = json.loads((tmp_path / "ranking_kernel-quick.json").read_text())
     assert [run["threads"] for run in result["runs"]] == [1, 2]
-    assert all(run["top_k_identical"] and run["max_abs_raw_diff_vs_catboost"] < 1e-5
-               for run in result["runs"])
+    assert all(
+        run["top_k_identical"] and run["max_abs_raw_diff_vs_catboost"] < 1e-5
+        for run in result["runs"]
+    )
     assert (tmp_path / "ranking_kernel-quick.png").stat().st_size > 0
     assert "fastpath" in (tmp_path / "ranking_kernel-quick.md").read_text()
 
@@ -188,15 +227,20 @@ def test_ranking_kernel_benchmark_quick_mode(tmp_path):
 def test_built_from_a_version_directory(problem, tmp_path):
     problem.model.save_model(str(tmp_path / "model.cbm"))
     sources = {"request": "user", "post": "post", "pair": "history"}
-    features = [{"name": f"f{i}", "source": sources[k]}
-                for i, k in enumerate(problem.partition.kinds)]
+    features = [
+        {"name": f"f{i}", "source": sources[k]} for i, k in enumerate(problem.partition.kinds)
+    ]
     (tmp_path / "metadata.json").write_text(json.dumps({"features": features}))
-    ranker = FastRanker.from_version_dir(tmp_path, problem.post_matrix, problem.post_group,
-                                         problem.n_groups)
+    ranker = FastRanker.from_version_dir(
+        tmp_path, problem.post_matrix, problem.post_group, problem.n_groups
+    )
     request, pair = problem.request()
-    np.testing.assert_allclose(ranker.scores(request, pair),
-                               catboost_raw(problem, problem.matrix(request, pair)),
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        ranker.scores(request, pair),
+        catboost_raw(problem, problem.matrix(request, pair)),
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("model", ["control", "test"])
@@ -208,8 +252,9 @@ def test_feedrank_models_on_a_built_repository(tiny_world, model):
     version_dir = built_repository(tiny_world) / model / "1"
     online = OnlineFeatures.load(tiny_world)
     inputs = ModelInputs.from_version_dir(online, version_dir)
-    hour_start = (online.cutoff - np.timedelta64(1, "h")).astype("datetime64[h]").astype(
-        "datetime64[us]")
+    hour_start = (
+        (online.cutoff - np.timedelta64(1, "h")).astype("datetime64[h]").astype("datetime64[us]")
+    )
     snapshot = inputs.request(int(online.user_ids[0]), hour_start).snapshot
     kinds = set(snapshot.layout.kinds)
     assert "pair" in kinds and snapshot.layout.n_groups > 1
@@ -227,6 +272,7 @@ def test_feedrank_models_on_a_built_repository(tiny_world, model):
         np.testing.assert_array_equal(got, ranker.scores_for_matrix(matrix))
         expected = catboost_model.predict(matrix, prediction_type="RawFormulaVal")
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(1 / (1 + np.exp(-got)), plain.like_probability(matrix),
-                                   rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            1 / (1 + np.exp(-got)), plain.like_probability(matrix), rtol=0, atol=1e-5
+        )
         np.testing.assert_array_equal(top_k(got), top_k(expected))

@@ -12,6 +12,7 @@ import duckdb
 import httpx
 import numpy as np
 import pytest
+from catboost import CatBoostClassifier
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedrank.features.online import ModelInputs, OnlineFeatures
@@ -28,6 +29,7 @@ from feedrank.server.backends.onnxruntime import OnnxRuntimeBackend
 from feedrank.server.exposure_log import query
 from feedrank.server.ranking import rank
 from feedrank.server.repository import ModelRepository
+from feedrank.server.scoring import VersionScorer
 
 from feed_serving import ServerProcess, built_repository, copy_repository
 
@@ -49,6 +51,7 @@ def fast_repository(tiny_world: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def online(tiny_world: Path) -> OnlineFeatures:
+    built_repository(tiny_world)  # builds the world's features first
     return OnlineFeatures.load(tiny_world)
 
 
@@ -56,8 +59,7 @@ def load(repository: Path, model: str) -> Backend:
     return load_backend(repository / model / "1", read_config(repository / model))
 
 
-def requests(online: OnlineFeatures, hours: int, per_hour: int
-             ) -> list[tuple[int, np.datetime64]]:
+def requests(online: OnlineFeatures, hours: int, per_hour: int) -> list[tuple[int, np.datetime64]]:
     """Seeded (user, time) pairs in `hours` hours of the world's last day, grouped by hour (the
     posts' recent activity is as of the hour: a ranker serves one hour)."""
     rng = np.random.default_rng(11)
@@ -73,7 +75,8 @@ def requests(online: OnlineFeatures, hours: int, per_hour: int
 
 @pytest.mark.parametrize("model", MODELS)
 def test_probabilities_and_top5_equal_the_plain_backend_on_both_paths(
-        tiny_world, fast_repository, online, model):
+    tiny_world, fast_repository, online, model
+):
     fast = load(fast_repository, model)
     plain = load(built_repository(tiny_world), model)
     assert isinstance(fast, FastPathBackend) and type(plain) is OnnxRuntimeBackend
@@ -83,14 +86,17 @@ def test_probabilities_and_top5_equal_the_plain_backend_on_both_paths(
         matrix = request.matrix()
         (got,), expected = fast.rank([request]), plain.like_probability(matrix)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
-        np.testing.assert_array_equal(rank(inputs.post_ids, got, NO_LIKES, 5),
-                                      rank(inputs.post_ids, expected, NO_LIKES, 5))
+        np.testing.assert_array_equal(
+            rank(inputs.post_ids, got, NO_LIKES, 5), rank(inputs.post_ids, expected, NO_LIKES, 5)
+        )
         fast.wait_for_build()  # an hour's first request starts its ranker; the rest use it
     # each hour: the first request plain, the other nine through that hour's ranker
     assert (fast.plain_blocks, fast.fast_blocks) == (2, 18)
     # KServe's infer and a plain matrix are the plain model's, untouched
-    np.testing.assert_array_equal(fast.infer({"features": matrix})["probabilities"],
-                                  plain.infer({"features": matrix})["probabilities"])
+    np.testing.assert_array_equal(
+        fast.infer({"features": matrix})["probabilities"],
+        plain.infer({"features": matrix})["probabilities"],
+    )
     np.testing.assert_array_equal(fast.like_probability(matrix), plain.like_probability(matrix))
 
 
@@ -106,8 +112,9 @@ def test_a_batch_of_three_requests_mixes_both_paths(tiny_world, fast_repository,
         got = fast.rank(ranking)
         assert [part.shape for part in got] == [(len(inputs.post_ids),)] * 3
         for part, request in zip(got, ranking, strict=True):
-            np.testing.assert_allclose(part, plain.like_probability(request.matrix()),
-                                       rtol=0, atol=1e-5)
+            np.testing.assert_allclose(
+                part, plain.like_probability(request.matrix()), rtol=0, atol=1e-5
+            )
         fast.wait_for_build()
     assert (fast.plain_blocks, fast.fast_blocks) == (3 + 1, 2)
 
@@ -157,8 +164,10 @@ def test_feed_answers_equal_a_plain_server(tiny_world, online, tmp_path):
             assert _ranking_paths(client.get("/metrics").text) == {}  # one path: no counter
             _assert_ranker_shown(client, plain, "onnxruntime")
     assert {a[0] for a in expected} == set(MODELS)
-    with ServerProcess(tiny_world, repository, tmp_path / "fast") as fast, \
-            httpx.Client(base_url=fast.url, timeout=30.0) as client:
+    with (
+        ServerProcess(tiny_world, repository, tmp_path / "fast") as fast,
+        httpx.Client(base_url=fast.url, timeout=30.0) as client,
+    ):
         # the first pass starts each hour's ranker builds (answered by the plain graph meanwhile);
         # passes repeat until one is ranked entirely by the fast path
         deadline, before, passes = time.monotonic() + 120, {}, 0
@@ -179,26 +188,54 @@ def _assert_ranker_shown(client: httpx.Client, server: ServerProcess, ranker: st
     for model in MODELS:
         metadata = client.get(f"/v2/models/{model}").json()
         assert metadata["parameters"] == {"ranker": ranker}
-    shown = {(s.labels["model"], s.labels["ranker"])
-             for family in text_string_to_metric_families(client.get("/metrics").text)
-             if family.name == "feedrank_model_ranker" for s in family.samples}
+    shown = {
+        (s.labels["model"], s.labels["ranker"])
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        if family.name == "feedrank_model_ranker"
+        for s in family.samples
+    }
     assert shown == {(m, ranker) for m in MODELS}
-    logged = set(duckdb.sql(f"SELECT DISTINCT model, ranker FROM ({query(server.log_dir)})")
-                 .fetchall())
+    logged = set(
+        duckdb.sql(f"SELECT DISTINCT model, ranker FROM ({query(server.log_dir)})").fetchall()
+    )
     assert logged == {(m, ranker) for m in MODELS}
 
 
 def _ranking_paths(metrics: str) -> dict[tuple[str, str], float]:
     """{(model, path): requests} from /metrics."""
-    return {(s.labels["model"], s.labels["path"]): s.value
-            for family in text_string_to_metric_families(metrics)
-            if family.name == "feedrank_ranking_path_requests"
-            for s in family.samples if s.name.endswith("_total")}
+    return {
+        (s.labels["model"], s.labels["path"]): s.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "feedrank_ranking_path_requests"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
 
 
 def _answer(client: httpx.Client, user: int, at: np.datetime64) -> tuple:
-    response = client.get("/post/recommendations/", params={
-        "id": user, "time": str(at.astype("datetime64[s]")), "limit": 10})
+    response = client.get(
+        "/post/recommendations/",
+        params={"id": user, "time": str(at.astype("datetime64[s]")), "limit": 10},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     return body["model"], body["version"], [p["id"] for p in body["recommendations"]]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_offline_scoring_goes_through_the_feeds_ranker(tiny_world, online, model):
+    """`feedrank evaluate` and the replay score a version with the backend the feed ranks with
+    (server/scoring.py), and its probabilities are the model's own within 1e-5."""
+    version_dir = built_repository(tiny_world) / model / "1"
+    scorer = VersionScorer(online, version_dir)
+    assert type(scorer.backend) is FastPathBackend
+    pairs = requests(online, hours=1, per_hour=6)
+    users = np.array([user for user, _ in pairs])
+    times = np.array([at for _, at in pairs])
+    got = scorer.probabilities(users, times)
+    catboost_model = CatBoostClassifier().load_model(str(version_dir / "model.cbm"))
+    expected = np.stack(
+        [catboost_model.predict_proba(scorer.inputs.matrix(u, at))[:, 1] for u, at in pairs]
+    )
+    assert got.shape == (len(pairs), len(scorer.inputs.post_ids))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)

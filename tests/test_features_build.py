@@ -25,10 +25,9 @@ def features(tiny_world):
 def test_manifest_lists_both_models_and_the_test_model_extends_control(features):
     manifest = json.loads(features.manifest.read_text())
     control, test = manifest["models"]["control"], manifest["models"]["test"]
-    assert test[:len(control)] == control
+    assert test[: len(control)] == control
     assert {f["source"] for f in control} == {"user", "post", "time", "history", "recent"}
-    assert {f["source"] for f in test} == {"user", "post", "time", "history", "recent",
-                                           "affinity"}
+    assert {f["source"] for f in test} == {"user", "post", "time", "history", "recent", "affinity"}
     # counts and the month drift between the training and serving windows: not model inputs
     drifting = {"hist_user_views", "hist_post_likes", "hist_user_topic_views", "time_month"}
     assert not drifting & {f["name"] for f in test}
@@ -49,8 +48,10 @@ def test_training_set_has_every_feature_numeric_and_ordered_by_time(features):
 
 
 def test_training_set_holds_every_view_of_a_small_world(tiny_world, features):
-    views = duckdb.sql(f"SELECT count(*) FROM read_parquet('{WorldLayout(tiny_world).feed_glob}')"
-                       " WHERE action = 'view'").fetchall()[0][0]
+    views = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{WorldLayout(tiny_world).feed_glob}')"
+        " WHERE action = 'view'"
+    ).fetchall()[0][0]
     assert pl.read_parquet(features.training_set("test")).height == views
 
 
@@ -86,6 +87,7 @@ def test_unchanged_inputs_skip_the_build_and_a_changed_input_rebuilds(tiny_world
     world = tmp_path / "world"
     shutil.copytree(tiny_world, world)
     files = FeaturesLayout(build_features(world, progress=False))
+
     def stamps() -> tuple[int, int]:
         return files.manifest.stat().st_mtime_ns, files.training_set("test").stat().st_mtime_ns
 
@@ -93,8 +95,9 @@ def test_unchanged_inputs_skip_the_build_and_a_changed_input_rebuilds(tiny_world
     build_features(world, progress=False)
     assert stamps() == first
     day = sorted(WorldLayout(world).feed_dir.glob("*.parquet"))[-1]
-    duckdb.sql(f"COPY (SELECT * FROM read_parquet('{day}') LIMIT 10) TO '{day}.tmp' "
-               "(FORMAT parquet)")
+    duckdb.sql(
+        f"COPY (SELECT * FROM read_parquet('{day}') LIMIT 10) TO '{day}.tmp' (FORMAT parquet)"
+    )
     os.replace(f"{day}.tmp", day)
     before = json.loads(files.manifest.read_text())
     build_features(world, progress=False)

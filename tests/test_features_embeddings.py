@@ -20,8 +20,9 @@ def texts(tiny_world):
 @pytest.fixture(scope="module")
 def cache(tiny_world):
     """The world's embedding cache: the build encoded every post once already."""
-    return EmbeddingCache(FeaturesLayout(build_features(tiny_world, progress=False))
-                          .embedding_cache)
+    return EmbeddingCache(
+        FeaturesLayout(build_features(tiny_world, progress=False)).embedding_cache
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +51,19 @@ def test_a_loaded_pipeline_with_a_fresh_encoder_cache_agrees(tmp_path, embedder,
     """Without the cache the encoder runs again; batch padding moves the floats a little."""
     embedder.save(tmp_path / "pipeline")
     loaded = PostEmbedder.load(tmp_path / "pipeline")
-    np.testing.assert_allclose(loaded.transform(texts[:3]), embedder.transform(texts[:3]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.transform(texts[:3]), embedder.transform(texts[:3]), atol=1e-5
+    )
 
 
 def test_similar_texts_embed_closer_than_unrelated_ones(embedder):
-    a, b, c = embedder.cache.encode(["The striker scored twice in the final match",
-                                     "Two goals from the forward won the cup final",
-                                     "Central bank raises interest rates again"])
+    a, b, c = embedder.cache.encode(
+        [
+            "The striker scored twice in the final match",
+            "Two goals from the forward won the cup final",
+            "Central bank raises interest rates again",
+        ]
+    )
     assert a @ b > a @ c
 
 
@@ -66,5 +72,6 @@ def test_the_cache_file_keeps_the_encoded_texts(tmp_path, texts):
     vectors = first.encode(texts[:3])
     reread = pl.read_parquet(tmp_path / "cache.parquet")
     assert reread.height == len(set(texts[:3]))
-    np.testing.assert_array_equal(EmbeddingCache(tmp_path / "cache.parquet").encode(texts[:3]),
-                                  vectors)
+    np.testing.assert_array_equal(
+        EmbeddingCache(tmp_path / "cache.parquet").encode(texts[:3]), vectors
+    )

@@ -35,12 +35,17 @@ def _rows(training: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     return training.sample(n, seed=seed)
 
 
-def _values(tiny_world, files, rows: pl.DataFrame, names: list[str], source: str,
-            model: str = "test") -> dict[str, np.ndarray]:
-    return feature_rows(OnlineFeatures.load(tiny_world), parse_specs(
-        [{"name": n, "source": source} for n in names]),
-        pl.read_parquet(files.post_features(model)), rows["user_id"].to_numpy(),
-        rows["post_id"].to_numpy(), rows["timestamp"].to_numpy().astype("datetime64[us]"))
+def _values(
+    tiny_world, files, rows: pl.DataFrame, names: list[str], source: str, model: str = "test"
+) -> dict[str, np.ndarray]:
+    return feature_rows(
+        OnlineFeatures.load(tiny_world),
+        parse_specs([{"name": n, "source": source} for n in names]),
+        pl.read_parquet(files.post_features(model)),
+        rows["user_id"].to_numpy(),
+        rows["post_id"].to_numpy(),
+        rows["timestamp"].to_numpy().astype("datetime64[us]"),
+    )
 
 
 def test_counts_are_those_of_events_strictly_before_each_row(tiny_world, built):
@@ -48,16 +53,20 @@ def test_counts_are_those_of_events_strictly_before_each_row(tiny_world, built):
     feed, posts = _feed(tiny_world), pl.read_parquet(files.posts_control)
     feed = feed.join(posts.select("post_id", "topic_code"), on="post_id", how="left")
     rows = _rows(training, 150, 3)
-    names = ["hist_user_views", "hist_user_likes", "hist_user_topic_views",
-             "hist_user_topic_likes"]
+    names = ["hist_user_views", "hist_user_likes", "hist_user_topic_views", "hist_user_topic_likes"]
     values = _values(tiny_world, files, rows, names, "history")
     for i, row in enumerate(rows.iter_rows(named=True)):
-        past = feed.filter(pl.col("timestamp") < row["timestamp"],
-                           pl.col("user_id") == row["user_id"])
+        past = feed.filter(
+            pl.col("timestamp") < row["timestamp"], pl.col("user_id") == row["user_id"]
+        )
         topic = posts.filter(pl.col("post_id") == row["post_id"])["topic_code"][0]
         on_topic = past.filter(pl.col("topic_code") == topic)
-        expected = [(past["action"] == "view").sum(), (past["action"] == "like").sum(),
-                    (on_topic["action"] == "view").sum(), (on_topic["action"] == "like").sum()]
+        expected = [
+            (past["action"] == "view").sum(),
+            (past["action"] == "like").sum(),
+            (on_topic["action"] == "view").sum(),
+            (on_topic["action"] == "like").sum(),
+        ]
         assert [values[n][i] for n in names] == expected
 
 
@@ -81,34 +90,45 @@ def test_recent_activity_is_as_of_the_start_of_the_rows_hour(tiny_world, built):
     values = _values(tiny_world, files, rows, names, "recent")
     for i, row in enumerate(rows.iter_rows(named=True)):
         hour = row["timestamp"].replace(minute=0, second=0, microsecond=0)
-        for name, action, hours in (("recent_like_share_24h", "like", 24),
-                                    ("recent_view_share_1h", "view", 1)):
-            window = feed.filter(pl.col("timestamp") < hour, pl.col("action") == action,
-                                 pl.col("timestamp") >= hour - timedelta(hours=hours))
+        for name, action, hours in (
+            ("recent_like_share_24h", "like", 24),
+            ("recent_view_share_1h", "view", 1),
+        ):
+            window = feed.filter(
+                pl.col("timestamp") < hour,
+                pl.col("action") == action,
+                pl.col("timestamp") >= hour - timedelta(hours=hours),
+            )
             mine = (window["post_id"] == row["post_id"]).sum()
             expected = 1000 * mine / max(window.height, 1)
             assert values[name][i] == pytest.approx(expected, rel=1e-6), name
-        views = feed.filter(pl.col("timestamp") < hour, pl.col("action") == "view",
-                            pl.col("post_id") == row["post_id"])
-        since = ((hour - views["timestamp"].max()).total_seconds() / 3600 if views.height
-                 else 720.0)
-        assert values["post_hours_since_view"][i] == pytest.approx(min(since, 720.0),
-                                                                   rel=1e-6)
+        views = feed.filter(
+            pl.col("timestamp") < hour,
+            pl.col("action") == "view",
+            pl.col("post_id") == row["post_id"],
+        )
+        since = (hour - views["timestamp"].max()).total_seconds() / 3600 if views.height else 720.0
+        assert values["post_hours_since_view"][i] == pytest.approx(min(since, 720.0), rel=1e-6)
 
 
 def test_affinity_is_the_cosine_with_the_posts_liked_before(tiny_world, built):
     files, _, training = built
     feed = _feed(tiny_world).filter(pl.col("action") == "like")
     posts = pl.read_parquet(files.posts_test)
-    vectors = dict(zip(posts["post_id"].to_list(),
-                       posts.select(vector_columns(posts)).to_numpy().astype(np.float64)))
+    vectors = dict(
+        zip(
+            posts["post_id"].to_list(),
+            posts.select(vector_columns(posts)).to_numpy().astype(np.float64),
+        )
+    )
     unit = {p: v / np.linalg.norm(v) for p, v in vectors.items()}
     rows = _rows(training, 80, 6)
     values = _values(tiny_world, files, rows, ["affinity_liked", "affinity_recent"], "affinity")
     checked = 0
     for i, row in enumerate(rows.iter_rows(named=True)):
-        liked = feed.filter(pl.col("timestamp") < row["timestamp"],
-                            pl.col("user_id") == row["user_id"]).sort("timestamp")["post_id"]
+        liked = feed.filter(
+            pl.col("timestamp") < row["timestamp"], pl.col("user_id") == row["user_id"]
+        ).sort("timestamp")["post_id"]
         for name, chosen in (("affinity_liked", liked), ("affinity_recent", liked[-10:])):
             taste = sum((unit[p] for p in chosen), np.zeros(len(unit[row["post_id"]])))
             norm = np.linalg.norm(taste)
@@ -126,12 +146,18 @@ def test_the_future_does_not_change_any_feature(tiny_world, built):
     early = training.filter(pl.col("timestamp") <= cut.item())
     past_only = OnlineFeatures.load(tiny_world, cutoff=cut)
     specs = parse_specs(manifest["models"]["test"])
-    values = feature_rows(past_only, specs, pl.read_parquet(files.posts_test),
-                          early["user_id"].to_numpy(), early["post_id"].to_numpy(),
-                          early["timestamp"].to_numpy().astype("datetime64[us]"))
+    values = feature_rows(
+        past_only,
+        specs,
+        pl.read_parquet(files.posts_test),
+        early["user_id"].to_numpy(),
+        early["post_id"].to_numpy(),
+        early["timestamp"].to_numpy().astype("datetime64[us]"),
+    )
     for spec in specs:
-        np.testing.assert_array_equal(values[spec.name], early[spec.name].to_numpy(),
-                                      err_msg=spec.name)
+        np.testing.assert_array_equal(
+            values[spec.name], early[spec.name].to_numpy(), err_msg=spec.name
+        )
     assert early.height > 1000
 
 

@@ -60,24 +60,27 @@ def test_an_unknown_user_is_refused(files, online):
 
 
 def test_liked_before_is_the_users_likes_strictly_before(tiny_world, online):
-    likes = duckdb.sql(f"SELECT user_id, post_id, timestamp FROM "
-                       f"read_parquet('{WorldLayout(tiny_world).feed_glob}') "
-                       "WHERE action = 'like'").pl()
+    likes = duckdb.sql(
+        f"SELECT user_id, post_id, timestamp FROM "
+        f"read_parquet('{WorldLayout(tiny_world).feed_glob}') "
+        "WHERE action = 'like'"
+    ).pl()
     busiest = likes.group_by("user_id").len().sort("len", descending=True)["user_id"][0]
     mine = likes.filter(pl.col("user_id") == busiest).sort("timestamp")
     at = mine["timestamp"][mine.height // 2]
     expected = np.unique(mine.filter(pl.col("timestamp") < at)["post_id"].to_numpy())
-    np.testing.assert_array_equal(online.liked_before(busiest, np.datetime64(at, "us")),
-                                  expected)
+    np.testing.assert_array_equal(online.liked_before(busiest, np.datetime64(at, "us")), expected)
 
 
 def test_popular_posts_rank_every_post_by_likes_before_the_day(tiny_world, online):
     at = np.datetime64(online.cutoff, "us") - np.timedelta64(2, "D")
     ranked = online.popular_posts(at)
     assert sorted(ranked.tolist()) == sorted(online.post_ids.tolist())
-    likes = duckdb.sql(f"SELECT post_id, count(*) AS n FROM "
-                       f"read_parquet('{WorldLayout(tiny_world).feed_glob}') WHERE action = 'like'"
-                       f" AND timestamp < TIMESTAMP '{np.datetime64(at, 'D')}' GROUP BY 1").pl()
+    likes = duckdb.sql(
+        f"SELECT post_id, count(*) AS n FROM "
+        f"read_parquet('{WorldLayout(tiny_world).feed_glob}') WHERE action = 'like'"
+        f" AND timestamp < TIMESTAMP '{np.datetime64(at, 'D')}' GROUP BY 1"
+    ).pl()
     counts = dict(zip(likes["post_id"].to_list(), likes["n"].to_list()))
     ranked_counts = [counts.get(p, 0) for p in ranked.tolist()]
     assert ranked_counts == sorted(ranked_counts, reverse=True) and ranked_counts[0] > 0

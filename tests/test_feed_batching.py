@@ -15,8 +15,11 @@ from feedrank.features.ranking_request import Layout, RankingRequest, Snapshot
 from feedrank.server.backends.base import Backend
 from feedrank.server.batching import Batcher, Job
 
-POSTS = Snapshot(("posts",), np.array([[0, post] for post in range(3)], dtype=np.float32),
-                 Layout(("request", "post"), np.zeros(3, np.int64), 1))
+POSTS = Snapshot(
+    ("posts",),
+    np.array([[0, post] for post in range(3)], dtype=np.float32),
+    Layout(("request", "post"), np.zeros(3, np.int64), 1),
+)
 
 
 class RowsOfUser:
@@ -44,8 +47,7 @@ class SlowSum:
 
 async def score_all(batcher: Batcher, backend: SlowSum, users: range) -> list:
     at = np.datetime64("2021-12-01T00:00", "us")
-    return await asyncio.gather(*(batcher.score(backend, Job(RowsOfUser(), u, at))
-                                  for u in users))
+    return await asyncio.gather(*(batcher.score(backend, Job(RowsOfUser(), u, at)) for u in users))
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -89,8 +91,10 @@ def test_a_backend_error_reaches_every_request_of_the_batch():
 
         async def run() -> list:
             at = np.datetime64("2021-12-01T00:00", "us")
-            return await asyncio.gather(*(batcher.score(broken, Job(RowsOfUser(), u, at))
-                                          for u in range(3)), return_exceptions=True)
+            return await asyncio.gather(
+                *(batcher.score(broken, Job(RowsOfUser(), u, at)) for u in range(3)),
+                return_exceptions=True,
+            )
 
         errors = asyncio.run(run())
     assert all(isinstance(e, RuntimeError) for e in errors)

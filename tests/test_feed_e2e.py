@@ -43,24 +43,34 @@ def client(server: ServerProcess) -> httpx.Client:
 @pytest.fixture(scope="module")
 def moment(tiny_world: Path) -> str:
     """A request time three quarters into the world's history."""
-    (first, last), = duckdb.sql(f"SELECT min(timestamp), max(timestamp) FROM read_parquet("
-                                f"'{WorldLayout(tiny_world).feed_glob}')").fetchall()
+    ((first, last),) = duckdb.sql(
+        f"SELECT min(timestamp), max(timestamp) FROM read_parquet("
+        f"'{WorldLayout(tiny_world).feed_glob}')"
+    ).fetchall()
     return (first + (last - first) * 3 / 4).replace(microsecond=0).isoformat(sep=" ")
 
 
 def likes_before(world: Path, at: str) -> duckdb.DuckDBPyRelation:
-    return duckdb.sql(f"SELECT user_id, post_id FROM read_parquet('{WorldLayout(world).feed_glob}')"
-                      f" WHERE action = 'like' AND timestamp < TIMESTAMP '{at}'")
+    return duckdb.sql(
+        f"SELECT user_id, post_id FROM read_parquet('{WorldLayout(world).feed_glob}')"
+        f" WHERE action = 'like' AND timestamp < TIMESTAMP '{at}'"
+    )
 
 
 @pytest.fixture(scope="module")
 def liker(tiny_world: Path, moment: str) -> tuple[int, set[int]]:
     """The user with the most likes before `moment`, and those posts."""
-    (user_id,), = likes_before(tiny_world, moment).aggregate(
-        "user_id, count(DISTINCT post_id) AS n").order("n DESC, user_id").limit(1) \
-        .select("user_id").fetchall()
-    posts = likes_before(tiny_world, moment).filter(f"user_id = {user_id}") \
-        .select("post_id").fetchall()
+    ((user_id,),) = (
+        likes_before(tiny_world, moment)
+        .aggregate("user_id, count(DISTINCT post_id) AS n")
+        .order("n DESC, user_id")
+        .limit(1)
+        .select("user_id")
+        .fetchall()
+    )
+    posts = (
+        likes_before(tiny_world, moment).filter(f"user_id = {user_id}").select("post_id").fetchall()
+    )
     return user_id, {p for (p,) in posts}
 
 
@@ -74,9 +84,14 @@ def test_contract(client, tiny_world, repository, moment, liker):
     body = recommend(client, id=liker[0], time=moment)
     assert body["exp_group"] in {"control", "test"}
     assert len(body["recommendations"]) == 5  # the default limit
-    posts = dict(((p, (t, c)) for p, t, c in duckdb.sql(
-        f"SELECT post_id, text, topic FROM read_parquet('{WorldLayout(tiny_world).posts}')"
-    ).fetchall()))
+    posts = dict(
+        (
+            (p, (t, c))
+            for p, t, c in duckdb.sql(
+                f"SELECT post_id, text, topic FROM read_parquet('{WorldLayout(tiny_world).posts}')"
+            ).fetchall()
+        )
+    )
     for item in body["recommendations"]:
         assert set(item) == {"id", "text", "topic"}
         assert (item["text"], item["topic"]) == posts[item["id"]]
@@ -94,8 +109,9 @@ def test_exp_group_follows_the_md5_formula(client, moment):
 def test_posts_liked_before_time_are_excluded_and_only_those(client, tiny_world, moment, liker):
     user_id, liked = liker
     assert liked, "the tiny world should have a user with likes"
-    n_posts = duckdb.sql(f"SELECT count(*) FROM read_parquet('{WorldLayout(tiny_world).posts}')"
-                         ).fetchall()[0][0]
+    n_posts = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{WorldLayout(tiny_world).posts}')"
+    ).fetchall()[0][0]
     body = recommend(client, id=user_id, time=moment, limit=100)
     ids = [p["id"] for p in body["recommendations"]]
     assert not set(ids) & liked
@@ -105,8 +121,9 @@ def test_posts_liked_before_time_are_excluded_and_only_those(client, tiny_world,
     assert len(early) == min(100, n_posts)
 
 
-def test_recommendations_are_the_top_of_catboosts_own_scores(client, tiny_world, repository,
-                                                             moment, liker):
+def test_recommendations_are_the_top_of_catboosts_own_scores(
+    client, tiny_world, repository, moment, liker
+):
     user_id, liked = liker
     body = recommend(client, id=user_id, time=moment, limit=20)
     version_dir = repository / body["model"] / str(body["version"])
@@ -131,22 +148,27 @@ def test_new_user_gets_the_flagged_popular_fallback(client, tiny_world, server, 
     ids = [p["id"] for p in body["recommendations"]]
     popular = OnlineFeatures.load(tiny_world).popular_posts(np.datetime64(moment.replace(" ", "T")))
     assert ids == popular[:10].tolist()
-    logged = duckdb.sql(f"SELECT fallback, post_ids FROM ({log_query(server.log_dir)}) "
-                        f"WHERE request_id = '{body['request_id']}'").fetchall()
+    logged = duckdb.sql(
+        f"SELECT fallback, post_ids FROM ({log_query(server.log_dir)}) "
+        f"WHERE request_id = '{body['request_id']}'"
+    ).fetchall()
     assert logged == [(True, ids)]
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"id": "abc"}, "id"),
-    ({"id": "12.5"}, "id"),
-    ({}, "id"),
-    ({"id": 200, "time": "not-a-time"}, "time"),
-    ({"id": 200, "time": "2021-12-32 10:00"}, "time"),
-    ({"id": 200, "limit": 0}, "limit"),
-    ({"id": 200, "limit": 101}, "limit"),
-    ({"id": 200, "limit": "ten"}, "limit"),
-    ({"id": 200, "user_id": 5}, "user_id"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"id": "abc"}, "id"),
+        ({"id": "12.5"}, "id"),
+        ({}, "id"),
+        ({"id": 200, "time": "not-a-time"}, "time"),
+        ({"id": 200, "time": "2021-12-32 10:00"}, "time"),
+        ({"id": 200, "limit": 0}, "limit"),
+        ({"id": 200, "limit": 101}, "limit"),
+        ({"id": 200, "limit": "ten"}, "limit"),
+        ({"id": 200, "user_id": 5}, "user_id"),
+    ],
+)
 def test_bad_input_is_a_422_naming_the_field(client, params, field):
     response = client.get("/post/recommendations/", params=params)
     assert response.status_code == 422
@@ -162,27 +184,42 @@ def test_same_request_same_answer_and_offsets_are_utc(client, moment, liker):
     shifted = f"{moment[:11]}{hour:02d}{moment[13:]}+00:00"
     third = recommend(client, id=liker[0], time=shifted, limit=30)
     for other in (second, third):
-        assert {k: v for k, v in other.items() if k != "request_id"} == \
-               {k: v for k, v in first.items() if k != "request_id"}
+        assert {k: v for k, v in other.items() if k != "request_id"} == {
+            k: v for k, v in first.items() if k != "request_id"
+        }
     assert first["request_id"] != second["request_id"]
 
 
 def test_every_answer_is_in_the_exposure_log(client, server, moment, liker):
-    bodies = [recommend(client, id=user_id, time=moment, limit=3)
-              for user_id in (liker[0], 201, 202, NEW_USER)]
-    logged = {row[0]: row[1:] for row in duckdb.sql(
-        f"SELECT request_id, user_id, exp_group, model, version, post_ids, fallback, "
-        f"requested_time FROM ({log_query(server.log_dir)})").fetchall()}
+    bodies = [
+        recommend(client, id=user_id, time=moment, limit=3)
+        for user_id in (liker[0], 201, 202, NEW_USER)
+    ]
+    logged = {
+        row[0]: row[1:]
+        for row in duckdb.sql(
+            f"SELECT request_id, user_id, exp_group, model, version, post_ids, fallback, "
+            f"requested_time FROM ({log_query(server.log_dir)})"
+        ).fetchall()
+    }
     for body, user_id in zip(bodies, (liker[0], 201, 202, NEW_USER), strict=True):
         record = logged[body["request_id"]]
-        assert record[:6] == (user_id, body["exp_group"], body["model"], body["version"],
-                              [p["id"] for p in body["recommendations"]], body["fallback"])
+        assert record[:6] == (
+            user_id,
+            body["exp_group"],
+            body["model"],
+            body["version"],
+            [p["id"] for p in body["recommendations"]],
+            body["fallback"],
+        )
         assert record[6].isoformat(sep=" ") == moment
 
 
 def test_router_state_is_exposed(client, repository):
     state = client.get("/router").json()
     assert state["salt"] == "feedrank" and state["last_error"] is None
-    assert [(g["name"], g["buckets"], g["model"]) for g in state["groups"]] == \
-           [("control", [0, 49], "control"), ("test", [50, 99], "test")]
+    assert [(g["name"], g["buckets"], g["model"]) for g in state["groups"]] == [
+        ("control", [0, 49], "control"),
+        ("test", [50, 99], "test"),
+    ]
     assert json.loads(json.dumps(state))["path"] == str(repository / "router.toml")

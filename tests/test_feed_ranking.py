@@ -16,8 +16,10 @@ def test_rank_is_the_top_by_score_without_excluded_ties_by_smaller_id(seed, limi
     scores = np.round(rng.random(300), 2)  # two decimals: many ties
     exclude = np.concatenate([rng.choice(post_ids, 40), [10_000, 301]]).astype(np.int64)
     banned = set(exclude.tolist())
-    expected = sorted((p for p in post_ids.tolist() if p not in banned),
-                      key=lambda p: (-scores[post_ids.tolist().index(p)], p))[:limit]
+    expected = sorted(
+        (p for p in post_ids.tolist() if p not in banned),
+        key=lambda p: (-scores[post_ids.tolist().index(p)], p),
+    )[:limit]
     assert rank(post_ids, scores, exclude, limit).tolist() == expected
 
 

@@ -21,8 +21,12 @@ DEEP_OBJECTS = '{"a":' * 50_000 + "1" + "}" * 50_000
 @pytest.fixture(scope="module")
 def server(tiny_world, tmp_path_factory):
     log = tmp_path_factory.mktemp("hostile") / "log"
-    with ServerProcess(tiny_world, built_repository(tiny_world), log,
-                       env={"FEEDRANK_SERVER__ADMIN_TOKEN": "hostile-test"}) as server:
+    with ServerProcess(
+        tiny_world,
+        built_repository(tiny_world),
+        log,
+        env={"FEEDRANK_SERVER__ADMIN_TOKEN": "hostile-test"},
+    ) as server:
         yield server
 
 
@@ -36,13 +40,18 @@ def client(server):
 def valid_input(client) -> dict:
     (spec,) = client.get("/v2/models/control").json()["inputs"]
     width = spec["shape"][1]
-    return {"name": spec["name"], "shape": [2, width], "datatype": spec["datatype"],
-            "data": [0.0] * (2 * width)}
+    return {
+        "name": spec["name"],
+        "shape": [2, width],
+        "datatype": spec["datatype"],
+        "data": [0.0] * (2 * width),
+    }
 
 
 def infer_cases(valid: dict) -> dict[str, dict | str]:
     def body(**changes: object) -> dict:
         return {"inputs": [{**valid, **changes}]}
+
     return {
         "shape with a boolean": body(shape=[True, valid["shape"][1]]),
         "input name a list": body(name=[valid["name"]]),
@@ -52,8 +61,10 @@ def infer_cases(valid: dict) -> dict[str, dict | str]:
         "request parameters a list": {**body(), "parameters": [1]},
         "request parameters a string": {**body(), "parameters": "binary"},
         "outputs a number": {**body(), "outputs": 5},
-        "output parameters a string": {**body(), "outputs": [{"name": "probabilities",
-                                                              "parameters": "x"}]},
+        "output parameters a string": {
+            **body(),
+            "outputs": [{"name": "probabilities", "parameters": "x"}],
+        },
         "output name a list": {**body(), "outputs": [{"name": ["probabilities"]}]},
         "an input given twice": {"inputs": [valid, valid]},
         "data nested 100,000 deep": '{"inputs": [{"name": "x", "data": ' + DEEP_ARRAYS + "}]}",
@@ -71,8 +82,9 @@ def assert_json_refusal(response: httpx.Response, status: int | None = None) -> 
 
 
 def test_malformed_inference_requests_are_json_400s(client, valid_input):
-    assert client.post("/v2/models/control/infer", json={"inputs": [valid_input]}) \
-        .status_code == 200
+    assert (
+        client.post("/v2/models/control/infer", json={"inputs": [valid_input]}).status_code == 200
+    )
     for case, body in infer_cases(valid_input).items():
         content = body if isinstance(body, str) else json.dumps(body)
         response = client.post("/v2/models/control/infer", content=content)
@@ -81,8 +93,11 @@ def test_malformed_inference_requests_are_json_400s(client, valid_input):
 
 @pytest.mark.parametrize("length", ["²", "9" * 5000, "-1", "٣"])
 def test_a_bad_binary_header_length_is_a_400(client, valid_input, length):
-    response = client.post("/v2/models/control/infer", content=json.dumps(
-        {"inputs": [valid_input]}), headers={"Inference-Header-Content-Length": length.encode()})
+    response = client.post(
+        "/v2/models/control/infer",
+        content=json.dumps({"inputs": [valid_input]}),
+        headers={"Inference-Header-Content-Length": length.encode()},
+    )
     assert "Inference-Header-Content-Length" in assert_json_refusal(response, 400)
 
 
@@ -90,7 +105,8 @@ def test_a_bad_binary_header_length_is_a_400(client, valid_input, length):
 def test_a_bad_version_is_a_400_on_every_route(client, valid_input, version):
     base = f"/v2/models/control/versions/{version}"
     assert "invalid model version" in assert_json_refusal(
-        client.post(base + "/infer", json={"inputs": [valid_input]}), 400)
+        client.post(base + "/infer", json={"inputs": [valid_input]}), 400
+    )
     assert "invalid model version" in assert_json_refusal(client.get(base), 400)
     assert client.get(base + "/ready").status_code == 400
 
@@ -104,16 +120,24 @@ def test_deep_json_is_a_4xx_on_events_and_admin(client, body):
 
 
 def test_admin_parameters_must_be_an_object(client):
-    response = client.post("/v2/repository/models/control/load", json={"parameters": [1]},
-                           headers=ADMIN)
+    response = client.post(
+        "/v2/repository/models/control/load", json={"parameters": [1]}, headers=ADMIN
+    )
     assert "parameters must be a JSON object" in assert_json_refusal(response, 400)
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"id": " 201 "}, "id"), ({"id": "201\n"}, "id"), ({"id": "+201"}, "id"),
-    ({"id": "٢٠١"}, "id"), ({"id": "1", "time": "1" * 10_000}, "time"),
-    ({"id": "1", "time": " 2021-12-01T10:00"}, "time"),
-    ({"id": "1", "time": "20211201T100000"}, "time")])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"id": " 201 "}, "id"),
+        ({"id": "201\n"}, "id"),
+        ({"id": "+201"}, "id"),
+        ({"id": "٢٠١"}, "id"),
+        ({"id": "1", "time": "1" * 10_000}, "time"),
+        ({"id": "1", "time": " 2021-12-01T10:00"}, "time"),
+        ({"id": "1", "time": "20211201T100000"}, "time"),
+    ],
+)
 def test_lenient_feed_parameters_are_refused_naming_the_field(client, params, field):
     response = client.get("/post/recommendations/", params=params)
     assert_json_refusal(response, 422)

@@ -27,15 +27,26 @@ def served(tmp_path):
 
 
 def infer_body(n: int) -> dict:
-    return {"inputs": [{"name": "features", "shape": [n, 6], "datatype": "FP32",
-                        "data": rows(n).ravel().tolist()}]}
+    return {
+        "inputs": [
+            {
+                "name": "features",
+                "shape": [n, 6],
+                "datatype": "FP32",
+                "data": rows(n).ravel().tolist(),
+            }
+        ]
+    }
 
 
 def test_admin_is_off_without_a_configured_token(tmp_path):
     served = start(tmp_path / "repo", {"m": [1]}, token=None)
     try:
-        for path in ("/v2/repository/index", "/v2/repository/models/m/load",
-                     "/v2/repository/models/m/unload"):
+        for path in (
+            "/v2/repository/index",
+            "/v2/repository/models/m/load",
+            "/v2/repository/models/m/unload",
+        ):
             response = httpx.post(served.http + path, headers=AUTH)
             assert response.status_code == 403 and "disabled" in response.json()["error"]
         assert served.repository.versions("m") == [1]
@@ -43,12 +54,15 @@ def test_admin_is_off_without_a_configured_token(tmp_path):
         served.server.stop()
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
-                                     {"Authorization": f"Basic {TOKEN}"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}]
+)
 def test_admin_refuses_a_missing_or_wrong_token(served, headers):
     client = triton.InferenceServerClient(served.url)
-    for call in (lambda: client.get_model_repository_index(headers=headers),
-                 lambda: client.unload_model("m", headers=headers)):
+    for call in (
+        lambda: client.get_model_repository_index(headers=headers),
+        lambda: client.unload_model("m", headers=headers),
+    ):
         with pytest.raises(InferenceServerException, match="Bearer") as caught:
             call()
         assert caught.value.status() == "401"
@@ -73,12 +87,15 @@ def test_index_load_unload_with_the_token(served):
     client = triton.InferenceServerClient(served.url)
     index = client.get_model_repository_index(headers=AUTH)
     assert [(e["name"], e["version"], e["state"]) for e in index] == [
-        ("m", "1", "READY"), ("m", "2", "READY")]
+        ("m", "1", "READY"),
+        ("m", "2", "READY"),
+    ]
     client.unload_model("m", headers=AUTH)
     # as in Triton, a model unloaded on purpose does not make the server unready
     assert not client.is_model_ready("m") and client.is_server_ready()
-    ready_only = httpx.post(served.http + "/v2/repository/index", json={"ready": True},
-                            headers=AUTH)
+    ready_only = httpx.post(
+        served.http + "/v2/repository/index", json={"ready": True}, headers=AUTH
+    )
     assert ready_only.json() == []
     client.load_model("m", headers=AUTH)
     assert client.is_model_ready("m", "2")
@@ -111,8 +128,11 @@ def test_request_bodies_over_the_limit_get_413(served):
     too_big = httpx.post(url, json=infer_body(200))
     assert too_big.status_code == 413 and "4096 bytes" in too_big.json()["error"]
     # a small gzip body that inflates past the limit is measured after decoding
-    zeros = {"inputs": [{"name": "features", "shape": [400, 6], "datatype": "FP32",
-                         "data": [0.0] * 2400}]}
+    zeros = {
+        "inputs": [
+            {"name": "features", "shape": [400, 6], "datatype": "FP32", "data": [0.0] * 2400}
+        ]
+    }
     bomb = gzip.compress(json.dumps(zeros).encode())
     assert len(bomb) < 4096
     inflated = httpx.post(url, content=bomb, headers={"Content-Encoding": "gzip"})
@@ -121,17 +141,32 @@ def test_request_bodies_over_the_limit_get_413(served):
     assert httpx.post(url, content=small, headers={"Content-Encoding": "gzip"}).status_code == 200
 
 
-@pytest.mark.parametrize(("body", "headers", "message"), [
-    (b"{not json", {}, "failed to parse"),
-    (b'{"inputs": 3}', {}, "'inputs' list"),
-    (b'{"inputs": []}', {"Inference-Header-Content-Length": "999"}, "does not fit"),
-    (b'{"inputs": [{"name": "features", "shape": [1, 6], "datatype": "FP32", '
-     b'"parameters": {"binary_data_size": 20}}]}', {}, "binary_data_size 20 does not fit"),
-    (b'{"inputs": [{"name": "features", "shape": [1, 6], "datatype": "FP32", '
-     b'"data": [1, 2, "x", 4, 5, 6]}]}', {}, "data is not a float32 tensor"),
-    (b'{"inputs": [{"name": "features", "shape": [1, 6], "datatype": "FP32", '
-     b'"data": [1, 2]}]}', {}, "2 values do not fill shape [1, 6]"),
-])
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        (b"{not json", {}, "failed to parse"),
+        (b'{"inputs": 3}', {}, "'inputs' list"),
+        (b'{"inputs": []}', {"Inference-Header-Content-Length": "999"}, "does not fit"),
+        (
+            b'{"inputs": [{"name": "features", "shape": [1, 6], "datatype": "FP32", '
+            b'"parameters": {"binary_data_size": 20}}]}',
+            {},
+            "binary_data_size 20 does not fit",
+        ),
+        (
+            b'{"inputs": [{"name": "features", "shape": [1, 6], "datatype": "FP32", '
+            b'"data": [1, 2, "x", 4, 5, 6]}]}',
+            {},
+            "data is not a float32 tensor",
+        ),
+        (
+            b'{"inputs": [{"name": "features", "shape": [1, 6], "datatype": "FP32", '
+            b'"data": [1, 2]}]}',
+            {},
+            "2 values do not fill shape [1, 6]",
+        ),
+    ],
+)
 def test_malformed_infer_requests_get_400_naming_the_problem(served, body, headers, message):
     response = httpx.post(served.http + "/v2/models/m/infer", content=body, headers=headers)
     assert response.status_code == 400 and message in response.json()["error"]
@@ -139,11 +174,24 @@ def test_malformed_infer_requests_get_400_naming_the_problem(served, body, heade
 
 def test_binary_request_by_hand_matches_json(served):
     x = rows(3, seed=11)
-    header = json.dumps({"inputs": [{"name": "features", "shape": [3, 6], "datatype": "FP32",
-                                     "parameters": {"binary_data_size": x.nbytes}}],
-                         "outputs": [{"name": "probabilities"}]}).encode()
-    response = httpx.post(served.http + "/v2/models/m/infer", content=header + x.tobytes(),
-                          headers={"Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": [3, 6],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+            "outputs": [{"name": "probabilities"}],
+        }
+    ).encode()
+    response = httpx.post(
+        served.http + "/v2/models/m/infer",
+        content=header + x.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     data = response.json()["outputs"][0]["data"]
     expected = served.repository.get("m").backend.infer({"features": x})["probabilities"]
     assert np.array_equal(np.array(data, np.float32).reshape(3, 2), expected)

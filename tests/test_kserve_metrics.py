@@ -16,8 +16,11 @@ def samples(metrics: Metrics) -> dict[tuple, float]:
     """Parsed by prometheus_client's own parser (which names every counter sample `*_total`,
     Triton's unsuffixed counters included)."""
     text = metrics.render().decode()
-    return {(s.name.removesuffix("_total"), tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name.removesuffix("_total"), tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_a_batch_of_feed_requests_counts_as_one_execution(tmp_path):
@@ -38,11 +41,35 @@ def test_a_batch_of_feed_requests_counts_as_one_execution(tmp_path):
     assert values[("nv_inference_compute_infer_duration_us", key)] == 12000
     assert values[("feedrank_batch_size_bucket", (("le", "2.0"),) + key)] == 0
     assert values[("feedrank_batch_size_bucket", (("le", "4.0"),) + key)] == 3
-    assert values[("feedrank_requests", (
-        ("endpoint", "feed"), ("group", "control"), ("model", "control"), ("status", "200"),
-        ("version", "2")))] == 1
-    assert values[("feedrank_requests", (
-        ("endpoint", "feed"), ("group", ""), ("model", ""), ("status", "422"),
-        ("version", "0")))] == 1
+    assert (
+        values[
+            (
+                "feedrank_requests",
+                (
+                    ("endpoint", "feed"),
+                    ("group", "control"),
+                    ("model", "control"),
+                    ("status", "200"),
+                    ("version", "2"),
+                ),
+            )
+        ]
+        == 1
+    )
+    assert (
+        values[
+            (
+                "feedrank_requests",
+                (
+                    ("endpoint", "feed"),
+                    ("group", ""),
+                    ("model", ""),
+                    ("status", "422"),
+                    ("version", "0"),
+                ),
+            )
+        ]
+        == 1
+    )
     assert values[("feedrank_queue_duration_seconds_count", (("endpoint", "feed"),) + key)] == 3
     assert values[("feedrank_model_versions_loaded", (("model", "control"),))] == 2

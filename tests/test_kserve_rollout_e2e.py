@@ -35,16 +35,18 @@ def replace_file(path: Path, text: str) -> None:
     os.replace(aside, path)
 
 
-def stream(url: str, users: list[int], stop: threading.Event, answers: list,
-           failures: list) -> None:
+def stream(
+    url: str, users: list[int], stop: threading.Event, answers: list, failures: list
+) -> None:
     with httpx.Client(base_url=url, timeout=30.0) as client:
         i = 0
         while not stop.is_set():
             i += 1
             user = users[i % len(users)]
             try:
-                response = client.get("/post/recommendations/",
-                                      params={"id": user, "time": "2021-10-20 12:00"})
+                response = client.get(
+                    "/post/recommendations/", params={"id": user, "time": "2021-10-20 12:00"}
+                )
             except httpx.HTTPError as error:
                 failures.append(repr(error))
                 continue
@@ -57,8 +59,9 @@ def stream(url: str, users: list[int], stop: threading.Event, answers: list,
 class Rollout:
     def __init__(self, server: ServerProcess, repository: Path) -> None:
         self.server, self.repository = server, repository
-        self.admin = httpx.Client(base_url=server.url, timeout=60.0,
-                                  headers={"Authorization": f"Bearer {TOKEN}"})
+        self.admin = httpx.Client(
+            base_url=server.url, timeout=60.0, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
 
     def load(self, model: str) -> None:
         response = self.admin.post(f"/v2/repository/models/{model}/load")
@@ -96,13 +99,17 @@ def wait_for(answers: list, failures: list, more: int) -> None:
 
 def test_rollout_of_a_new_version_under_load(tiny_world, tmp_path):
     repository = copy_repository(built_repository(tiny_world), tmp_path)
-    server = ServerProcess(tiny_world, repository, tmp_path / "log",
-                           env={"FEEDRANK_SERVER__ADMIN_TOKEN": TOKEN})
+    server = ServerProcess(
+        tiny_world, repository, tmp_path / "log", env={"FEEDRANK_SERVER__ADMIN_TOKEN": TOKEN}
+    )
     users = control_users(tiny_world)
     stop, answers, failures = threading.Event(), [], []
-    threads = [threading.Thread(target=stream, args=(server.url, users[k::CLIENTS], stop,
-                                                     answers, failures))
-               for k in range(CLIENTS)]
+    threads = [
+        threading.Thread(
+            target=stream, args=(server.url, users[k::CLIENTS], stop, answers, failures)
+        )
+        for k in range(CLIENTS)
+    ]
     rollout = Rollout(server, repository)
     try:
         for thread in threads:
@@ -126,8 +133,11 @@ def test_rollout_of_a_new_version_under_load(tiny_world, tmp_path):
     assert failures == []
     assert ready_1 == 400
     assert all(a["exp_group"] == "control" for a in answers)
-    records = [json.loads(line) for path in sorted((tmp_path / "log").glob("exposures-*.jsonl"))
-               for line in path.read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for path in sorted((tmp_path / "log").glob("exposures-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
     scored = sorted((r for r in records if not r["fallback"]), key=lambda r: r["server_time"])
     versions = [r["version"] for r in scored]
     assert versions.count(1) > 20 and versions.count(2) > 20
@@ -143,11 +153,15 @@ def test_rollout_of_a_new_version_under_load(tiny_world, tmp_path):
 
 def test_poll_refuses_a_corrupt_version_and_the_feed_keeps_answering(tiny_world, tmp_path):
     repository = copy_repository(built_repository(tiny_world), tmp_path)
-    server = ServerProcess(tiny_world, repository, tmp_path / "log",
-                           env={"FEEDRANK_SERVER__ADMIN_TOKEN": TOKEN,
-                                "FEEDRANK_SERVER__REPOSITORY_POLL": "true"})
-    admin = httpx.Client(base_url=server.url, timeout=30.0,
-                         headers={"Authorization": f"Bearer {TOKEN}"})
+    server = ServerProcess(
+        tiny_world,
+        repository,
+        tmp_path / "log",
+        env={"FEEDRANK_SERVER__ADMIN_TOKEN": TOKEN, "FEEDRANK_SERVER__REPOSITORY_POLL": "true"},
+    )
+    admin = httpx.Client(
+        base_url=server.url, timeout=30.0, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     user = control_users(tiny_world, 1)[0]
     try:
         scratch = repository / "control" / ".publishing-2"
@@ -158,8 +172,11 @@ def test_poll_refuses_a_corrupt_version_and_the_feed_keeps_answering(tiny_world,
         entries: dict = {}
         while "2" not in entries and time.monotonic() < deadline:
             time.sleep(0.1)
-            entries = {e["version"]: e for e in admin.post("/v2/repository/index").json()
-                       if e["name"] == "control"}
+            entries = {
+                e["version"]: e
+                for e in admin.post("/v2/repository/index").json()
+                if e["name"] == "control"
+            }
         answer = admin.get("/post/recommendations/", params={"id": user, "time": "2021-10-20"})
         metadata = admin.get("/v2/models/control").json()
     finally:

@@ -15,8 +15,9 @@ from model_repo_factory import rows, trained, write_version
 CLIENTS = 4
 
 
-def stream(url: str, x: np.ndarray, stop: threading.Event, answers: list, failures: list,
-           mine: list) -> None:
+def stream(
+    url: str, x: np.ndarray, stop: threading.Event, answers: list, failures: list, mine: list
+) -> None:
     """Infer in a loop; each answer goes to `mine` (this client's, in order) and `answers`."""
     client = triton.InferenceServerClient(url)
     tensor = triton.InferInput("features", list(x.shape), "FP32")
@@ -28,8 +29,12 @@ def stream(url: str, x: np.ndarray, stop: threading.Event, answers: list, failur
         except Exception as error:  # any failure at all is what this test counts
             failures.append(repr(error))
             continue
-        answer = (sent, time.monotonic(), int(result.get_response()["model_version"]),
-                  result.as_numpy("probabilities"))
+        answer = (
+            sent,
+            time.monotonic(),
+            int(result.get_response()["model_version"]),
+            result.as_numpy("probabilities"),
+        )
         mine.append(answer)
         answers.append(answer)
 
@@ -45,8 +50,10 @@ def test_swap_under_concurrent_infers_fails_nothing(tmp_path):
     x = rows(64, seed=3)
     stop, answers, failures = threading.Event(), [], []
     per_client: list[list] = [[] for _ in range(CLIENTS)]
-    threads = [threading.Thread(target=stream, args=(served.url, x, stop, answers, failures,
-                                                     mine)) for mine in per_client]
+    threads = [
+        threading.Thread(target=stream, args=(served.url, x, stop, answers, failures, mine))
+        for mine in per_client
+    ]
     try:
         for thread in threads:
             thread.start()

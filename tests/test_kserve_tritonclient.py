@@ -29,8 +29,9 @@ def client(served):
 
 def onnx_outputs(served, version: int, x: np.ndarray) -> dict[str, np.ndarray]:
     session = ort.InferenceSession(str(served.root / "m" / str(version) / "model.onnx"))
-    return dict(zip(["label", "probabilities"], session.run(["label", "probabilities"],
-                                                             {"features": x})))
+    return dict(
+        zip(["label", "probabilities"], session.run(["label", "probabilities"], {"features": x}))
+    )
 
 
 def features(x: np.ndarray, *, binary: bool) -> triton.InferInput:
@@ -62,8 +63,9 @@ def test_model_metadata_and_readiness(client):
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_infer_equals_onnxruntime_on_the_same_input(served, client, binary):
     x = rows(37, seed=4)
-    outputs = [triton.InferRequestedOutput(name, binary_data=binary)
-               for name in ("label", "probabilities")]
+    outputs = [
+        triton.InferRequestedOutput(name, binary_data=binary) for name in ("label", "probabilities")
+    ]
     result = client.infer("m", [features(x, binary=binary)], outputs=outputs, request_id="r-1")
     expected = onnx_outputs(served, 2, x)
     response = result.get_response()
@@ -79,24 +81,32 @@ def test_client_defaults_binary_everything_and_a_version_is_addressable(served, 
     x = rows(5, seed=9)
     result = client.infer("m", [features(x, binary=True)], model_version="1")
     assert result.get_response()["model_version"] == "1"
-    np.testing.assert_allclose(result.as_numpy("probabilities")[:, 1],
-                               trained(1).predict_proba(x)[:, 1], atol=1e-6)
-    assert np.array_equal(result.as_numpy("probabilities"),
-                          onnx_outputs(served, 1, x)["probabilities"])
+    np.testing.assert_allclose(
+        result.as_numpy("probabilities")[:, 1], trained(1).predict_proba(x)[:, 1], atol=1e-6
+    )
+    assert np.array_equal(
+        result.as_numpy("probabilities"), onnx_outputs(served, 1, x)["probabilities"]
+    )
 
 
 def test_requested_outputs_only(client):
-    result = client.infer("m", [features(rows(3), binary=False)],
-                          outputs=[triton.InferRequestedOutput("probabilities", False)])
+    result = client.infer(
+        "m",
+        [features(rows(3), binary=False)],
+        outputs=[triton.InferRequestedOutput("probabilities", False)],
+    )
     assert [o["name"] for o in result.get_response()["outputs"]] == ["probabilities"]
     assert result.as_numpy("label") is None
 
 
-@pytest.mark.parametrize(("tensor", "message"), [
-    (triton.InferInput("features", [2, 5], "FP32"), "shape [2, 5] does not match"),
-    (triton.InferInput("features", [2, 6], "FP64"), "datatype FP64 does not match"),
-    (triton.InferInput("wrong", [2, 6], "FP32"), "unexpected inference input 'wrong'"),
-])
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (triton.InferInput("features", [2, 5], "FP32"), "shape [2, 5] does not match"),
+        (triton.InferInput("features", [2, 6], "FP64"), "datatype FP64 does not match"),
+        (triton.InferInput("wrong", [2, 6], "FP32"), "unexpected inference input 'wrong'"),
+    ],
+)
 def test_bad_inputs_answer_400_with_the_error(client, tensor, message):
     dtype = np.float64 if tensor.datatype() == "FP64" else np.float32
     tensor.set_data_from_numpy(np.zeros(tensor.shape(), dtype))
@@ -126,11 +136,15 @@ def test_metrics_count_triton_style_per_model_and_version(served, client):
     assert 'nv_inference_request_failure{model="solo",version="1"} 1\n' in text
     assert 'nv_inference_exec_count{model="solo",version="1"} 3\n' in text
     assert "# TYPE nv_inference_compute_infer_duration_us counter" in text
-    assert ('feedrank_requests_total{endpoint="infer",group="",model="solo",status="ok",'
-            'version="1"} 3.0') in text
+    assert (
+        'feedrank_requests_total{endpoint="infer",group="",model="solo",status="ok",'
+        'version="1"} 3.0'
+    ) in text
     assert 'feedrank_model_versions_loaded{model="m"} 2.0' in text
-    assert 'feedrank_request_duration_seconds_count{endpoint="infer",model="solo",version="1"}' \
-        ' 4.0' in text
+    assert (
+        'feedrank_request_duration_seconds_count{endpoint="infer",model="solo",version="1"}'
+        " 4.0" in text
+    )
 
 
 def httpx_get(url: str) -> str:

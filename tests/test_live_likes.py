@@ -16,14 +16,23 @@ START = np.datetime64("2021-12-01T00:00", "us")
 
 def batches(seed: int, count: int, size: int) -> list[tuple[np.ndarray, ...]]:
     rng = np.random.default_rng(seed)
-    return [(rng.integers(0, 500, size), rng.integers(0, 10_000, size),
-             START + rng.integers(0, 86_400, size).astype("timedelta64[s]"))
-            for _ in range(count)]
+    return [
+        (
+            rng.integers(0, 500, size),
+            rng.integers(0, 10_000, size),
+            START + rng.integers(0, 86_400, size).astype("timedelta64[s]"),
+        )
+        for _ in range(count)
+    ]
 
 
 def brute(added: list[tuple[np.ndarray, ...]], user: int, at: np.datetime64) -> list[int]:
-    return sorted(int(p) for users, posts, times in added
-                  for u, p, t in zip(users, posts, times) if u == user and t < at)
+    return sorted(
+        int(p)
+        for users, posts, times in added
+        for u, p, t in zip(users, posts, times)
+        if u == user and t < at
+    )
 
 
 def check(likes: LiveLikes, added: list, rng: np.random.Generator) -> None:
@@ -48,7 +57,7 @@ def test_merges_in_a_worker_keep_likes_added_meanwhile(monkeypatch):
 
     async def run() -> None:
         for batch in batches(2, 20, 60):
-            likes.add(*batch)   # may start a merge; the next add lands during it
+            likes.add(*batch)  # may start a merge; the next add lands during it
             added.append(batch)
             check(likes, added, rng)
             await asyncio.sleep(0)
@@ -76,10 +85,10 @@ def test_the_memory_bound_refuses_before_anything_is_taken():
     likes.add(users, posts, times, reserved=60)
     with pytest.raises(LiveLikesFull, match="max_live_likes = 100"):
         likes.reserve(41)
-    likes.reserve(40)       # held for a batch being logged...
+    likes.reserve(40)  # held for a batch being logged...
     with pytest.raises(LiveLikesFull):
-        likes.reserve(1)    # ...so none is left for another
-    likes.release(40)       # that batch was not accepted
+        likes.reserve(1)  # ...so none is left for another
+    likes.release(40)  # that batch was not accepted
     likes.reserve(40)
     assert len(likes) == 60 and likes.bytes == 60 * live_likes.BYTES_PER_LIKE
     with pytest.raises(LiveLikesFull):

@@ -25,7 +25,7 @@ from feedrank.server.router import bucket
 
 from feed_serving import ServerProcess, built_repository, feed, first_user, last_moment, later, like
 
-WRITER = textwrap.dedent('''
+WRITER = textwrap.dedent("""
     import asyncio, json, resource, sys
     from pathlib import Path
     from feedrank.server.exposure_log import ExposureLog
@@ -55,12 +55,13 @@ WRITER = textwrap.dedent('''
 
     print(json.dumps(asyncio.run(main())))
     log.close()
-''')
+""")
 
 
 def test_a_failed_write_leaves_the_file_as_it_was(tmp_path):
-    done = subprocess.run([sys.executable, "-c", WRITER, str(tmp_path)], capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(tmp_path)], capture_output=True, text=True, check=True
+    )
     outcome = json.loads(done.stdout)
     assert outcome["first"] == outcome["small"] == outcome["after"] == "written"
     assert outcome["batch"].startswith("refused") and outcome["single"].startswith("refused")
@@ -79,19 +80,25 @@ def torn_folder(folder: Path, good: list[dict], fragment: str, prefix: str) -> P
 
 
 def test_readers_skip_an_incomplete_last_line_with_a_warning(tmp_path, caplog):
-    exposures = [{"request_id": f"r{i}", "user_id": i, "post_ids": [1, 2], "latency_ms": 1.0}
-                 for i in range(4)]
-    torn = torn_folder(tmp_path, exposures, '{"request_id":"r9","user_id":9,"latency_ms":',
-                       "exposures")
+    exposures = [
+        {"request_id": f"r{i}", "user_id": i, "post_ids": [1, 2], "latency_ms": 1.0}
+        for i in range(4)
+    ]
+    torn = torn_folder(
+        tmp_path, exposures, '{"request_id":"r9","user_id":9,"latency_ms":', "exposures"
+    )
     torn_folder(tmp_path / "next", exposures[:1], "", "exposures").rename(
-        tmp_path / "exposures-20260101T000000Z-0002.jsonl")
+        tmp_path / "exposures-20260101T000000Z-0002.jsonl"
+    )
     with caplog.at_level(logging.WARNING, logger="feedrank.log"):
         rows = duckdb.sql(f"SELECT user_id FROM ({query(tmp_path)}) ORDER BY 1").fetchall()
     assert [u for (u,) in rows] == [0, 0, 1, 2, 3]
     assert str(torn) in caplog.text and "incomplete" in caplog.text
 
-    likes = [{"user_id": 7, "post_id": p, "action": "like", "timestamp": "2021-12-01T10:00:00"}
-             for p in (3, 4)]
+    likes = [
+        {"user_id": 7, "post_id": p, "action": "like", "timestamp": "2021-12-01T10:00:00"}
+        for p in (3, 4)
+    ]
     torn_folder(tmp_path / "events", likes, '{"user_id":7,"post_id":5,"act', "events")
     assert events.logged_likes(tmp_path / "events")["post_id"].tolist() == [3, 4]
     files = events.log_files(tmp_path / "events")
@@ -117,8 +124,10 @@ def test_a_full_disk_refuses_whole_and_the_server_restarts_on_what_it_left(tiny_
         assert accepted.status_code == 200
         answered = 1
         for _ in range(400):  # feeds until the exposure log's file is full
-            status = client.get("/post/recommendations/", params={
-                "id": user, "time": later(moment, 60), "limit": 20}).status_code
+            status = client.get(
+                "/post/recommendations/",
+                params={"id": user, "time": later(moment, 60), "limit": 20},
+            ).status_code
             assert status in (200, 503)
             if status == 503:
                 break
@@ -126,36 +135,61 @@ def test_a_full_disk_refuses_whole_and_the_server_restarts_on_what_it_left(tiny_
         assert status == 503
     for path in log.glob("*.jsonl"):
         assert path.read_text().endswith("\n") or path.stat().st_size == 0, path
-    logged = [json.loads(line) for path in events.log_files(log)
-              for line in path.read_text().splitlines()]
+    logged = [
+        json.loads(line) for path in events.log_files(log) for line in path.read_text().splitlines()
+    ]
     assert [(e["user_id"], e["post_id"]) for e in logged] == [(user, shown[0])]
     assert duckdb.sql(f"SELECT count(*) FROM ({query(log)})").fetchall() == [(answered,)]
     # a crash in the middle of a write: the server starts anyway and replays the good likes
     with (log / "events-99990101T000000Z-0001.jsonl").open("w") as torn:
         torn.write(json.dumps(like(user, shown[1], moment)) + "\n" + '{"user_id": 1, "po')
     (log / "exposures-99990101T000000Z-0001.jsonl").write_text('{"request_id": "x", "us')
-    with ServerProcess(tiny_world, repository, log) as restarted, \
-            httpx.Client(base_url=restarted.url, timeout=30.0) as client:
+    with (
+        ServerProcess(tiny_world, repository, log) as restarted,
+        httpx.Client(base_url=restarted.url, timeout=30.0) as client,
+    ):
         assert not {shown[0], shown[1]} & set(feed(client, user, later(moment, 60)))
         for group in (True, False):  # users of both groups: the report compares them
-            for other in [u for u in range(user + 1, user + 100)
-                          if (bucket(u, "feedrank") < 50) == group][:2]:
+            for other in [
+                u for u in range(user + 1, user + 100) if (bucket(u, "feedrank") < 50) == group
+            ][:2]:
                 feed(client, other, later(moment, 60))
         assert "2 likes replayed" in restarted.logs()
         assert "incomplete" in restarted.logs()
     # the analysis reads the folder too, warning about each incomplete line
-    report = subprocess.run([sys.executable, "-m", "feedrank", "ab", "report", "--log", str(log),
-                             "--events", str(log), "--out", str(tmp_path / "report")],
-                            capture_output=True, text=True)
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feedrank",
+            "ab",
+            "report",
+            "--log",
+            str(log),
+            "--events",
+            str(log),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert report.returncode == 0, report.stderr
     assert "Traceback" not in report.stderr
-    assert all(f"{name}: the last line is incomplete" in report.stderr for name in (
-        log / "exposures-99990101T000000Z-0001.jsonl", log / "events-99990101T000000Z-0001.jsonl"))
+    assert all(
+        f"{name}: the last line is incomplete" in report.stderr
+        for name in (
+            log / "exposures-99990101T000000Z-0001.jsonl",
+            log / "events-99990101T000000Z-0001.jsonl",
+        )
+    )
     summary = json.loads((tmp_path / "report" / "report.json").read_text())
     assert sum(g["exposures"] for g in summary["groups"]) == answered + 5
     # and so does the README's DuckDB query
-    documented = (f"SELECT count(*) FROM read_json_auto('{log}/exposures-*.jsonl', "
-                  "format='newline_delimited', ignore_errors=true) WHERE request_id IS NOT NULL")
+    documented = (
+        f"SELECT count(*) FROM read_json_auto('{log}/exposures-*.jsonl', "
+        "format='newline_delimited', ignore_errors=true) WHERE request_id IS NOT NULL"
+    )
     assert duckdb.sql(documented).fetchall() == [(answered + 5,)]
 
 

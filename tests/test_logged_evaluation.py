@@ -13,7 +13,7 @@ import pytest
 
 from feedrank.cli import main
 from feedrank.errors import FeedrankError
-from feedrank.export.evaluate import Rate, logged_requests
+from feedrank.export.hit_rate import Rate, logged_requests
 from feedrank.export.windows import world_windows
 from feedrank.features.exposure import Exposure
 from feedrank.world.layout import WorldLayout
@@ -36,8 +36,11 @@ def write_feed(world: Path, rows: list[tuple]) -> WorldLayout:
 
 def uniform_views(start: str, hours: int, per_hour: int = 10) -> list[tuple]:
     first = datetime.fromisoformat(start)
-    return [(first + timedelta(hours=h, minutes=6 * i), i, h % 7, "view", i % 2)
-            for h in range(hours) for i in range(per_hour)]
+    return [
+        (first + timedelta(hours=h, minutes=6 * i), i, h % 7, "view", i % 2)
+        for h in range(hours)
+        for i in range(per_hour)
+    ]
 
 
 def test_a_five_day_log_is_cut_at_whole_hours(tmp_path):
@@ -52,8 +55,8 @@ def test_a_five_day_log_is_cut_at_whole_hours(tmp_path):
 
 def test_a_seven_month_log_keeps_its_history_for_training(tmp_path):
     windows = world_windows(write_feed(tmp_path / "w", uniform_views("2022-01-01", 212 * 24, 1)))
-    assert windows.eval_end - windows.eval_start == timedelta(days=7)        # capped
-    assert windows.eval_start - windows.valid_start == timedelta(days=10)    # capped
+    assert windows.eval_end - windows.eval_start == timedelta(days=7)  # capped
+    assert windows.eval_start - windows.valid_start == timedelta(days=10)  # capped
     assert windows.valid_start.hour == 0 and windows.valid_start > datetime(2022, 7, 1)
 
 
@@ -65,20 +68,24 @@ def test_a_log_too_short_to_split_is_refused(tmp_path):
 
 def test_sessions_are_requests_and_a_hit_counts_likes_within_the_horizon(tmp_path):
     t = datetime(2022, 3, 1, 9)
-    rows = [(t, 1, 10, "view", 1), (t + timedelta(seconds=20), 1, 10, "like", None),
-            (t + timedelta(minutes=30), 1, 11, "view", 0),          # same session
-            (t + timedelta(minutes=50), 1, 12, "view", 1),
-            (t + timedelta(minutes=61), 1, 12, "like", None),       # after the horizon
-            (t + timedelta(hours=3), 1, 13, "view", 0),             # a new session
-            (t + timedelta(hours=1), 2, 14, "view", 0)]
+    rows = [
+        (t, 1, 10, "view", 1),
+        (t + timedelta(seconds=20), 1, 10, "like", None),
+        (t + timedelta(minutes=30), 1, 11, "view", 0),  # same session
+        (t + timedelta(minutes=50), 1, 12, "view", 1),
+        (t + timedelta(minutes=61), 1, 12, "like", None),  # after the horizon
+        (t + timedelta(hours=3), 1, 13, "view", 0),  # a new session
+        (t + timedelta(hours=1), 2, 14, "view", 0),
+    ]
     layout = write_feed(tmp_path / "w", rows)
-    requests = logged_requests(layout, t, t + timedelta(days=1), horizon=timedelta(hours=1),
-                               limit=10, seed=0)
+    requests = logged_requests(
+        layout, t, t + timedelta(days=1), horizon=timedelta(hours=1), limit=10, seed=0
+    )
     assert requests.total == 3
-    assert list(zip(requests.user_ids.tolist(), requests.times.astype("datetime64[m]").astype(
-        str).tolist())) == [(1, "2022-03-01T09:00"), (2, "2022-03-01T10:00"),
-                            (1, "2022-03-01T12:00")]
-    assert requests.liked.tolist() == [0 << 32 | 10]   # request 0 liked post 10 in time
+    assert list(
+        zip(requests.user_ids.tolist(), requests.times.astype("datetime64[m]").astype(str).tolist())
+    ) == [(1, "2022-03-01T09:00"), (2, "2022-03-01T10:00"), (1, "2022-03-01T12:00")]
+    assert requests.liked.tolist() == [0 << 32 | 10]  # request 0 liked post 10 in time
 
 
 def test_rates_have_wilson_and_paired_intervals():
@@ -99,8 +106,9 @@ def test_exposure_ranks_by_preference_times_recent_views():
     assert scores[2] - scores[1] == pytest.approx(np.log(50.01 / 5.01))
 
 
-def test_a_world_whose_training_window_has_only_likes_is_refused_clearly(tiny_world, tmp_path,
-                                                                         capsys):
+def test_a_world_whose_training_window_has_only_likes_is_refused_clearly(
+    tiny_world, tmp_path, capsys
+):
     """Every view followed by a like (a click history, say): nothing to tell apart."""
     layout = WorldLayout(tiny_world)
     source = tmp_path / "source"
@@ -109,13 +117,25 @@ def test_a_world_whose_training_window_has_only_likes_is_refused_clearly(tiny_wo
     pd.read_parquet(layout.posts).to_csv(source / "post_text_df.csv", index=False)
     feed = pd.read_parquet(layout.feed_dir)
     views = feed[feed["action"] == "view"].assign(target=1)
-    likes = views.assign(action="like", target=None,
-                         timestamp=views["timestamp"] + pd.Timedelta(seconds=20))
-    pd.concat([views, likes]).sort_values("timestamp").to_csv(source / "feed_data.csv",
-                                                               index=False)
+    likes = views.assign(
+        action="like", target=None, timestamp=views["timestamp"] + pd.Timedelta(seconds=20)
+    )
+    pd.concat([views, likes]).sort_values("timestamp").to_csv(source / "feed_data.csv", index=False)
     assert main(["world", "import", "--source", str(source), "--out", str(tmp_path / "w")]) == 0
-    assert main(["build", "--world", str(tmp_path / "w"), "--repository", str(tmp_path / "r"),
-                 "--iterations", "10"]) == 2
+    assert (
+        main(
+            [
+                "build",
+                "--world",
+                str(tmp_path / "w"),
+                "--repository",
+                str(tmp_path / "r"),
+                "--iterations",
+                "10",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "training window has only views followed by a like" in err
     assert "Traceback" not in err and not (tmp_path / "r" / "control").exists()
@@ -132,11 +152,29 @@ def test_build_and_evaluate_an_imported_world(tiny_world, tmp_path, capsys):
     pd.read_parquet(layout.feed_dir).to_parquet(source / "feed_data" / "feed.parquet")
     world, repository = tmp_path / "imported", tmp_path / "repository"
     assert main(["world", "import", "--source", str(source), "--out", str(world)]) == 0
-    assert main(["build", "--world", str(world), "--repository", str(repository),
-                 "--iterations", "30"]) == 0
+    assert (
+        main(
+            ["build", "--world", str(world), "--repository", str(repository), "--iterations", "30"]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["evaluate", "--world", str(world), "--repository", str(repository),
-                 "--requests", "300", "--horizon", "24"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--world",
+                str(world),
+                "--repository",
+                str(repository),
+                "--requests",
+                "300",
+                "--horizon",
+                "24",
+            ]
+        )
+        == 0
+    )
     out = " ".join(capsys.readouterr().out.split())
     assert "no offline A/B replay" in out and "oracle" not in out
     assert "a like within 24 h" in out and "Windows: training" in out

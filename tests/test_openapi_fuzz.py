@@ -18,8 +18,9 @@ TOKEN = "fuzz-token"
 @pytest.fixture(scope="module")
 def server(tiny_world, tmp_path_factory):
     log = tmp_path_factory.mktemp("fuzz") / "log"
-    with ServerProcess(tiny_world, built_repository(tiny_world), log,
-                       env={"FEEDRANK_SERVER__ADMIN_TOKEN": TOKEN}) as server:
+    with ServerProcess(
+        tiny_world, built_repository(tiny_world), log, env={"FEEDRANK_SERVER__ADMIN_TOKEN": TOKEN}
+    ) as server:
         yield server
 
 
@@ -30,9 +31,18 @@ def api(server):
 
 def test_every_route_is_described(server):
     described = httpx.get(f"{server.url}/openapi.json").json()["paths"]
-    for path in ("/post/recommendations/", "/feed/events", "/router", "/v2", "/v2/health/ready",
-                 "/v2/models/{name}/versions/{version}/infer", "/v2/repository/index",
-                 "/v2/repository/models/{name}/unload", "/metrics", "/openapi.json"):
+    for path in (
+        "/post/recommendations/",
+        "/feed/events",
+        "/router",
+        "/v2",
+        "/v2/health/ready",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/v2/repository/index",
+        "/v2/repository/models/{name}/unload",
+        "/metrics",
+        "/openapi.json",
+    ):
         assert path in described
     assert len(described) == 17
 
@@ -42,8 +52,8 @@ def check(case: schemathesis.Case, tally: dict) -> None:
     key = f"{case.method} {case.path}"
     tally[key] = tally.get(key, 0) + 1
     assert response.status_code < 500 or (
-        response.status_code == 503 and "group" in response.json()["error"]), \
-        (case.method, case.formatted_path, response.status_code, response.text[:300])
+        response.status_code == 503 and "group" in response.json()["error"]
+    ), (case.method, case.formatted_path, response.status_code, response.text[:300])
     if response.status_code >= 400 and response.content:
         assert response.headers["content-type"][0].startswith("application/json"), response.text
         assert isinstance(response.json()["error"], str)
@@ -56,8 +66,13 @@ def test_no_server_errors_and_every_error_is_json(api, mode):
         strategy = operation.ok().as_strategy(generation_mode=mode)
 
         @given(case=strategy)
-        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=25,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         def fuzz(case: schemathesis.Case) -> None:
             check(case, tally)
 

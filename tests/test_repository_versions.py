@@ -25,9 +25,16 @@ def loaded_repository(root, models, **config):
     return repository
 
 
-@pytest.mark.parametrize(("policy", "serving"), [
-    ("latest1", [3]), ("latest2", [2, 3]), ("all", [1, 2, 3]), ("specific:1,3", [1, 3]),
-    ("specific:2,9", [2])])
+@pytest.mark.parametrize(
+    ("policy", "serving"),
+    [
+        ("latest1", [3]),
+        ("latest2", [2, 3]),
+        ("all", [1, 2, 3]),
+        ("specific:1,3", [1, 3]),
+        ("specific:2,9", [2]),
+    ],
+)
 def test_version_policy_selects_the_versions(tmp_path, policy, serving):
     repository = loaded_repository(tmp_path, {"m": [1, 2, 3]}, policy=policy)
     assert repository.versions("m") == serving
@@ -38,8 +45,11 @@ def test_versions_score_with_their_own_model(tmp_path):
     repository = loaded_repository(tmp_path, {"m": [1, 2]})
     x = rows(20)
     for version in (1, 2):
-        np.testing.assert_allclose(repository.get("m", version).backend.like_probability(x),
-                                   trained(version).predict_proba(x)[:, 1], atol=1e-6)
+        np.testing.assert_allclose(
+            repository.get("m", version).backend.like_probability(x),
+            trained(version).predict_proba(x)[:, 1],
+            atol=1e-6,
+        )
 
 
 def test_not_loaded_model_or_version_raises_model_not_found(tmp_path):
@@ -90,9 +100,12 @@ def test_inputs_that_do_not_match_metadata_are_refused(tmp_path):
     repository = loaded_repository(tmp_path, {"m": [1]})
     write_version(tmp_path, "m", 2)
     meta = tmp_path / "m" / "2" / "metadata.json"
-    meta.write_text(meta.read_text().replace('{"name": "f5", "source": "user"}',
-                                             '{"name": "f5", "source": "user"}, '
-                                             '{"name": "f6", "source": "post"}'))
+    meta.write_text(
+        meta.read_text().replace(
+            '{"name": "f5", "source": "user"}',
+            '{"name": "f5", "source": "user"}, {"name": "f6", "source": "post"}',
+        )
+    )
     with pytest.raises(ModelLoadError, match="lists 7 features, the model input takes 6"):
         repository.load("m")
     assert repository.versions("m") == [1]
@@ -113,13 +126,19 @@ def test_failed_warm_up_refuses_the_version(tmp_path):
     folder = write_version(tmp_path, "m", 2)
     weights = helper.make_tensor("w", TensorProto.FLOAT, [6, 2], [0.0] * 12)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["features", "w"], ["z"]),
-         helper.make_node("Log", ["z"], ["probabilities"]),
-         helper.make_node("ArgMax", ["z"], ["label"], axis=1, keepdims=0)],
-        "nan", [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 6])],
-        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
-         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
-        [weights])
+        [
+            helper.make_node("MatMul", ["features", "w"], ["z"]),
+            helper.make_node("Log", ["z"], ["probabilities"]),
+            helper.make_node("ArgMax", ["z"], ["label"], axis=1, keepdims=0),
+        ],
+        "nan",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 6])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
+        ],
+        [weights],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(folder / "model.onnx"))
@@ -138,8 +157,9 @@ def test_held_version_keeps_working_after_a_swap_and_an_unload(tmp_path):
     with pytest.raises(ModelNotFound):
         repository.get("m")
     x = rows(8)
-    np.testing.assert_allclose(held.backend.like_probability(x),
-                               trained(1).predict_proba(x)[:, 1], atol=1e-6)
+    np.testing.assert_allclose(
+        held.backend.like_probability(x), trained(1).predict_proba(x)[:, 1], atol=1e-6
+    )
     assert {e["state"] for e in repository.index()} == {"UNAVAILABLE"}
 
 
@@ -165,8 +185,11 @@ def test_poll_notices_new_changed_and_removed_versions_and_models(tmp_path):
     shutil.rmtree(tmp_path / "m" / "2")
     shutil.move(changed, tmp_path / "m" / "2")  # same version, different files
     repository.poll_once()
-    np.testing.assert_allclose(repository.get("m", 2).backend.like_probability(x),
-                               trained(5).predict_proba(x)[:, 1], atol=1e-6)
+    np.testing.assert_allclose(
+        repository.get("m", 2).backend.like_probability(x),
+        trained(5).predict_proba(x)[:, 1],
+        atol=1e-6,
+    )
     shutil.rmtree(tmp_path / "m" / "2")
     shutil.rmtree(tmp_path / "other")
     repository.poll_once()
@@ -183,8 +206,10 @@ def test_poll_skips_an_unchanged_failure_and_an_explicit_unload(tmp_path, caplog
     refusals = [r for r in caplog.records if "model m refused" in r.getMessage()]
     assert len(refusals) == 1  # logged once, not once per poll
     assert repository.versions("m") == [1] and repository.versions("gone") == []
-    assert any(e["name"] == "m" and "not a valid Triton ModelConfig" in e["reason"]
-               for e in repository.index())
+    assert any(
+        e["name"] == "m" and "not a valid Triton ModelConfig" in e["reason"]
+        for e in repository.index()
+    )
 
 
 def test_polling_thread_loads_a_new_version(tmp_path):

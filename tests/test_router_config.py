@@ -21,8 +21,10 @@ def servable(model: str, version: int) -> str | None:
 def router_toml(*groups: tuple[str, int, int, str, int], salt: str = "feedrank") -> str:
     text = f'salt = "{salt}"\n'
     for name, first, last, model, version in groups:
-        text += (f'[[groups]]\nname = "{name}"\nbuckets = [{first}, {last}]\n'
-                 f'model = "{model}"\nversion = {version}\n')
+        text += (
+            f'[[groups]]\nname = "{name}"\nbuckets = [{first}, {last}]\n'
+            f'model = "{model}"\nversion = {version}\n'
+        )
     return text
 
 
@@ -37,8 +39,12 @@ def test_bucket_is_the_documented_md5_formula():
 
 @pytest.mark.parametrize("test_share", [50, 20])
 def test_split_over_100k_ids_is_within_one_point_of_the_config(test_share):
-    config = parse_router(router_toml(("control", 0, 99 - test_share, "control", 1),
-                                      ("test", 100 - test_share, 99, "test", 1)), servable)
+    config = parse_router(
+        router_toml(
+            ("control", 0, 99 - test_share, "control", 1), ("test", 100 - test_share, 99, "test", 1)
+        ),
+        servable,
+    )
     groups = Counter(config.assign(user_id).name for user_id in range(100_000))
     assert abs(groups["test"] / 100_000 * 100 - test_share) < 1.0
     assert groups["control"] + groups["test"] == 100_000
@@ -51,22 +57,35 @@ def test_salt_changes_the_assignment():
     assert 800 < same < 1_200  # independent halves agree about half the time
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("salt = \"x\"\n[[groups]\n", "not valid TOML"),
-    (router_toml(("control", 0, 59, "control", 1), ("test", 50, 99, "test", 1)),
-     "bucket 50 is in both 'control' and 'test'"),
-    (router_toml(("control", 0, 40, "control", 1), ("test", 50, 99, "test", 1)),
-     "buckets 41-49 belong to no group"),
-    (router_toml(("control", 0, 49, "control", 1), ("test", 50, 99, "test", 7)),
-     "model 'test' version 7 cannot serve: not loaded"),
-    (router_toml(("control", 0, 49, "nope", 1), ("test", 50, 99, "test", 1)),
-     "model 'nope' version 1 cannot serve"),
-    (router_toml(("control", 0, 49, "control", 1), ("test", 50, 100, "test", 1)),
-     "'buckets' must be [first, last]"),
-    (router_toml(("a", 0, 49, "control", 1), ("a", 50, 99, "test", 1)), "group names repeat"),
-    (router_toml(("control", 0, 99, "control", 1), salt=""), "'salt' must be a non-empty"),
-    ('salt = "s"\n', "needs at least one [[groups]]"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('salt = "x"\n[[groups]\n', "not valid TOML"),
+        (
+            router_toml(("control", 0, 59, "control", 1), ("test", 50, 99, "test", 1)),
+            "bucket 50 is in both 'control' and 'test'",
+        ),
+        (
+            router_toml(("control", 0, 40, "control", 1), ("test", 50, 99, "test", 1)),
+            "buckets 41-49 belong to no group",
+        ),
+        (
+            router_toml(("control", 0, 49, "control", 1), ("test", 50, 99, "test", 7)),
+            "model 'test' version 7 cannot serve: not loaded",
+        ),
+        (
+            router_toml(("control", 0, 49, "nope", 1), ("test", 50, 99, "test", 1)),
+            "model 'nope' version 1 cannot serve",
+        ),
+        (
+            router_toml(("control", 0, 49, "control", 1), ("test", 50, 100, "test", 1)),
+            "'buckets' must be [first, last]",
+        ),
+        (router_toml(("a", 0, 49, "control", 1), ("a", 50, 99, "test", 1)), "group names repeat"),
+        (router_toml(("control", 0, 99, "control", 1), salt=""), "'salt' must be a non-empty"),
+        ('salt = "s"\n', "needs at least one [[groups]]"),
+    ],
+)
 def test_invalid_configs_are_refused_with_a_clear_message(text, message):
     with pytest.raises(RouterConfigError) as error:
         parse_router(text, servable)

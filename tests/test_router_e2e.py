@@ -54,8 +54,9 @@ async def load(url: str, stop: asyncio.Event, answers: list, failures: list, see
             user_id = 200 + (user_id * 7919 + seed) % 600
             sent = time.monotonic()
             try:
-                response = await client.get("/post/recommendations/",
-                                            params={"id": user_id, "time": "2021-10-20 12:00"})
+                response = await client.get(
+                    "/post/recommendations/", params={"id": user_id, "time": "2021-10-20 12:00"}
+                )
             except httpx.HTTPError as error:
                 failures.append(repr(error))
                 continue
@@ -72,9 +73,9 @@ async def scenario(server: ServerProcess, router_file: Path) -> tuple[list, list
     answers: list = []
     failures: list = []
     stop = asyncio.Event()
-    workers = [asyncio.create_task(load(server.url, stop, answers, failures, seed))
-               for seed in range(6)]
-
+    workers = [
+        asyncio.create_task(load(server.url, stop, answers, failures, seed)) for seed in range(6)
+    ]
 
     async def answered(more: int) -> None:
         target = len(answers) + more
@@ -101,7 +102,8 @@ def test_router_change_under_load_fails_no_request(tiny_world, tmp_path):
     server = ServerProcess(tiny_world, repository, tmp_path / "log")
     try:
         answers, failures, changed_at, adopted_at = asyncio.run(
-            scenario(server, repository / "router.toml"))
+            scenario(server, repository / "router.toml")
+        )
         state = httpx.get(f"{server.url}/router").json()
     finally:
         server.stop()
@@ -118,35 +120,61 @@ def test_router_change_under_load_fails_no_request(tiny_world, tmp_path):
         assert group == ("control" if bucket(user_id, "feedrank") <= 19 else "test")
         assert model in ("control", None)
     assert "bucket 10 is in both 'control' and 'test'" in state["last_error"]
-    assert state["groups"][1] == {"name": "test", "buckets": [20, 99], "share": 0.8,
-                                  "model": "control", "version": 1}
+    assert state["groups"][1] == {
+        "name": "test",
+        "buckets": [20, 99],
+        "share": 0.8,
+        "model": "control",
+        "version": 1,
+    }
     assert "router config refused" in server.logs()
 
 
 def test_server_refuses_to_start_with_an_invalid_router(tiny_world, tmp_path):
     repository = copy_repository(built_repository(tiny_world), tmp_path)
     edit(repository / "router.toml", OVERLAPPING)
-    run = subprocess.run([sys.executable, "-m", "feedrank", "serve", "--world", str(tiny_world),
-                          "--repository", str(repository), "--log", str(tmp_path / "log"),
-                          "--port", "1"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feedrank",
+            "serve",
+            "--world",
+            str(tiny_world),
+            "--repository",
+            str(repository),
+            "--log",
+            str(tmp_path / "log"),
+            "--port",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert "bucket 10 is in both 'control' and 'test'" in run.stderr
     assert "Traceback" not in run.stderr
 
 
-def test_unloading_a_routed_model_is_refused_unless_forced_then_503_and_unready(tiny_world,
-                                                                                 tmp_path):
+def test_unloading_a_routed_model_is_refused_unless_forced_then_503_and_unready(
+    tiny_world, tmp_path
+):
     repository = copy_repository(built_repository(tiny_world), tmp_path)
-    server = ServerProcess(tiny_world, repository, tmp_path / "log",
-                           env={"FEEDRANK_SERVER__ADMIN_TOKEN": "secret"})
+    server = ServerProcess(
+        tiny_world, repository, tmp_path / "log", env={"FEEDRANK_SERVER__ADMIN_TOKEN": "secret"}
+    )
     admin = {"Authorization": "Bearer secret"}
     try:
         with httpx.Client(base_url=server.url, timeout=30.0) as client:
             refused = client.post("/v2/repository/models/test/unload", json={}, headers=admin)
             assert refused.status_code == 409 and "group(s) test" in refused.json()["error"]
             assert client.get("/v2/health/ready").status_code == 200
-            unload = client.post("/v2/repository/models/test/unload",
-                                 json={"parameters": {"force": True}}, headers=admin)
+            unload = client.post(
+                "/v2/repository/models/test/unload",
+                json={"parameters": {"force": True}},
+                headers=admin,
+            )
             assert unload.status_code == 200, unload.text
             # the router still sends a group to it: the server is not ready
             assert client.get("/v2/health/ready").status_code == 400

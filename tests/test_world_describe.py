@@ -19,9 +19,15 @@ def test_summary_matches_independent_counts(tiny_world: Path) -> None:
     views, likes, rate = db.execute(
         f"""SELECT count(*) FILTER (action = 'view'), count(*) FILTER (action = 'like'),
                    sum(target) FILTER (action = 'view') / count(*) FILTER (action = 'view')
-            FROM '{layout.feed_glob}'""").fetchone()
-    assert summary["rows"] == {"user_data": 600, "post_text_df": 120,
-                               "feed_data": views + likes, "views": views, "likes": likes}
+            FROM '{layout.feed_glob}'"""
+    ).fetchone()
+    assert summary["rows"] == {
+        "user_data": 600,
+        "post_text_df": 120,
+        "feed_data": views + likes,
+        "views": views,
+        "likes": likes,
+    }
     assert summary["like_rate"] == pytest.approx(rate)
     assert summary["first"].startswith("2021-10-01") and summary["last"].startswith("2021-12-29")
     assert [m for m, _ in summary["like_rate_by_month"]] == ["2021-10", "2021-11", "2021-12"]
@@ -35,8 +41,16 @@ def test_cli_prints_the_tables(tiny_world: Path, capsys, monkeypatch) -> None:
     assert main(["world", "describe", str(tiny_world)]) == 0
     out = capsys.readouterr().out
     summary = summarize(WorldLayout(tiny_world))
-    for text in ("like rate per view", f"{summary['like_rate']:.4f}", "topics", "top countries",
-                 "users with likes", f"{summary['rows']['feed_data']:,}", "Russia", "movie"):
+    for text in (
+        "like rate per view",
+        f"{summary['like_rate']:.4f}",
+        "topics",
+        "top countries",
+        "users with likes",
+        f"{summary['rows']['feed_data']:,}",
+        "Russia",
+        "movie",
+    ):
         assert text in out
 
 

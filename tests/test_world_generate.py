@@ -22,21 +22,53 @@ def _types(path: Path) -> dict[str, str]:
 
 def test_cli_writes_the_issue_schema_exactly(tmp_path: Path, small_world: Path) -> None:
     out = tmp_path / "W"
-    assert main(["world", "generate", "--users", "3000", "--posts", "400", "--views", "300000",
-                 "--seed", "7", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "world",
+                "generate",
+                "--users",
+                "3000",
+                "--posts",
+                "400",
+                "--views",
+                "300000",
+                "--seed",
+                "7",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     layout = WorldLayout(out)
     assert _types(layout.users) == {
-        "user_id": "int64", "gender": "int64", "age": "int64", "country": "string",
-        "city": "string", "exp_group": "int64", "os": "string", "source": "string"}
+        "user_id": "int64",
+        "gender": "int64",
+        "age": "int64",
+        "country": "string",
+        "city": "string",
+        "exp_group": "int64",
+        "os": "string",
+        "source": "string",
+    }
     assert _types(layout.posts) == {"post_id": "int64", "text": "string", "topic": "string"}
     day_files = sorted(layout.feed_dir.glob("*.parquet"))
     assert [p.stem for p in day_files][0] == "2021-10-01"
     assert [p.stem for p in day_files][-1] == "2021-12-29"
     for path in day_files:
-        assert _types(path) == {"timestamp": "timestamp[us]", "user_id": "int64",
-                                "post_id": "int64", "action": "string", "target": "int8"}
-    views = duckdb.connect().execute(
-        f"SELECT count(*) FROM '{layout.feed_glob}' WHERE action = 'view'").fetchone()[0]
+        assert _types(path) == {
+            "timestamp": "timestamp[us]",
+            "user_id": "int64",
+            "post_id": "int64",
+            "action": "string",
+            "target": "int8",
+        }
+    views = (
+        duckdb.connect()
+        .execute(f"SELECT count(*) FROM '{layout.feed_glob}' WHERE action = 'view'")
+        .fetchone()[0]
+    )
     assert views == 300_000
     # the issue's command run a second time (the fixture made the first): identical files.
     # Only the generated files are compared: other tests build features into the shared fixture.
@@ -55,6 +87,7 @@ def _digest(world: Path, files_of: Path | None = None) -> str:
 
 def test_same_arguments_and_seed_give_identical_files(tmp_path: Path) -> None:
     from feedrank.world.generate import generate_world
+
     args = {"users": 400, "posts": 80, "views": 20_000, "progress": False}
     generate_world(tmp_path / "a", seed=3, **args)
     generate_world(tmp_path / "b", seed=3, **args)
@@ -65,8 +98,23 @@ def test_same_arguments_and_seed_give_identical_files(tmp_path: Path) -> None:
 
 def test_refuses_to_overwrite_without_force(tiny_world: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "1000")
-    assert main(["world", "generate", "--users", "10", "--posts", "10", "--views", "10",
-                 "--out", str(tiny_world)]) == 2
+    assert (
+        main(
+            [
+                "world",
+                "generate",
+                "--users",
+                "10",
+                "--posts",
+                "10",
+                "--views",
+                "10",
+                "--out",
+                str(tiny_world),
+            ]
+        )
+        == 2
+    )
     assert "already exists" in capsys.readouterr().err
     assert (tiny_world / "world.json").exists()
 
@@ -118,17 +166,20 @@ def test_feed_activity_hours_likes_and_exposure(feed: duckdb.DuckDBPyConnection)
                AND l.timestamp >= v.timestamp""").fetchone()
     likes = feed.execute("SELECT count(*) FROM feed WHERE target = 1").fetchone()[0]
     assert pairs[0] == pairs[1] == likes and 0 < pairs[2] <= 180
-    per_user = np.array(feed.execute("SELECT count(*) FROM feed WHERE action = 'view' "
-                                     "GROUP BY user_id").fetchall()).ravel()
-    assert len(per_user) == 3000                     # every user has views
-    assert np.quantile(per_user, 0.99) > 5 * np.median(per_user)    # heavy-tailed activity
+    per_user = np.array(
+        feed.execute("SELECT count(*) FROM feed WHERE action = 'view' GROUP BY user_id").fetchall()
+    ).ravel()
+    assert len(per_user) == 3000  # every user has views
+    assert np.quantile(per_user, 0.99) > 5 * np.median(per_user)  # heavy-tailed activity
     shown = feed.execute("SELECT count(DISTINCT post_id) FROM feed").fetchone()[0]
-    assert 360 <= shown < 400                        # a few posts are never shown
+    assert 360 <= shown < 400  # a few posts are never shown
 
 
 def test_feed_rows_are_in_time_order_within_each_day(small_world: Path) -> None:
     table = pq.read_table(WorldLayout(small_world).feed_dir / "2021-11-15.parquet")
     ts = table.column("timestamp").to_numpy()
     assert (np.diff(ts.astype(np.int64)) >= 0).all()
-    assert table.column("target").null_count == pa.compute.sum(
-        pa.compute.equal(table.column("action"), "like")).as_py()
+    assert (
+        table.column("target").null_count
+        == pa.compute.sum(pa.compute.equal(table.column("action"), "like")).as_py()
+    )

@@ -15,10 +15,14 @@ from feedrank.world.layout import WorldLayout
 def _frames(world: Path) -> dict[str, pd.DataFrame]:
     layout = WorldLayout(world)
     db = duckdb.connect()
-    return {"user_data": pd.read_parquet(layout.users),
-            "post_text_df": pd.read_parquet(layout.posts),
-            "feed_data": db.execute(f"SELECT * FROM '{layout.feed_glob}' "
-                                    "ORDER BY timestamp, action = 'like', user_id, post_id").df()}
+    return {
+        "user_data": pd.read_parquet(layout.users),
+        "post_text_df": pd.read_parquet(layout.posts),
+        "feed_data": db.execute(
+            f"SELECT * FROM '{layout.feed_glob}' "
+            "ORDER BY timestamp, action = 'like', user_id, post_id"
+        ).df(),
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -58,16 +62,31 @@ def test_csv_import_round_trips_and_normalises_like_targets(tmp_path: Path, tabl
     assert '"kind": "imported"' in manifest and '"ground_truth": false' in manifest
 
 
-def test_parquet_files_import_with_explicit_flags(tmp_path: Path, tiny_world: Path,
-                                                  tables) -> None:
+def test_parquet_files_import_with_explicit_flags(tmp_path: Path, tiny_world: Path, tables) -> None:
     layout, out = WorldLayout(tiny_world), tmp_path / "imported"
     feed_files = sorted(str(p) for p in layout.feed_dir.glob("*.parquet"))[:10]
-    assert main(["world", "import", "--users", str(layout.users), "--posts", str(layout.posts),
-                 "--feed", *feed_files, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "world",
+                "import",
+                "--users",
+                str(layout.users),
+                "--posts",
+                str(layout.posts),
+                "--feed",
+                *feed_files,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     for name in ("user_data", "post_text_df"):
         pd.testing.assert_frame_equal(_frames(out)[name], tables[name], check_dtype=False)
     assert sorted(p.name for p in (out / "feed_data").iterdir()) == [
-        Path(p).name for p in feed_files]
+        Path(p).name for p in feed_files
+    ]
 
 
 def _drop_city(t):
@@ -129,11 +148,12 @@ CASES = [  # (how to break the tables, file, row, column, words in the problem)
 ]
 
 
-@pytest.mark.parametrize("breaker, file, row, column, problem", CASES,
-                         ids=[c[0].__name__.strip("_") for c in CASES])
-def test_malformed_files_are_named_and_nothing_is_left(tmp_path: Path, tables, capsys,
-                                                       breaker, file, row, column,
-                                                       problem) -> None:
+@pytest.mark.parametrize(
+    "breaker, file, row, column, problem", CASES, ids=[c[0].__name__.strip("_") for c in CASES]
+)
+def test_malformed_files_are_named_and_nothing_is_left(
+    tmp_path: Path, tables, capsys, breaker, file, row, column, problem
+) -> None:
     broken = {name: frame.copy() for name, frame in tables.items()}
     broken["feed_data"] = broken["feed_data"].head(2000)
     breaker(broken)
@@ -147,15 +167,28 @@ def test_malformed_files_are_named_and_nothing_is_left(tmp_path: Path, tables, c
     assert not out.exists() and list(tmp_path.glob(".out*")) == []
 
 
-def test_parquet_errors_name_the_file_row(tmp_path: Path, tiny_world: Path, tables,
-                                          capsys) -> None:
+def test_parquet_errors_name_the_file_row(tmp_path: Path, tiny_world: Path, tables, capsys) -> None:
     users = tables["user_data"].copy()
     users.loc[6, "gender"] = 3
-    users.to_parquet(tmp_path / "users.parquet", row_group_size=4)   # rows over many groups
+    users.to_parquet(tmp_path / "users.parquet", row_group_size=4)  # rows over many groups
     layout = WorldLayout(tiny_world)
-    assert main(["world", "import", "--users", str(tmp_path / "users.parquet"), "--posts",
-                 str(layout.posts), "--feed", str(layout.feed_dir / "2021-10-01.parquet"),
-                 "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "world",
+                "import",
+                "--users",
+                str(tmp_path / "users.parquet"),
+                "--posts",
+                str(layout.posts),
+                "--feed",
+                str(layout.feed_dir / "2021-10-01.parquet"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert "users.parquet, row 7, column 'gender': gender 3 is not 0 or 1" in error
 
@@ -175,8 +208,16 @@ def test_unreadable_and_absent_sources_are_clear_errors(tmp_path: Path, capsys) 
 
 
 def test_postgres_without_psycopg_is_a_clear_error_or_connection_error(tmp_path, capsys) -> None:
-    code = main(["world", "import", "--dsn", "postgresql://nobody@127.0.0.1:1/none",
-                 "--out", str(tmp_path / "pg")])
+    code = main(
+        [
+            "world",
+            "import",
+            "--dsn",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "--out",
+            str(tmp_path / "pg"),
+        ]
+    )
     assert code == 2
     assert ("psycopg" in (err := capsys.readouterr().err)) or "PostgreSQL" in err
     assert not (tmp_path / "pg").exists()
@@ -184,26 +225,33 @@ def test_postgres_without_psycopg_is_a_clear_error_or_connection_error(tmp_path,
 
 def test_mixed_line_endings_are_read(tmp_path: Path, tables) -> None:
     """Files concatenated from two tools: CRLF rows, then LF rows."""
-    source = _write_csv(tmp_path / "csv", {k: v.head(300) if k == "feed_data" else v
-                                           for k, v in tables.items()})
+    source = _write_csv(
+        tmp_path / "csv", {k: v.head(300) if k == "feed_data" else v for k, v in tables.items()}
+    )
     users = (source / "user_data.csv").read_bytes().decode()
     lines = users.splitlines()
     half = len(lines) // 2
     (source / "user_data.csv").write_bytes(
-        ("\r\n".join(lines[:half]) + "\r\n" + "\n".join(lines[half:]) + "\n").encode())
+        ("\r\n".join(lines[:half]) + "\r\n" + "\n".join(lines[half:]) + "\n").encode()
+    )
     out = tmp_path / "imported"
     assert _import(source, out) == 0
-    pd.testing.assert_frame_equal(_frames(out)["user_data"], tables["user_data"],
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(_frames(out)["user_data"], tables["user_data"], check_dtype=False)
 
 
-@pytest.mark.parametrize("content", [
-    'user_id,gender,age,country,city,exp_group,os,source\r\n1,0,20,x,y,1,iOS,ads\n2,"1,30\n',
-    "user_id,gender,age,country,city,exp_group,os,source\n1,0,20,x,y,1,iOS,ads\n2,1\n"])
-def test_files_duckdb_cannot_parse_are_one_plain_line(tmp_path: Path, tables, capsys,
-                                                       content) -> None:
-    source = _write_csv(tmp_path / "csv", {k: v.head(300) if k == "feed_data" else v
-                                           for k, v in tables.items()})
+@pytest.mark.parametrize(
+    "content",
+    [
+        'user_id,gender,age,country,city,exp_group,os,source\r\n1,0,20,x,y,1,iOS,ads\n2,"1,30\n',
+        "user_id,gender,age,country,city,exp_group,os,source\n1,0,20,x,y,1,iOS,ads\n2,1\n",
+    ],
+)
+def test_files_duckdb_cannot_parse_are_one_plain_line(
+    tmp_path: Path, tables, capsys, content
+) -> None:
+    source = _write_csv(
+        tmp_path / "csv", {k: v.head(300) if k == "feed_data" else v for k, v in tables.items()}
+    )
     (source / "user_data.csv").write_text(content)
     assert _import(source, tmp_path / "out") == 2
     error = capsys.readouterr().err

@@ -21,14 +21,20 @@ from feedrank.world.layout import WorldLayout
 def views(small_world: Path) -> pd.DataFrame:
     """Every view of the issue-size world with its topic and the true P(like) at that moment."""
     layout = WorldLayout(small_world)
-    frame = duckdb.connect().execute(f"""
+    frame = (
+        duckdb.connect()
+        .execute(f"""
         SELECT f.timestamp, f.user_id, f.post_id, f.target, p.topic
         FROM '{layout.feed_glob}' f JOIN '{layout.posts}' p USING (post_id)
-        WHERE f.action = 'view' ORDER BY f.timestamp""").df()
+        WHERE f.action = 'view' ORDER BY f.timestamp""")
+        .df()
+    )
     truth = GroundTruth.load(small_world)
-    frame["truth"] = truth.like_probability(frame["user_id"].to_numpy(),
-                                            frame["post_id"].to_numpy(),
-                                            frame["timestamp"].to_numpy("datetime64[us]"))
+    frame["truth"] = truth.like_probability(
+        frame["user_id"].to_numpy(),
+        frame["post_id"].to_numpy(),
+        frame["timestamp"].to_numpy("datetime64[us]"),
+    )
     return frame
 
 
@@ -40,10 +46,12 @@ def test_like_probability_broadcasts_and_rejects_unknown_ids(small_world: Path) 
     assert grid.shape == (4, 6) and grid.dtype == np.float64
     assert ((grid > 0) & (grid < 1)).all()
     assert grid[2, 3] == truth.like_probability(users[2], posts[3], at)
-    morning = truth.like_probability(users[:, None], posts[None, :],
-                                     np.datetime64("2021-12-01T08:00"))
-    october = truth.like_probability(users[:, None], posts[None, :],
-                                     np.datetime64("2021-10-01T20:00"))
+    morning = truth.like_probability(
+        users[:, None], posts[None, :], np.datetime64("2021-12-01T08:00")
+    )
+    october = truth.like_probability(
+        users[:, None], posts[None, :], np.datetime64("2021-10-01T20:00")
+    )
     assert not np.allclose(grid, morning) and (october < grid).all()
     with pytest.raises(FeedrankError, match="unknown user id"):
         truth.like_probability(np.array([-1]), posts[:1], at)
@@ -69,8 +77,22 @@ def test_truth_cli_prints_the_same_probability(small_world: Path, capsys, monkey
     truth = GroundTruth.load(small_world)
     user, post = int(truth.user_ids[5]), int(truth.post_ids[7])
     expected = truth.like_probability(user, post, np.datetime64("2021-11-20T13:00"))
-    assert main(["world", "truth", str(small_world), "--user", str(user), "--post", str(post),
-                 "--time", "2021-11-20T13:00"]) == 0
+    assert (
+        main(
+            [
+                "world",
+                "truth",
+                str(small_world),
+                "--user",
+                str(user),
+                "--post",
+                str(post),
+                "--time",
+                "2021-11-20T13:00",
+            ]
+        )
+        == 0
+    )
     assert f"{expected:.4f}" in capsys.readouterr().out
 
 
@@ -81,8 +103,9 @@ def test_feed_likes_match_the_truth_overall(views: pd.DataFrame) -> None:
 
 
 def test_like_rate_differs_by_topic_as_planted(views: pd.DataFrame) -> None:
-    by_topic = views.groupby("topic").agg(rate=("target", "mean"), planted=("truth", "mean"),
-                                          n=("target", "size"))
+    by_topic = views.groupby("topic").agg(
+        rate=("target", "mean"), planted=("truth", "mean"), n=("target", "size")
+    )
     se = np.sqrt(by_topic["rate"] * (1 - by_topic["rate"]) / by_topic["n"])
     assert (abs(by_topic["rate"] - by_topic["planted"]) < 4 * se).all()
     assert by_topic["rate"].idxmax() == by_topic["planted"].idxmax()

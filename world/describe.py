@@ -17,13 +17,15 @@ def summarize(layout: WorldLayout) -> dict:
     if not layout.manifest.exists():
         raise FeedrankError(f"{layout.root} is not a world (no world.json)")
     db = duckdb.connect()
-    db.execute("SET enable_progress_bar = false")      # keeps the output to the tables
+    db.execute("SET enable_progress_bar = false")  # keeps the output to the tables
     db.execute(f"""CREATE VIEW feed AS SELECT * FROM read_parquet('{layout.feed_glob}');
                    CREATE VIEW users AS SELECT * FROM '{layout.users}';
                    CREATE VIEW posts AS SELECT * FROM '{layout.posts}';""")
 
     def one(sql: str) -> tuple:
-        return db.execute(sql).fetchone()
+        row = db.execute(sql).fetchone()
+        assert row is not None, f"no row from: {sql}"  # each query here is an aggregate
+        return row
 
     feed = one("""SELECT count(*) FILTER (action = 'view'), count(*) FILTER (action = 'like'),
                          min(timestamp), max(timestamp), avg(target) FILTER (action = 'view')
@@ -32,20 +34,29 @@ def summarize(layout: WorldLayout) -> dict:
                             count(DISTINCT user_id) FILTER (action = 'like') FROM feed""")
     return {
         "manifest": json.loads(layout.manifest.read_text()),
-        "rows": {"user_data": one("SELECT count(*) FROM users")[0],
-                 "post_text_df": one("SELECT count(*) FROM posts")[0],
-                 "feed_data": feed[0] + feed[1], "views": feed[0], "likes": feed[1]},
-        "first": str(feed[2]), "last": str(feed[3]), "like_rate": feed[4],
+        "rows": {
+            "user_data": one("SELECT count(*) FROM users")[0],
+            "post_text_df": one("SELECT count(*) FROM posts")[0],
+            "feed_data": feed[0] + feed[1],
+            "views": feed[0],
+            "likes": feed[1],
+        },
+        "first": str(feed[2]),
+        "last": str(feed[3]),
+        "like_rate": feed[4],
         "like_rate_by_month": db.execute(
             """SELECT strftime(timestamp, '%Y-%m'), avg(target) FROM feed WHERE action = 'view'
-               GROUP BY 1 ORDER BY 1""").fetchall(),
+               GROUP BY 1 ORDER BY 1"""
+        ).fetchall(),
         "topics": db.execute(
             """SELECT topic, count(*), count(*) / sum(count(*)) OVER () FROM posts
-               GROUP BY 1 ORDER BY 2 DESC, 1""").fetchall(),
+               GROUP BY 1 ORDER BY 2 DESC, 1"""
+        ).fetchall(),
         "countries": db.execute(
             """SELECT country, count(*) FROM users GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5"""
         ).fetchall(),
-        "users_with_views": history[0], "users_with_likes": history[1],
+        "users_with_views": history[0],
+        "users_with_likes": history[1],
         "posts_shown": one("SELECT count(DISTINCT post_id) FROM feed")[0],
     }
 

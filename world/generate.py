@@ -29,12 +29,19 @@ from feedrank.world.texts import make_posts
 DEFAULT_VIEWS = 4_000_000
 GENERATOR_VERSION = 1
 CALIBRATION_VIEWS = 400_000
-LIKE_DELAY_S = (2, 170)       # a like follows its view by seconds to a couple of minutes
+LIKE_DELAY_S = (2, 170)  # a like follows its view by seconds to a couple of minutes
 
 
-def generate_world(out: Path, *, users: int = catalog.COURSE_USERS,
-                   posts: int = catalog.COURSE_POSTS, views: int = DEFAULT_VIEWS, seed: int = 0,
-                   progress: bool = True, force: bool = False) -> None:
+def generate_world(
+    out: Path,
+    *,
+    users: int = catalog.COURSE_USERS,
+    posts: int = catalog.COURSE_POSTS,
+    views: int = DEFAULT_VIEWS,
+    seed: int = 0,
+    progress: bool = True,
+    force: bool = False,
+) -> None:
     """Write a generated world to `out` (built in a sibling temp dir, then renamed into place)."""
     if min(users, posts, views) < 1:
         raise FeedrankError("--users, --posts and --views must be positive")
@@ -42,8 +49,9 @@ def generate_world(out: Path, *, users: int = catalog.COURSE_USERS,
         _write(WorldLayout(tmp), users, posts, views, seed, progress)
 
 
-def _write(layout: WorldLayout, n_users: int, n_posts: int, views: int, seed: int,
-           progress: bool) -> None:
+def _write(
+    layout: WorldLayout, n_users: int, n_posts: int, views: int, seed: int, progress: bool
+) -> None:
     streams = np.random.SeedSequence(seed).spawn(5)
     rng_users, rng_posts, rng_truth, rng_policy = (np.random.default_rng(s) for s in streams[:4])
     day_seeds = streams[4].spawn(len(policy.days()))
@@ -62,20 +70,31 @@ def _write(layout: WorldLayout, n_users: int, n_posts: int, views: int, seed: in
     with progress_bar(transient=not progress) as bar:
         task = bar.add_task("feed_data", total=len(day_seeds), visible=progress)
         for d, day in enumerate(policy.days()):
-            table = simulate_day(day, counts[:, d], truth, exposure,
-                                 np.random.default_rng(day_seeds[d]))
+            table = simulate_day(
+                day, counts[:, d], truth, exposure, np.random.default_rng(day_seeds[d])
+            )
             pq.write_table(table, layout.feed_dir / f"{day}.parquet", compression="zstd")
             rows += table.num_rows
             bar.advance(task)
-    manifest = {"kind": "generated", "generator_version": GENERATOR_VERSION, "seed": seed,
-                "users": n_users, "posts": n_posts, "views": int(counts.sum()),
-                "feed_rows": rows, "start": str(catalog.START), "end": str(catalog.END),
-                "ground_truth": True, "like_rate_target": catalog.LIKE_RATE}
+    manifest = {
+        "kind": "generated",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "users": n_users,
+        "posts": n_posts,
+        "views": int(counts.sum()),
+        "feed_rows": rows,
+        "start": str(catalog.START),
+        "end": str(catalog.END),
+        "ground_truth": True,
+        "like_rate_target": catalog.LIKE_RATE,
+    }
     layout.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _calibrate(truth: GroundTruth, counts: np.ndarray, exposure: np.ndarray,
-               rng: np.random.Generator) -> GroundTruth:
+def _calibrate(
+    truth: GroundTruth, counts: np.ndarray, exposure: np.ndarray, rng: np.random.Generator
+) -> GroundTruth:
     """Set the base rate so that the feed's like rate per view matches the course (~0.12)."""
     per_user = counts.sum(axis=1)
     n = CALIBRATION_VIEWS
@@ -86,8 +105,13 @@ def _calibrate(truth: GroundTruth, counts: np.ndarray, exposure: np.ndarray,
     return truth.calibrated(u, p, policy.sample_hours(n, rng), month, catalog.LIKE_RATE)
 
 
-def simulate_day(day: np.datetime64, counts: np.ndarray, truth: GroundTruth,
-                 exposure: np.ndarray, rng: np.random.Generator) -> pa.Table:
+def simulate_day(
+    day: np.datetime64,
+    counts: np.ndarray,
+    truth: GroundTruth,
+    exposure: np.ndarray,
+    rng: np.random.Generator,
+) -> pa.Table:
     """One day of feed_data: every view, and a `like` row shortly after each liked view."""
     u = np.repeat(np.arange(len(counts)), counts)
     n = len(u)
@@ -102,13 +126,19 @@ def simulate_day(day: np.datetime64, counts: np.ndarray, truth: GroundTruth,
     is_like = np.concatenate([np.zeros(n, bool), np.ones(int(liked.sum()), bool)])
     order = np.lexsort((is_like, all_seconds))
     start = day.astype("datetime64[s]")
-    target = pa.array(np.concatenate([liked, np.zeros(len(like_seconds), bool)])[order]
-                      .astype(np.int8), mask=is_like[order])
-    return pa.table({
-        "timestamp": (start + all_seconds[order]).astype("datetime64[us]"),
-        "user_id": truth.user_ids[np.concatenate([u, u[liked]])[order]],
-        "post_id": truth.post_ids[np.concatenate([p, p[liked]])[order]],
-        "action": pa.DictionaryArray.from_arrays(pa.array(is_like[order].astype(np.int8)),
-                                                 pa.array(["view", "like"])).cast(pa.string()),
-        "target": target,
-    }, schema=schema.FEED)
+    target = pa.array(
+        np.concatenate([liked, np.zeros(len(like_seconds), bool)])[order].astype(np.int8),
+        mask=is_like[order],
+    )
+    return pa.table(
+        {
+            "timestamp": (start + all_seconds[order]).astype("datetime64[us]"),
+            "user_id": truth.user_ids[np.concatenate([u, u[liked]])[order]],
+            "post_id": truth.post_ids[np.concatenate([p, p[liked]])[order]],
+            "action": pa.DictionaryArray.from_arrays(
+                pa.array(is_like[order].astype(np.int8)), pa.array(["view", "like"])
+            ).cast(pa.string()),
+            "target": target,
+        },
+        schema=schema.FEED,
+    )

@@ -33,42 +33,53 @@ import pandas as pd
 from feedrank.errors import FeedrankError
 from feedrank.world import catalog
 
-AGE_BANDS = np.array([18, 25, 35, 50])          # band edges: 14-17, 18-24, 25-34, 35-49, 50+
+AGE_BANDS = np.array([18, 25, 35, 50])  # band edges: 14-17, 18-24, 25-34, 35-49, 50+
 # rows: age bands; columns: catalog.TOPICS (movie covid business sport politics tech ent.)
-AGE_TOPIC = np.array([
-    [0.45, -0.55, -0.60, 0.20, -0.70, 0.30, 0.45],
-    [0.30, -0.25, -0.20, 0.15, -0.35, 0.25, 0.30],
-    [0.00, 0.05, 0.25, 0.05, 0.05, 0.15, 0.00],
-    [-0.25, 0.30, 0.35, -0.05, 0.35, -0.10, -0.20],
-    [-0.45, 0.55, 0.20, -0.20, 0.55, -0.40, -0.35],
-])
-GENDER_TOPIC = np.array([                        # gender 0, gender 1
-    [0.10, 0.10, -0.15, -0.40, -0.05, -0.30, 0.30],
-    [-0.08, -0.08, 0.12, 0.32, 0.04, 0.25, -0.25],
-])
+AGE_TOPIC = np.array(
+    [
+        [0.45, -0.55, -0.60, 0.20, -0.70, 0.30, 0.45],
+        [0.30, -0.25, -0.20, 0.15, -0.35, 0.25, 0.30],
+        [0.00, 0.05, 0.25, 0.05, 0.05, 0.15, 0.00],
+        [-0.25, 0.30, 0.35, -0.05, 0.35, -0.10, -0.20],
+        [-0.45, 0.55, 0.20, -0.20, 0.55, -0.40, -0.35],
+    ]
+)
+GENDER_TOPIC = np.array(
+    [  # gender 0, gender 1
+        [0.10, 0.10, -0.15, -0.40, -0.05, -0.30, 0.30],
+        [-0.08, -0.08, 0.12, 0.32, 0.04, 0.25, -0.25],
+    ]
+)
 HOUR_PEAK = np.array([21, 8, 9, 19, 8, 14, 22])  # the hour each topic is liked most
 HOUR_AMPLITUDE = 0.30
 MONTH_EFFECT = {10: 0.0, 11: 0.22, 12: 0.32}
 SENT_EFFECT = 0.20
-SCALES = {"quality": 0.30, "taste": 0.45, "taste_sub": 0.35, "taste_sent": 0.35,
-          "sub_effect": 0.25, "bias": 0.35, "demo_minor": 0.12}
+SCALES = {
+    "quality": 0.30,
+    "taste": 0.45,
+    "taste_sub": 0.35,
+    "taste_sent": 0.35,
+    "sub_effect": 0.25,
+    "bias": 0.35,
+    "demo_minor": 0.12,
+}
 
 
 @dataclass(frozen=True)
 class GroundTruth:
     base: float
-    user_ids: np.ndarray        # sorted int64
-    user_topic: np.ndarray      # [U, T] demo + taste
-    taste_sub: np.ndarray       # [U, S]
-    taste_sent: np.ndarray      # [U]
-    bias: np.ndarray            # [U]
-    post_ids: np.ndarray        # sorted int64
-    post_topic: np.ndarray      # [P] topic index
-    post_sub: np.ndarray        # [P] sub-theme index (catalog.SUBTHEME_INDEX)
-    post_sent: np.ndarray       # [P] -1, 0, +1
-    post_score: np.ndarray      # [P] quality + sub_effect + sent_effect * sent
-    hour_topic: np.ndarray      # [24, T]
-    tables: dict                # everything else saved in params.json (documentation)
+    user_ids: np.ndarray  # sorted int64
+    user_topic: np.ndarray  # [U, T] demo + taste
+    taste_sub: np.ndarray  # [U, S]
+    taste_sent: np.ndarray  # [U]
+    bias: np.ndarray  # [U]
+    post_ids: np.ndarray  # sorted int64
+    post_topic: np.ndarray  # [P] topic index
+    post_sub: np.ndarray  # [P] sub-theme index (catalog.SUBTHEME_INDEX)
+    post_sent: np.ndarray  # [P] -1, 0, +1
+    post_score: np.ndarray  # [P] quality + sub_effect + sent_effect * sent
+    hour_topic: np.ndarray  # [24, T]
+    tables: dict  # everything else saved in params.json (documentation)
 
     # -- querying ----------------------------------------------------------------------------
     def like_probability(self, user_ids, post_ids, times) -> np.ndarray:
@@ -89,23 +100,34 @@ class GroundTruth:
 
     def hit_probability(self, user_ids, post_lists, times) -> np.ndarray:
         """P(at least one like) per feed: `post_lists` [..., k] ranked lists, users/times [...]."""
-        p = self.like_probability(np.asarray(user_ids)[..., None], post_lists,
-                                  np.asarray(times, "datetime64[us]")[..., None])
+        p = self.like_probability(
+            np.asarray(user_ids)[..., None],
+            post_lists,
+            np.asarray(times, "datetime64[us]")[..., None],
+        )
         return 1.0 - np.prod(1.0 - p, axis=-1)
 
-    def probability_at(self, u: np.ndarray, p: np.ndarray, hour: np.ndarray,
-                       month: np.ndarray) -> np.ndarray:
+    def probability_at(
+        self, u: np.ndarray, p: np.ndarray, hour: np.ndarray, month: np.ndarray
+    ) -> np.ndarray:
         """P(like) by row indices (users, posts), hour of day and calendar month."""
         return 1.0 / (1.0 + np.exp(-self._logit(u, p, hour, month)))
 
     def _logit(self, u, p, hour, month) -> np.ndarray:
         topic = self.post_topic[p]
-        month_effect = np.select([month == 11, month == 12],
-                                 [MONTH_EFFECT[11], MONTH_EFFECT[12]], MONTH_EFFECT[10])
-        return (self.base + self.bias[u] + self.user_topic[u, topic]
-                + self.taste_sub[u, self.post_sub[p]]
-                + self.taste_sent[u] * self.post_sent[p] + self.post_score[p]
-                + self.hour_topic[hour, topic] + month_effect)
+        month_effect = np.select(
+            [month == 11, month == 12], [MONTH_EFFECT[11], MONTH_EFFECT[12]], MONTH_EFFECT[10]
+        )
+        return (
+            self.base
+            + self.bias[u]
+            + self.user_topic[u, topic]
+            + self.taste_sub[u, self.post_sub[p]]
+            + self.taste_sent[u] * self.post_sent[p]
+            + self.post_score[p]
+            + self.hour_topic[hour, topic]
+            + month_effect
+        )
 
     def calibrated(self, u, p, hour, month, target: float) -> GroundTruth:
         """The same world with `base` set so the mean P(like) over the given views is `target`."""
@@ -118,8 +140,9 @@ class GroundTruth:
 
     # -- drawing -----------------------------------------------------------------------------
     @classmethod
-    def draw(cls, users: pd.DataFrame, posts: pd.DataFrame,
-             rng: np.random.Generator) -> GroundTruth:
+    def draw(
+        cls, users: pd.DataFrame, posts: pd.DataFrame, rng: np.random.Generator
+    ) -> GroundTruth:
         """Draw the hidden parameters of users and posts (posts: topic, subtheme, sentiment)."""
         n_users, n_topics, n_subs = len(users), len(catalog.TOPICS), len(catalog.SUBTHEME_INDEX)
         s = SCALES
@@ -135,18 +158,30 @@ class GroundTruth:
         post_topic = posts["topic"].map({t: i for i, t in enumerate(catalog.TOPICS)}).to_numpy()
         post_sub = _subtheme_index(posts)
         post_sent = posts["sentiment"].to_numpy(np.int64)
-        tables = {"country_topic": country_topic, "os_topic": os_topic,
-                  "source_topic": source_topic, "sub_effect": sub_effect,
-                  "demo": demo, "taste": taste, "quality": quality}
-        return cls(base=-2.0, user_ids=users["user_id"].to_numpy(np.int64),
-                   user_topic=demo + taste,
-                   taste_sub=rng.normal(0, s["taste_sub"], (n_users, n_subs)),
-                   taste_sent=rng.normal(0, s["taste_sent"], n_users),
-                   bias=rng.normal(0, s["bias"], n_users),
-                   post_ids=posts["post_id"].to_numpy(np.int64), post_topic=post_topic,
-                   post_sub=post_sub, post_sent=post_sent,
-                   post_score=quality + sub_effect[post_sub] + SENT_EFFECT * post_sent,
-                   hour_topic=hour_topic, tables=tables)
+        tables = {
+            "country_topic": country_topic,
+            "os_topic": os_topic,
+            "source_topic": source_topic,
+            "sub_effect": sub_effect,
+            "demo": demo,
+            "taste": taste,
+            "quality": quality,
+        }
+        return cls(
+            base=-2.0,
+            user_ids=users["user_id"].to_numpy(np.int64),
+            user_topic=demo + taste,
+            taste_sub=rng.normal(0, s["taste_sub"], (n_users, n_subs)),
+            taste_sent=rng.normal(0, s["taste_sent"], n_users),
+            bias=rng.normal(0, s["bias"], n_users),
+            post_ids=posts["post_id"].to_numpy(np.int64),
+            post_topic=post_topic,
+            post_sub=post_sub,
+            post_sent=post_sent,
+            post_score=quality + sub_effect[post_sub] + SENT_EFFECT * post_sent,
+            hour_topic=hour_topic,
+            tables=tables,
+        )
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
@@ -159,21 +194,34 @@ class GroundTruth:
         users |= {f"taste_sub_{k}": self.taste_sub[:, k] for k in range(len(subs))}
         users["taste_sent"] = self.taste_sent
         pd.DataFrame(users).to_parquet(directory / "users.parquet", index=False)
-        pd.DataFrame({"post_id": self.post_ids,
-                      "topic": np.asarray(topics)[self.post_topic],
-                      "subtheme": [subs[k][1] for k in self.post_sub],
-                      "sentiment": self.post_sent, "quality": t["quality"]}
-                     ).to_parquet(directory / "posts.parquet", index=False)
+        pd.DataFrame(
+            {
+                "post_id": self.post_ids,
+                "topic": np.asarray(topics)[self.post_topic],
+                "subtheme": [subs[k][1] for k in self.post_sub],
+                "sentiment": self.post_sent,
+                "quality": t["quality"],
+            }
+        ).to_parquet(directory / "posts.parquet", index=False)
         params = {
-            "formula": __doc__.split("\n\n")[1], "base": self.base, "topics": list(topics),
-            "subthemes": [f"{a}/{b}" for a, b in subs], "age_band_edges": AGE_BANDS.tolist(),
-            "age_topic": AGE_TOPIC.tolist(), "gender_topic": GENDER_TOPIC.tolist(),
+            "formula": __doc__.split("\n\n")[1],
+            "base": self.base,
+            "topics": list(topics),
+            "subthemes": [f"{a}/{b}" for a, b in subs],
+            "age_band_edges": AGE_BANDS.tolist(),
+            "age_topic": AGE_TOPIC.tolist(),
+            "gender_topic": GENDER_TOPIC.tolist(),
             "countries": list(catalog.COUNTRIES),
-            "country_topic": t["country_topic"].tolist(), "os_order": ["Android", "iOS"],
-            "os_topic": t["os_topic"].tolist(), "source_order": ["ads", "organic"],
-            "source_topic": t["source_topic"].tolist(), "sub_effect": t["sub_effect"].tolist(),
-            "sent_effect": SENT_EFFECT, "hour_topic": self.hour_topic.tolist(),
-            "month_effect": {str(k): v for k, v in MONTH_EFFECT.items()}, "scales": SCALES,
+            "country_topic": t["country_topic"].tolist(),
+            "os_order": ["Android", "iOS"],
+            "os_topic": t["os_topic"].tolist(),
+            "source_order": ["ads", "organic"],
+            "source_topic": t["source_topic"].tolist(),
+            "sub_effect": t["sub_effect"].tolist(),
+            "sent_effect": SENT_EFFECT,
+            "hour_topic": self.hour_topic.tolist(),
+            "month_effect": {str(k): v for k, v in MONTH_EFFECT.items()},
+            "scales": SCALES,
         }
         (directory / "params.json").write_text(json.dumps(params, indent=1))
 
@@ -193,28 +241,34 @@ class GroundTruth:
         post_sub = _subtheme_index(posts)
         post_sent = posts["sentiment"].to_numpy(np.int64)
         quality = posts["quality"].to_numpy()
-        return cls(base=params["base"], user_ids=users["user_id"].to_numpy(np.int64),
-                   user_topic=demo + taste,
-                   taste_sub=users[[f"taste_sub_{k}" for k in range(n_subs)]].to_numpy(),
-                   taste_sent=users["taste_sent"].to_numpy(), bias=users["bias"].to_numpy(),
-                   post_ids=posts["post_id"].to_numpy(np.int64),
-                   post_topic=posts["topic"].map({t: i for i, t in enumerate(topics)}).to_numpy(),
-                   post_sub=post_sub, post_sent=post_sent,
-                   post_score=quality + sub_effect[post_sub] + params["sent_effect"] * post_sent,
-                   hour_topic=np.asarray(params["hour_topic"]),
-                   tables={"demo": demo, "taste": taste, "quality": quality,
-                           "sub_effect": sub_effect} | {
-                       k: np.asarray(params[k]) for k in ("country_topic", "os_topic",
-                                                          "source_topic")})
+        return cls(
+            base=params["base"],
+            user_ids=users["user_id"].to_numpy(np.int64),
+            user_topic=demo + taste,
+            taste_sub=users[[f"taste_sub_{k}" for k in range(n_subs)]].to_numpy(),
+            taste_sent=users["taste_sent"].to_numpy(),
+            bias=users["bias"].to_numpy(),
+            post_ids=posts["post_id"].to_numpy(np.int64),
+            post_topic=posts["topic"].map({t: i for i, t in enumerate(topics)}).to_numpy(),
+            post_sub=post_sub,
+            post_sent=post_sent,
+            post_score=quality + sub_effect[post_sub] + params["sent_effect"] * post_sent,
+            hour_topic=np.asarray(params["hour_topic"]),
+            tables={"demo": demo, "taste": taste, "quality": quality, "sub_effect": sub_effect}
+            | {k: np.asarray(params[k]) for k in ("country_topic", "os_topic", "source_topic")},
+        )
 
 
 def _demographics(users: pd.DataFrame, country_topic, os_topic, source_topic) -> np.ndarray:
     band = np.searchsorted(AGE_BANDS, users["age"].to_numpy(), side="right")
     country = users["country"].map({c: i for i, c in enumerate(catalog.COUNTRIES)}).to_numpy()
-    return (AGE_TOPIC[band] + GENDER_TOPIC[users["gender"].to_numpy()]
-            + os_topic[(users["os"] == "iOS").to_numpy(np.int64)]
-            + source_topic[(users["source"] == "organic").to_numpy(np.int64)]
-            + country_topic[country])
+    return (
+        AGE_TOPIC[band]
+        + GENDER_TOPIC[users["gender"].to_numpy()]
+        + os_topic[(users["os"] == "iOS").to_numpy(np.int64)]
+        + source_topic[(users["source"] == "organic").to_numpy(np.int64)]
+        + country_topic[country]
+    )
 
 
 def _subtheme_index(posts: pd.DataFrame) -> np.ndarray:
@@ -228,4 +282,3 @@ def _index_of(sorted_ids: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
     if unknown.any():
         raise FeedrankError(f"unknown {what} id {ids[unknown].flat[0]} (not in this world)")
     return pos
-

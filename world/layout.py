@@ -1,11 +1,11 @@
 """Where a world's tables live on disk. Every stage finds a world's files through this class.
 
-    W/world.json                 manifest: how the world was made (seed, sizes) or imported
-    W/user_data.parquet          course table user_data
-    W/post_text_df.parquet       course table post_text_df
-    W/feed_data/*.parquet        course table feed_data, one file per day
-    W/ground_truth/              the planted like model (generated worlds only)
-    W/features/                  feature tables built by `feedrank build`
+W/world.json                 manifest: how the world was made (seed, sizes) or imported
+W/user_data.parquet          course table user_data
+W/post_text_df.parquet       course table post_text_df
+W/feed_data/*.parquet        course table feed_data, one file per day
+W/ground_truth/              the planted like model (generated worlds only)
+W/features/                  feature tables built by `feedrank build`
 """
 
 from __future__ import annotations

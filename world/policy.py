@@ -12,12 +12,13 @@ import numpy as np
 from feedrank.world import catalog
 
 # share of a day's activity in each hour 06..23: a morning bump, a lunch dip, an evening peak
-HOUR_WEIGHTS = np.array([1.5, 3.5, 5.0, 5.5, 5.0, 4.5, 4.8, 5.0, 4.6, 4.4, 4.6, 5.2,
-                         6.0, 7.0, 8.0, 8.2, 7.4, 5.0])
+HOUR_WEIGHTS = np.array(
+    [1.5, 3.5, 5.0, 5.5, 5.0, 4.5, 4.8, 5.0, 4.6, 4.4, 4.6, 5.2, 6.0, 7.0, 8.0, 8.2, 7.4, 5.0]
+)
 HOUR_WEIGHTS = HOUR_WEIGHTS / HOUR_WEIGHTS.sum()
 HOURS = np.arange(catalog.FIRST_HOUR, catalog.LAST_HOUR + 1)
-WEEKDAY_FACTOR = np.array([1.0, 0.98, 0.97, 0.99, 1.02, 1.12, 1.10])   # Monday first
-ACTIVITY_SIGMA = 1.1          # log-normal spread of how much each user scrolls
+WEEKDAY_FACTOR = np.array([1.0, 0.98, 0.97, 0.99, 1.02, 1.12, 1.10])  # Monday first
+ACTIVITY_SIGMA = 1.1  # log-normal spread of how much each user scrolls
 USER_CHUNK = 16_384
 
 
@@ -28,7 +29,7 @@ def days() -> np.ndarray:
 def day_weights() -> np.ndarray:
     """Share of all views on each day: a weekly rhythm on a slowly growing audience."""
     d = days()
-    weekday = (d.astype(np.int64) + 3) % 7                 # 1970-01-01 was a Thursday
+    weekday = (d.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     weight = WEEKDAY_FACTOR[weekday] * np.linspace(0.9, 1.1, len(d))
     return weight / weight.sum()
 
@@ -48,9 +49,10 @@ def view_counts(n_users: int, views: int, rng: np.random.Generator) -> np.ndarra
     floor = 1 if views >= n_users else 0
     per_user = floor + rng.multinomial(views - floor * n_users, activity / activity.sum())
     counts = np.empty((n_users, len(days())), np.int32)
-    for start in range(0, n_users, USER_CHUNK):    # int64 draws a chunk at a time: less peak RSS
-        counts[start:start + USER_CHUNK] = rng.multinomial(per_user[start:start + USER_CHUNK],
-                                                           day_weights())
+    for start in range(0, n_users, USER_CHUNK):  # int64 draws a chunk at a time: less peak RSS
+        counts[start : start + USER_CHUNK] = rng.multinomial(
+            per_user[start : start + USER_CHUNK], day_weights()
+        )
     return counts
 
 

@@ -8,12 +8,28 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-USERS = pa.schema([("user_id", pa.int64()), ("gender", pa.int64()), ("age", pa.int64()),
-                   ("country", pa.string()), ("city", pa.string()), ("exp_group", pa.int64()),
-                   ("os", pa.string()), ("source", pa.string())])
+USERS = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("gender", pa.int64()),
+        ("age", pa.int64()),
+        ("country", pa.string()),
+        ("city", pa.string()),
+        ("exp_group", pa.int64()),
+        ("os", pa.string()),
+        ("source", pa.string()),
+    ]
+)
 POSTS = pa.schema([("post_id", pa.int64()), ("text", pa.string()), ("topic", pa.string())])
-FEED = pa.schema([("timestamp", pa.timestamp("us")), ("user_id", pa.int64()),
-                  ("post_id", pa.int64()), ("action", pa.string()), ("target", pa.int8())])
+FEED = pa.schema(
+    [
+        ("timestamp", pa.timestamp("us")),
+        ("user_id", pa.int64()),
+        ("post_id", pa.int64()),
+        ("action", pa.string()),
+        ("target", pa.int8()),
+    ]
+)
 ACTIONS = ("view", "like")
 
 

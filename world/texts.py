@@ -21,18 +21,34 @@ def make_posts(n: int, rng: np.random.Generator) -> pd.DataFrame:
     post_id = np.sort(rng.choice(span, n, replace=False)) + lo
     topic = np.repeat(np.array(catalog.TOPICS), catalog.scaled_counts(catalog.TOPIC_COUNTS, n))
     topic = rng.permutation(topic)
-    subtheme = np.array([catalog.SUBTHEMES[t][k % len(catalog.SUBTHEMES[t])]
-                         for t, k in zip(topic, rng.integers(0, 1 << 30, n))], dtype=object)
+    subtheme = np.array(
+        [
+            catalog.SUBTHEMES[t][k % len(catalog.SUBTHEMES[t])]
+            for t, k in zip(topic, rng.integers(0, 1 << 30, n))
+        ],
+        dtype=object,
+    )
     draw = rng.random(n)
-    shares = [catalog.SENTIMENT_SHARES.get(t, catalog.SENTIMENT_SHARES.get(s, (0.0, 0.0)))
-              for t, s in zip(topic, subtheme)]
+    shares = [
+        catalog.SENTIMENT_SHARES.get(t, catalog.SENTIMENT_SHARES.get(s, (0.0, 0.0)))
+        for t, s in zip(topic, subtheme)
+    ]
     pos, neg = (np.array([share[i] for share in shares]) for i in (0, 1))
     sentiment = np.select([draw < pos, draw < pos + neg], [1, -1], 0).astype(np.int64)
     seen: set[str] = set()
-    texts = [_distinct(seen, lambda t=t, s=s, m=m: write(t, s, m, rng))
-             for t, s, m in zip(topic, subtheme, sentiment)]
-    return pd.DataFrame({"post_id": post_id.astype(np.int64), "text": texts, "topic": topic,
-                         "subtheme": subtheme.astype(str), "sentiment": sentiment})
+    texts = [
+        _distinct(seen, lambda t=t, s=s, m=m: write(t, s, m, rng))
+        for t, s, m in zip(topic, subtheme, sentiment)
+    ]
+    return pd.DataFrame(
+        {
+            "post_id": post_id.astype(np.int64),
+            "text": texts,
+            "topic": topic,
+            "subtheme": subtheme.astype(str),
+            "sentiment": sentiment,
+        }
+    )
 
 
 def _distinct(seen: set[str], draw) -> str:
@@ -63,17 +79,24 @@ def _person(rng: np.random.Generator) -> str:
 
 def movie_review(genre: str, sentiment: int, rng: np.random.Generator) -> str:
     love = sentiment > 0
-    title = (f"The {_pick(rng, V.TITLE_ADJ)} {_pick(rng, V.TITLE_NOUN)}" if rng.random() < 0.6
-             else f"{_pick(rng, V.TITLE_NOUN)} of the {_pick(rng, V.TITLE_NOUN)}")
+    title = (
+        f"The {_pick(rng, V.TITLE_ADJ)} {_pick(rng, V.TITLE_NOUN)}"
+        if rng.random() < 0.6
+        else f"{_pick(rng, V.TITLE_NOUN)} of the {_pick(rng, V.TITLE_NOUN)}"
+    )
     opener = _pick(rng, V.LOVE_OPENERS if love else V.PAN_OPENERS).format(
-        film=f'"{title}"', genre=_pick(rng, V.GENRE[genre]))
-    details = [_pick(rng, V.LOVE_DETAIL if love else V.PAN_DETAIL).format(detail=d)
-               for d in _pick(rng, V.GENRE_DETAIL[genre], int(rng.integers(1, 4)))]
+        film=f'"{title}"', genre=_pick(rng, V.GENRE[genre])
+    )
+    details = [
+        _pick(rng, V.LOVE_DETAIL if love else V.PAN_DETAIL).format(detail=d)
+        for d in _pick(rng, V.GENRE_DETAIL[genre], int(rng.integers(1, 4)))
+    ]
     body = " ".join(d[0].upper() + d[1:] + "." for d in details)
     if rng.random() < 0.7:
         body = _pick(rng, V.PREMISE_LEADS).format(premise=_pick(rng, V.PREMISE[genre])) + " " + body
     acting = _pick(rng, V.LOVE_ACTING if love else V.PAN_ACTING).format(
-        actor=_person(rng), director=_person(rng))
+        actor=_person(rng), director=_person(rng)
+    )
     closer = _pick(rng, V.LOVE_CLOSERS if love else V.PAN_CLOSERS)
     return " ".join([opener, body, acting, closer])
 
@@ -83,9 +106,11 @@ def covid_post(subtheme: str, sentiment: int, rng: np.random.Generator) -> str:
     text = f"{mood}: {_pick(rng, V.COVID_CORE[subtheme])}."
     if rng.random() < 0.5:
         text += " " + _pick(rng, V.COVID_TAILS)
-    extras = [" ".join(_pick(rng, V.COVID_TAGS, int(rng.integers(1, 4)))),
-              _pick(rng, V.HANDLES),
-              "https://t.co/" + "".join(_pick(rng, "abcdefghijkmnpqrstuvwxyz0123456789", 10))]
+    extras = [
+        " ".join(_pick(rng, V.COVID_TAGS, int(rng.integers(1, 4)))),
+        _pick(rng, V.HANDLES),
+        "https://t.co/" + "".join(_pick(rng, "abcdefghijkmnpqrstuvwxyz0123456789", 10)),
+    ]
     for extra in (extras[i] for i in rng.permutation(len(extras))):
         if len(text) + len(extra) < 140:
             text += " " + extra
@@ -118,5 +143,7 @@ def _sentence(event: str, rng: np.random.Generator) -> str:
     if kind == 2:
         return f"{_pick(rng, V.NEWS_LINKERS)} {event}."
     share = int(rng.integers(2, 60))
-    return (f"According to {_pick(rng, V.NEWS_SOURCES)}, {event}, a change of {share}% "
-            f"on the same period a year ago.")
+    return (
+        f"According to {_pick(rng, V.NEWS_SOURCES)}, {event}, a change of {share}% "
+        f"on the same period a year ago."
+    )

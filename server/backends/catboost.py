@@ -33,16 +33,20 @@ class CatBoostBackend(Backend):
         self.threads = threads
         input_name = config.input[0].name if config.input else "features"
         self.inputs = [TensorSpec(input_name, "FP32", (-1, len(self.model.feature_names_)))]
-        self.outputs = [TensorSpec("label", "INT64", (-1,)),
-                        TensorSpec("probabilities", "FP32", (-1, 2))]
+        self.outputs = [
+            TensorSpec("label", "INT64", (-1,)),
+            TensorSpec("probabilities", "FP32", (-1, 2)),
+        ]
 
     def _probabilities(self, features: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(features, thread_count=self.threads)
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         probabilities = self._probabilities(inputs[self.inputs[0].name])
-        return {"label": probabilities.argmax(axis=1).astype(np.int64),
-                "probabilities": probabilities.astype(np.float32)}
+        return {
+            "label": probabilities.argmax(axis=1).astype(np.int64),
+            "probabilities": probabilities.astype(np.float32),
+        }
 
     def like_probability(self, features: np.ndarray) -> np.ndarray:
         return self._probabilities(features)[:, 1].astype(np.float64)

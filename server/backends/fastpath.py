@@ -42,8 +42,10 @@ class FastPathBackend(OnnxRuntimeBackend):
         super().__init__(version_dir, config, threads=threads)
         self.version_dir, self.threads = Path(version_dir), threads
         if not (self.version_dir / "model.cbm").is_file():
-            raise ModelLoadError(f"{self.version_dir}: the fast path compiles its rankers from "
-                                 "model.cbm, which is missing")
+            raise ModelLoadError(
+                f"{self.version_dir}: the fast path compiles its rankers from "
+                "model.cbm, which is missing"
+            )
         # snapshot key -> ranker, the most recently used last
         self._rankers: dict[tuple, FastRanker] = {}
         self._lock = threading.Lock()
@@ -85,13 +87,16 @@ class FastPathBackend(OnnxRuntimeBackend):
             if ranker is not None:
                 self.fast_blocks += 1
                 if next(reversed(self._rankers)) != snapshot.key:  # most recently used last
-                    self._rankers = {**{k: r for k, r in self._rankers.items()
-                                        if k != snapshot.key}, snapshot.key: ranker}
+                    self._rankers = {
+                        **{k: r for k, r in self._rankers.items() if k != snapshot.key},
+                        snapshot.key: ranker,
+                    }
                 return ranker
             self.plain_blocks += 1
             if self._builder is None and not self._broken:
-                self._builder = threading.Thread(target=self._build, args=(snapshot,),
-                                                 name="fastpath-build", daemon=True)
+                self._builder = threading.Thread(
+                    target=self._build, args=(snapshot,), name="fastpath-build", daemon=True
+                )
                 self._builder.start()
         return None
 
@@ -99,8 +104,12 @@ class FastPathBackend(OnnxRuntimeBackend):
         ranker = None
         try:
             ranker = FastRanker.for_snapshot(self.version_dir, snapshot, threads=self.threads)
-            log.info("%s: fast path built in %.1f s (%.0f MB of tables)", self.version_dir,
-                     ranker.build_seconds, ranker.table_bytes / 2**20)
+            log.info(
+                "%s: fast path built in %.1f s (%.0f MB of tables)",
+                self.version_dir,
+                ranker.build_seconds,
+                ranker.table_bytes / 2**20,
+            )
         except Exception:
             log.exception("%s: fast path build failed; serving the plain model", self.version_dir)
         release_free_memory()  # the build's temporaries are several times the tables
@@ -109,8 +118,7 @@ class FastPathBackend(OnnxRuntimeBackend):
                 self._broken = True
             else:
                 kept = [*self._rankers.items(), (snapshot.key, ranker)]
-                while (len(kept) > MIN_KEEP
-                       and sum(r.table_bytes for _, r in kept) > CACHE_BYTES):
+                while len(kept) > MIN_KEEP and sum(r.table_bytes for _, r in kept) > CACHE_BYTES:
                     kept.pop(0)
                 self._rankers = dict(kept)
             self._builder = None

@@ -20,11 +20,21 @@ from feedrank.server.backends.base import Backend, ModelLoadError, TensorSpec
 MODEL_FILE = "model.onnx"
 PROBABILITIES = "probabilities"
 
-_ORT_TYPES = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(float16)": "FP16",
-              "tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(int16)": "INT16",
-              "tensor(int8)": "INT8", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
-              "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(bool)": "BOOL",
-              "tensor(string)": "BYTES"}
+_ORT_TYPES = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(float16)": "FP16",
+    "tensor(int64)": "INT64",
+    "tensor(int32)": "INT32",
+    "tensor(int16)": "INT16",
+    "tensor(int8)": "INT8",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(bool)": "BOOL",
+    "tensor(string)": "BYTES",
+}
 
 
 def _is_zipmap(node: ort.NodeArg) -> bool:
@@ -59,8 +69,9 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as error:  # onnxruntime raises its own untyped Fail/InvalidGraph/...
             raise ModelLoadError(f"{path}: onnxruntime cannot load it: {error}") from error
         self.inputs = [_spec(node) for node in self.session.get_inputs()]
@@ -72,11 +83,14 @@ class OnnxRuntimeBackend(Backend):
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self._names, inputs)
-        return {name: _tensor(value, name in self._zipmap)
-                for name, value in zip(self._names, values, strict=True)}
+        return {
+            name: _tensor(value, name in self._zipmap)
+            for name, value in zip(self._names, values, strict=True)
+        }
 
     def like_probability(self, features: np.ndarray) -> np.ndarray:
         # `label` is CatBoost's argmax and unreliable in onnxruntime: read the probabilities
-        (value,) = self.session.run([PROBABILITIES], {
-            self.inputs[0].name: np.ascontiguousarray(features, np.float32)})
+        (value,) = self.session.run(
+            [PROBABILITIES], {self.inputs[0].name: np.ascontiguousarray(features, np.float32)}
+        )
         return _tensor(value, PROBABILITIES in self._zipmap)[:, 1].astype(np.float64)

@@ -25,17 +25,22 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from feedrank.errors import FeedrankError
+from feedrank.features.ranking_request import Kind
 
-Kind = Literal["request", "post", "pair", "dense"]
-SOURCE_KINDS: dict[str, Kind] = {"user": "request", "time": "request", "post": "post",
-                                 "history": "pair", "recent": "post", "affinity": "dense"}
+SOURCE_KINDS: dict[str, Kind] = {
+    "user": "request",
+    "time": "request",
+    "post": "post",
+    "history": "pair",
+    "recent": "post",
+    "affinity": "dense",
+}
 REQUEST_INPUT, PAIR_INPUT, DENSE_INPUT, SCORES_OUTPUT = "request", "pair", "dense", "scores"
 TABLE, DENSE_TABLE = "table", "dense_table"
 OPSET = 17
@@ -53,8 +58,7 @@ class Partition:
             raise FeedrankError(f"unknown column kinds {unknown}: use request, post or pair")
 
     @classmethod
-    def from_sources(cls, sources: list[str], mapping: dict[str, Kind] = SOURCE_KINDS
-                     ) -> Partition:
+    def from_sources(cls, sources: list[str], mapping: dict[str, Kind] = SOURCE_KINDS) -> Partition:
         """Feature sources as metadata.json names them ("user", "post", "history", "time")."""
         missing = sorted(set(sources) - set(mapping))
         if missing:
@@ -69,9 +73,9 @@ class Partition:
 class Trees:
     """An oblivious CatBoost model as arrays; `leaves` already include the model's scale."""
 
-    features: list[np.ndarray]   # per tree: feature index of each level
-    borders: list[np.ndarray]    # per tree: border of each level (bit = value > border)
-    leaves: list[np.ndarray]     # per tree: float64[2^depth]
+    features: list[np.ndarray]  # per tree: feature index of each level
+    borders: list[np.ndarray]  # per tree: border of each level (bit = value > border)
+    leaves: list[np.ndarray]  # per tree: float64[2^depth]
     bias: float
     n_features: int
 
@@ -87,12 +91,14 @@ class Trees:
         if any(len(t["leaf_values"]) != 2 ** len(t["splits"]) for t in trees):
             raise FeedrankError("the fast path needs a single-dimension model (one raw score)")
         return cls(
-            features=[np.array([s["float_feature_index"] for s in t["splits"]], np.int64)
-                      for t in trees],
+            features=[
+                np.array([s["float_feature_index"] for s in t["splits"]], np.int64) for t in trees
+            ],
             borders=[np.array([s["border"] for s in t["splits"]], np.float32) for t in trees],
             leaves=[scale * np.asarray(t["leaf_values"], np.float64) for t in trees],
             bias=float(biases[0]),
-            n_features=len(model["features_info"]["float_features"]))
+            n_features=len(model["features_info"]["float_features"]),
+        )
 
     @classmethod
     def from_catboost(cls, model) -> Trees:
@@ -105,6 +111,7 @@ class Trees:
     @classmethod
     def from_cbm(cls, path: Path) -> Trees:
         from catboost import CatBoost
+
         model = CatBoost()
         model.load_model(str(path))
         return cls.from_catboost(model)
@@ -132,8 +139,8 @@ class Group:
     """Trees sharing one table; `radix` maps each feature to its weight in the pattern index."""
 
     trees: list[int]
-    conditions: list[int]            # condition ids, sorted by (feature, border)
-    radix: dict[int, int]            # feature -> weight
+    conditions: list[int]  # condition ids, sorted by (feature, border)
+    radix: dict[int, int]  # feature -> weight
     patterns: int
 
 
@@ -168,8 +175,14 @@ def _log_patterns(members: np.ndarray, conds_of_feature: list[np.ndarray]) -> np
     return out
 
 
-def merge_groups(tree_conditions: list[set[int]], conds: Conditions, *, max_rows: int,
-                 merge_cost: float, max_patterns: int = 4096) -> list[Group]:
+def merge_groups(
+    tree_conditions: list[set[int]],
+    conds: Conditions,
+    *,
+    max_rows: int,
+    merge_cost: float,
+    max_patterns: int = 4096,
+) -> list[Group]:
     """Greedy rounds of disjoint pair merges, cheapest first.
 
     A merge saves one row read per post per request and costs (patterns of the union − patterns
@@ -186,8 +199,9 @@ def merge_groups(tree_conditions: list[set[int]], conds: Conditions, *, max_rows
     conds_of_feature = [np.flatnonzero(features == f) for f in np.unique(features)]
     threshold = min(1.0, merge_cost)
     while len(groups) > 1:
-        merged, used = _merge_round(groups, conds, conds_of_feature, threshold, max_rows,
-                                    max_patterns)
+        merged, used = _merge_round(
+            groups, conds, conds_of_feature, threshold, max_rows, max_patterns
+        )
         if merged:
             groups = merged + [g for k, g in enumerate(groups) if k not in used]
         elif threshold < merge_cost:
@@ -197,9 +211,14 @@ def merge_groups(tree_conditions: list[set[int]], conds: Conditions, *, max_rows
     return [_group(t, cs, conds) for t, cs in groups]
 
 
-def _merge_round(groups: list[tuple[list[int], set[int]]], conds: Conditions,
-                 conds_of_feature: list[np.ndarray], threshold: float, max_rows: int,
-                 max_patterns: int) -> tuple[list, set[int]]:
+def _merge_round(
+    groups: list[tuple[list[int], set[int]]],
+    conds: Conditions,
+    conds_of_feature: list[np.ndarray],
+    threshold: float,
+    max_rows: int,
+    max_patterns: int,
+) -> tuple[list, set[int]]:
     members = np.zeros((len(groups), len(conds.feature)), bool)
     for i, (_, cs) in enumerate(groups):
         members[i, list(cs)] = True
@@ -210,7 +229,8 @@ def _merge_round(groups: list[tuple[list[int], set[int]]], conds: Conditions,
     np.fill_diagonal(cost, np.inf)
     pairs = np.argwhere(np.triu(cost <= threshold, 1))
     pairs = pairs[np.argsort(cost[pairs[:, 0], pairs[:, 1]], kind="stable")]
-    rows, used, merged = own.sum(), set(), []
+    rows, merged = own.sum(), []
+    used: set[int] = set()
     for i, j in pairs.tolist():
         if i in used or j in used or (cost[i, j] > 0 and rows + cost[i, j] > max_rows):
             continue
@@ -224,12 +244,12 @@ def _merge_round(groups: list[tuple[list[int], set[int]]], conds: Conditions,
 class FastPath:
     """The specialised graph and the tables it reads (kept outside the protobuf)."""
 
-    graph: onnx.ModelProto           # the tables are external initializers
-    tables: dict[str, np.ndarray]    # "table": float32 [blocks × rows, block width];
+    graph: onnx.ModelProto  # the tables are external initializers
+    tables: dict[str, np.ndarray]  # "table": float32 [blocks × rows, block width];
     #                                  "dense_table": float32 [dense rows × N]
-    groups: list[Group]              # tree groups read by post block
-    dense_groups: list[Group]        # tree groups testing dense columns, read post by post
-    n_groups: int                    # post groups (rows of the pair input)
+    groups: list[Group]  # tree groups read by post block
+    dense_groups: list[Group]  # tree groups testing dense columns, read post by post
+    n_groups: int  # post groups (rows of the pair input)
     request_columns: np.ndarray
     pair_columns: np.ndarray
     dense_columns: np.ndarray
@@ -244,14 +264,22 @@ class FastPath:
         model.CopyFrom(self.graph)
         kept = [i for i in model.graph.initializer if i.name not in self.tables]
         del model.graph.initializer[:]
-        model.graph.initializer.extend(kept + [numpy_helper.from_array(t, n)
-                                               for n, t in self.tables.items()])
+        model.graph.initializer.extend(
+            kept + [numpy_helper.from_array(t, n) for n, t in self.tables.items()]
+        )
         return model
 
 
-def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
-          post_group: np.ndarray | None = None, n_groups: int | None = None, *,
-          max_table_bytes: int = 384 << 20, merge_cost: float = 64.0) -> FastPath:
+def build(
+    trees: Trees,
+    post_matrix: np.ndarray,
+    partition: Partition,
+    post_group: np.ndarray | None = None,
+    n_groups: int | None = None,
+    *,
+    max_table_bytes: int = 384 << 20,
+    merge_cost: float = 64.0,
+) -> FastPath:
     """Specialise `trees` to the catalogue `post_matrix` (float32 [N, F]; only post columns read).
 
     `post_group` (int [N], codes 0..n_groups-1) says which row of the per-request pair values
@@ -259,8 +287,10 @@ def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
     """
     n_posts = post_matrix.shape[0]
     if len(partition.kinds) != trees.n_features or post_matrix.shape[1] != trees.n_features:
-        raise FeedrankError(f"the model has {trees.n_features} features; the partition has "
-                            f"{len(partition.kinds)} and the post matrix {post_matrix.shape[1]}")
+        raise FeedrankError(
+            f"the model has {trees.n_features} features; the partition has "
+            f"{len(partition.kinds)} and the post matrix {post_matrix.shape[1]}"
+        )
     post_group = np.zeros(n_posts, np.int64) if post_group is None else np.asarray(post_group)
     n_groups = int(post_group.max(initial=-1)) + 1 if n_groups is None else n_groups
     if n_posts and (post_group.min() < 0 or post_group.max() >= n_groups):
@@ -269,17 +299,38 @@ def build(trees: Trees, post_matrix: np.ndarray, partition: Partition,
     conds = Conditions()
     budget = max_table_bytes // 2 if len(partition.columns("dense")) else max_table_bytes
     groups, dense_groups = _tree_groups(
-        trees, partition, conds, merge_cost=merge_cost,
+        trees,
+        partition,
+        conds,
+        merge_cost=merge_cost,
         max_rows=budget // (4 * max(blocks.slots, 1)),
-        max_dense_rows=(max_table_bytes - budget) // (4 * max(n_posts, 1)))
+        max_dense_rows=(max_table_bytes - budget) // (4 * max(n_posts, 1)),
+    )
     table, offset = _table(groups, trees, conds, post_matrix, blocks)
     dense_table, dense_offset = _dense_table(dense_groups, trees, conds, post_matrix)
-    graph = _graph(groups, dense_groups, conds, partition, blocks, post_group, table,
-                   dense_table, n_groups, offset + dense_offset)
+    graph = _graph(
+        groups,
+        dense_groups,
+        conds,
+        partition,
+        blocks,
+        post_group,
+        table,
+        dense_table,
+        n_groups,
+        offset + dense_offset,
+    )
     tables = {TABLE: table} | ({DENSE_TABLE: dense_table} if dense_groups else {})
-    return FastPath(graph, tables, groups, dense_groups,
-                    n_groups, partition.columns("request"), partition.columns("pair"),
-                    partition.columns("dense"))
+    return FastPath(
+        graph,
+        tables,
+        groups,
+        dense_groups,
+        n_groups,
+        partition.columns("request"),
+        partition.columns("pair"),
+        partition.columns("dense"),
+    )
 
 
 @dataclass(frozen=True)
@@ -288,8 +339,8 @@ class Blocks:
     row Gather over [blocks × rows, width] serves every post group at once. The width is the
     largest that pads the catalogue by at most a quarter."""
 
-    group: np.ndarray    # [n_blocks] post group of each block
-    slot: np.ndarray     # [N] slot (block × width + position) of each catalogue post
+    group: np.ndarray  # [n_blocks] post group of each block
+    slot: np.ndarray  # [N] slot (block × width + position) of each catalogue post
     width: int
 
     @property
@@ -311,30 +362,37 @@ class Blocks:
         return cls(np.repeat(np.arange(n_groups), per_group), slot, width)
 
 
-def _tree_groups(trees: Trees, partition: Partition, conds: Conditions, *, max_dense_rows: int,
-                 **merge_options) -> tuple[list[Group], list[Group]]:
+def _tree_groups(
+    trees: Trees, partition: Partition, conds: Conditions, *, max_dense_rows: int, **merge_options
+) -> tuple[list[Group], list[Group]]:
     """Tree groups read by post block, and those testing a dense column (read post by post).
     A tree's post conditions are resolved in the tables; its others index them."""
     kinds = list(partition.kinds)
-    tree_conditions = [{conds.id(f, b) for f, b in zip(fs.tolist(), bs.tolist())
-                        if kinds[f] != "post"}
-                       for fs, bs in zip(trees.features, trees.borders)]
+    tree_conditions = [
+        {conds.id(f, b) for f, b in zip(fs.tolist(), bs.tolist()) if kinds[f] != "post"}
+        for fs, bs in zip(trees.features, trees.borders)
+    ]
     dense = [any(kinds[conds.feature[c]] == "dense" for c in cs) for cs in tree_conditions]
-    dense_groups = merge_groups([cs if d else set() for cs, d in zip(tree_conditions, dense)],
-                                conds, **merge_options | {"max_rows": max_dense_rows})
+    dense_groups = merge_groups(
+        [cs if d else set() for cs, d in zip(tree_conditions, dense)],
+        conds,
+        **merge_options | {"max_rows": max_dense_rows},
+    )
     tree_conditions = [set() if d else cs for cs, d in zip(tree_conditions, dense)]
     groups = merge_groups(tree_conditions, conds, **merge_options) or [_group([], set(), conds)]
     folded = [t for t, cs in enumerate(tree_conditions) if not cs and not dense[t]]
-    groups[0] = Group(groups[0].trees + folded, groups[0].conditions, groups[0].radix,
-                      groups[0].patterns)
+    groups[0] = Group(
+        groups[0].trees + folded, groups[0].conditions, groups[0].radix, groups[0].patterns
+    )
     # rows are summed in two float32 stages of ~√G terms each (error ~√G·ulp instead of G);
     # empty groups (one zero row each) pad G to a multiple of the stage size
     stage = int(np.ceil(np.sqrt(len(groups))))
     return groups + [_group([], set(), conds)] * (-len(groups) % stage), dense_groups
 
 
-def _dense_table(groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray
-                 ) -> tuple[np.ndarray, float]:
+def _dense_table(
+    groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray
+) -> tuple[np.ndarray, float]:
     """float32, flat: group after group, each [N, patterns] post-major, so the patterns of a
     post are adjacent and a request reads each group's part front to back. Centred per
     group, as `_table`."""
@@ -347,8 +405,9 @@ def _dense_table(groups: list[Group], trees: Trees, conds: Conditions, posts: np
     return np.concatenate(parts), offset
 
 
-def _table(groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray,
-           blocks: Blocks) -> tuple[np.ndarray, float]:
+def _table(
+    groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray, blocks: Blocks
+) -> tuple[np.ndarray, float]:
     """float32 [blocks × rows, width] (padding slots zero) and the constant left out of it.
 
     Groups are centred so their float32 values stay small (rounding ~1e-8); the centres and the
@@ -364,22 +423,28 @@ def _table(groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarr
         offset += centre
         slotted = np.zeros((group.patterns, blocks.slots))
         slotted[:, blocks.slot] = values - centre
-        table[:, start:start + group.patterns] = slotted.reshape(
-            group.patterns, -1, blocks.width).transpose(1, 0, 2)
+        table[:, start : start + group.patterns] = slotted.reshape(
+            group.patterns, -1, blocks.width
+        ).transpose(1, 0, 2)
         start += group.patterns
     return table.reshape(-1, blocks.width), offset
 
 
-def _group_table(group: Group, trees: Trees, conds: Conditions, posts: np.ndarray
-                 ) -> np.ndarray:
+def _group_table(group: Group, trees: Trees, conds: Conditions, posts: np.ndarray) -> np.ndarray:
     """float64 [patterns, N]: Σ over the group's trees of the leaf each (pattern, post) reaches."""
     pattern = np.arange(group.patterns)
     # how many of the group's borders each pattern's feature value exceeds
-    count = {f: (pattern // w) % (1 + sum(conds.feature[c] == f for c in group.conditions))
-             for f, w in group.radix.items()}
-    rank = {c: 1 + [conds.border[k] for k in group.conditions
-                    if conds.feature[k] == conds.feature[c]].index(conds.border[c])
-            for c in group.conditions}
+    count = {
+        f: (pattern // w) % (1 + sum(conds.feature[c] == f for c in group.conditions))
+        for f, w in group.radix.items()
+    }
+    rank = {
+        c: 1
+        + [conds.border[k] for k in group.conditions if conds.feature[k] == conds.feature[c]].index(
+            conds.border[c]
+        )
+        for c in group.conditions
+    }
     out = np.zeros((group.patterns, posts.shape[0]))
     for t in group.trees:
         pattern_leaf = np.zeros(group.patterns, np.int64)
@@ -396,29 +461,44 @@ def _group_table(group: Group, trees: Trees, conds: Conditions, posts: np.ndarra
 
 def _external(name: str, table: np.ndarray) -> onnx.TensorProto:
     """A placeholder the session fills with `add_external_initializers` (no protobuf copy)."""
-    tensor = onnx.TensorProto(name=name, data_type=TensorProto.FLOAT, dims=table.shape,
-                              data_location=TensorProto.EXTERNAL)
-    for key, value in (("location", f"{name}.bin"), ("offset", "0"),
-                       ("length", str(table.nbytes))):
+    tensor = onnx.TensorProto(
+        name=name, data_type=TensorProto.FLOAT, dims=table.shape, data_location=TensorProto.EXTERNAL
+    )
+    for key, value in (("location", f"{name}.bin"), ("offset", "0"), ("length", str(table.nbytes))):
         tensor.external_data.add(key=key, value=value)
     return tensor
 
 
-def _graph(groups: list[Group], dense_groups: list[Group], conds: Conditions,
-           partition: Partition, blocks: Blocks, post_group: np.ndarray, table: np.ndarray,
-           dense_table: np.ndarray, n_groups: int, offset: float) -> onnx.ModelProto:
+def _graph(
+    groups: list[Group],
+    dense_groups: list[Group],
+    conds: Conditions,
+    partition: Partition,
+    blocks: Blocks,
+    post_group: np.ndarray,
+    table: np.ndarray,
+    dense_table: np.ndarray,
+    n_groups: int,
+    offset: float,
+) -> onnx.ModelProto:
     """Conditions → pattern rows [n_groups, G] → per block Gather + ReduceSum → scores [N];
     plus, for the tree groups testing dense columns, one table value per (post, group)."""
     every = groups + dense_groups
     # a static group's first row in its table; a dense group's rows are local (see _dense_nodes)
     offsets = np.zeros(len(every), np.float32)
-    offsets[:len(groups)] = np.cumsum([0] + [g.patterns for g in groups[:-1]])
-    nodes, inits = [], [numpy_helper.from_array(offsets, "offsets"),
-                        numpy_helper.from_array(np.zeros((n_groups, len(every)), np.float32),
-                                                "zeros")]
+    offsets[: len(groups)] = np.cumsum([0] + [g.patterns for g in groups[:-1]])
+    nodes, inits = (
+        [],
+        [
+            numpy_helper.from_array(offsets, "offsets"),
+            numpy_helper.from_array(np.zeros((n_groups, len(every)), np.float32), "zeros"),
+        ],
+    )
     terms = ["zeros"]
-    inputs_of: tuple[tuple[Kind, str, int], ...] = (("request", REQUEST_INPUT, 0),
-                                                    ("pair", PAIR_INPUT, 1))
+    inputs_of: tuple[tuple[Kind, str, int], ...] = (
+        ("request", REQUEST_INPUT, 0),
+        ("pair", PAIR_INPUT, 1),
+    )
     for kind, source, axis in inputs_of:
         part = _conditions(kind, source, axis, every, conds, partition)
         if part is not None:
@@ -427,35 +507,51 @@ def _graph(groups: list[Group], dense_groups: list[Group], conds: Conditions,
             terms.append(f"{kind}_rows")
     terms.append("offsets")
     for i in range(1, len(terms)):
-        nodes.append(helper.make_node("Add", [terms[i - 1] if i == 1 else f"sum{i - 1}",
-                                              terms[i]], [f"sum{i}"]))
+        nodes.append(
+            helper.make_node(
+                "Add", [terms[i - 1] if i == 1 else f"sum{i - 1}", terms[i]], [f"sum{i}"]
+            )
+        )
     total = f"sum{len(terms) - 1}"
-    if dense_groups:   # the request/pair rows of both kinds of tree group, split
-        for name, (start, stop) in (("static", (0, len(groups))),
-                                    ("dense", (len(groups), len(every)))):
-            inits += [numpy_helper.from_array(np.array([start], np.int64), f"{name}_start"),
-                      numpy_helper.from_array(np.array([stop], np.int64), f"{name}_stop")]
-            nodes.append(helper.make_node("Slice", [total, f"{name}_start", f"{name}_stop",
-                                                    "axis_1"], [f"{name}_sum"]))
+    if dense_groups:  # the request/pair rows of both kinds of tree group, split
+        for name, (start, stop) in (
+            ("static", (0, len(groups))),
+            ("dense", (len(groups), len(every))),
+        ):
+            inits += [
+                numpy_helper.from_array(np.array([start], np.int64), f"{name}_start"),
+                numpy_helper.from_array(np.array([stop], np.int64), f"{name}_stop"),
+            ]
+            nodes.append(
+                helper.make_node(
+                    "Slice", [total, f"{name}_start", f"{name}_stop", "axis_1"], [f"{name}_sum"]
+                )
+            )
         total = "static_sum"
     nodes.append(helper.make_node("Cast", [total], ["rows"], to=TensorProto.INT64))
     stage = int(np.ceil(np.sqrt(len(groups))))
     rows = sum(g.patterns for g in groups)
-    arrays = {"block_group": blocks.group, "block_base": (np.arange(len(blocks.group)) * rows
-                                                          )[:, None],
-              "axis_1": np.array([1]), "flat": np.array([-1]), "slot": blocks.slot,
-              "stages": np.array([len(blocks.group), stage, len(groups) // stage, blocks.width])}
+    arrays = {
+        "block_group": blocks.group,
+        "block_base": (np.arange(len(blocks.group)) * rows)[:, None],
+        "axis_1": np.array([1]),
+        "flat": np.array([-1]),
+        "slot": blocks.slot,
+        "stages": np.array([len(blocks.group), stage, len(groups) // stage, blocks.width]),
+    }
     inits += [numpy_helper.from_array(v.astype(np.int64), k) for k, v in arrays.items()]
     inits.append(numpy_helper.from_array(np.array(offset, np.float64), "offset"))
-    nodes += [helper.make_node("Gather", ["rows", "block_group"], ["block_rows"], axis=0),
-              helper.make_node("Add", ["block_rows", "block_base"], ["table_rows"]),
-              helper.make_node("Gather", [TABLE, "table_rows"], ["picked"], axis=0),
-              helper.make_node("Reshape", ["picked", "stages"], ["staged"]),
-              helper.make_node("ReduceSum", ["staged", "axis_1"], ["inner"], keepdims=0),
-              helper.make_node("ReduceSum", ["inner", "axis_1"], ["by_block"], keepdims=0),
-              helper.make_node("Reshape", ["by_block", "flat"], ["by_slot"]),
-              helper.make_node("GatherElements", ["by_slot", "slot"], ["centred"], axis=0),
-              helper.make_node("Cast", ["centred"], ["centred64"], to=TensorProto.DOUBLE)]
+    nodes += [
+        helper.make_node("Gather", ["rows", "block_group"], ["block_rows"], axis=0),
+        helper.make_node("Add", ["block_rows", "block_base"], ["table_rows"]),
+        helper.make_node("Gather", [TABLE, "table_rows"], ["picked"], axis=0),
+        helper.make_node("Reshape", ["picked", "stages"], ["staged"]),
+        helper.make_node("ReduceSum", ["staged", "axis_1"], ["inner"], keepdims=0),
+        helper.make_node("ReduceSum", ["inner", "axis_1"], ["by_block"], keepdims=0),
+        helper.make_node("Reshape", ["by_block", "flat"], ["by_slot"]),
+        helper.make_node("GatherElements", ["by_slot", "slot"], ["centred"], axis=0),
+        helper.make_node("Cast", ["centred"], ["centred64"], to=TensorProto.DOUBLE),
+    ]
     static = "centred64"
     if dense_groups:
         part = _dense_nodes(dense_groups, conds, partition, post_group, "dense_sum")
@@ -463,23 +559,36 @@ def _graph(groups: list[Group], dense_groups: list[Group], conds: Conditions,
         inits += part[1]
         static = "all64"
     nodes.append(helper.make_node("Add", [static, "offset"], [SCORES_OUTPUT]))
-    inputs = [helper.make_tensor_value_info(REQUEST_INPUT, TensorProto.FLOAT,
-                                            [len(partition.columns("request"))]),
-              helper.make_tensor_value_info(PAIR_INPUT, TensorProto.FLOAT,
-                                            [n_groups, len(partition.columns("pair"))])]
+    inputs = [
+        helper.make_tensor_value_info(
+            REQUEST_INPUT, TensorProto.FLOAT, [len(partition.columns("request"))]
+        ),
+        helper.make_tensor_value_info(
+            PAIR_INPUT, TensorProto.FLOAT, [n_groups, len(partition.columns("pair"))]
+        ),
+    ]
     if len(partition.columns("dense")):
-        inputs.append(helper.make_tensor_value_info(
-            DENSE_INPUT, TensorProto.FLOAT, [len(post_group), len(partition.columns("dense"))]))
-    inits += [_external(TABLE, table)] + ([_external(DENSE_TABLE, dense_table)]
-                                          if dense_groups else [])
-    graph = helper.make_graph(nodes, "feedrank_fastpath", inputs,
-                              [helper.make_tensor_value_info(SCORES_OUTPUT, TensorProto.DOUBLE,
-                                                             [len(blocks.slot)])], inits)
+        inputs.append(
+            helper.make_tensor_value_info(
+                DENSE_INPUT, TensorProto.FLOAT, [len(post_group), len(partition.columns("dense"))]
+            )
+        )
+    inits += [_external(TABLE, table)] + (
+        [_external(DENSE_TABLE, dense_table)] if dense_groups else []
+    )
+    graph = helper.make_graph(
+        nodes,
+        "feedrank_fastpath",
+        inputs,
+        [helper.make_tensor_value_info(SCORES_OUTPUT, TensorProto.DOUBLE, [len(blocks.slot)])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
-def _conditions(kind: Kind, source: str, axis: int, groups: list[Group], conds: Conditions,
-                partition: Partition) -> tuple[list, list] | None:
+def _conditions(
+    kind: Kind, source: str, axis: int, groups: list[Group], conds: Conditions, partition: Partition
+) -> tuple[list, list] | None:
     """Nodes turning one input's tested columns into each tree group's pattern row offset:
     Gather the columns, compare with the borders, MatMul the bits by the radix weights."""
     kinds = np.array(partition.kinds)
@@ -494,19 +603,29 @@ def _conditions(kind: Kind, source: str, axis: int, groups: list[Group], conds: 
             if c in row_of:
                 weight[row_of[c], g] = group.radix[conds.feature[c]]
     cols = np.array([position[conds.feature[c]] for c in ids], np.int64)
-    inits = [numpy_helper.from_array(cols, f"{kind}_cols"),
-             numpy_helper.from_array(np.array([conds.border[c] for c in ids], np.float32),
-                                     f"{kind}_borders"),
-             numpy_helper.from_array(weight, f"{kind}_weights")]
-    nodes = [helper.make_node("Gather", [source, f"{kind}_cols"], [f"{kind}_x"], axis=axis),
-             helper.make_node("Greater", [f"{kind}_x", f"{kind}_borders"], [f"{kind}_b"]),
-             helper.make_node("Cast", [f"{kind}_b"], [f"{kind}_bits"], to=TensorProto.FLOAT),
-             helper.make_node("MatMul", [f"{kind}_bits", f"{kind}_weights"], [f"{kind}_rows"])]
+    inits = [
+        numpy_helper.from_array(cols, f"{kind}_cols"),
+        numpy_helper.from_array(
+            np.array([conds.border[c] for c in ids], np.float32), f"{kind}_borders"
+        ),
+        numpy_helper.from_array(weight, f"{kind}_weights"),
+    ]
+    nodes = [
+        helper.make_node("Gather", [source, f"{kind}_cols"], [f"{kind}_x"], axis=axis),
+        helper.make_node("Greater", [f"{kind}_x", f"{kind}_borders"], [f"{kind}_b"]),
+        helper.make_node("Cast", [f"{kind}_b"], [f"{kind}_bits"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", [f"{kind}_bits", f"{kind}_weights"], [f"{kind}_rows"]),
+    ]
     return nodes, inits
 
 
-def _dense_nodes(groups: list[Group], conds: Conditions, partition: Partition,
-                 post_group: np.ndarray, group_rows: str) -> tuple[list, list]:
+def _dense_nodes(
+    groups: list[Group],
+    conds: Conditions,
+    partition: Partition,
+    post_group: np.ndarray,
+    group_rows: str,
+) -> tuple[list, list]:
     """Per (dense tree group, post): its pattern = the group's request/pair pattern for the
     post's group + the dense columns' part; one element Gather each from the dense table,
     laid out so that each group is read front to back ([G, N] throughout)."""
@@ -522,35 +641,41 @@ def _dense_nodes(groups: list[Group], conds: Conditions, partition: Partition,
     starts = np.cumsum(np.concatenate([[0], patterns[:-1] * n]))
     # element gathers are GatherElements: onnxruntime's Gather copies element by element
     # (~20 ns each), GatherElements loops (~2 ns)
-    inits = [numpy_helper.from_array(np.array([position[conds.feature[c]] for c in ids],
-                                              np.int64), "dense_cols"),
-             numpy_helper.from_array(np.array([conds.border[c] for c in ids], np.float32
-                                              )[:, None], "dense_borders"),
-             numpy_helper.from_array(weight, "dense_weights"),
-             numpy_helper.from_array(np.broadcast_to(post_group.astype(np.int64),
-                                                     (len(groups), n)).copy(), "post_groups"),
-             numpy_helper.from_array(starts[:, None] + patterns[:, None] * np.arange(n),
-                                     "dense_post_base"),
-             numpy_helper.from_array(np.array([len(groups), n], np.int64), "dense_shape"),
-             numpy_helper.from_array(np.array([-1], np.int64), "dense_flat"),
-             numpy_helper.from_array(np.array([0], np.int64), "axis_0")]
-    nodes = [helper.make_node("Transpose", [DENSE_INPUT], ["dense_t"], perm=[1, 0]),
-             helper.make_node("Gather", ["dense_t", "dense_cols"], ["dense_x"], axis=0),
-             helper.make_node("Greater", ["dense_x", "dense_borders"], ["dense_b"]),
-             helper.make_node("Cast", ["dense_b"], ["dense_bits"], to=TensorProto.FLOAT),
-             helper.make_node("MatMul", ["dense_weights", "dense_bits"], ["dense_rows"]),
-             helper.make_node("Transpose", [group_rows], ["group_rows_t"], perm=[1, 0]),
-             helper.make_node("GatherElements", ["group_rows_t", "post_groups"], ["post_rows"],
-                              axis=1),
-             helper.make_node("Add", ["post_rows", "dense_rows"], ["dense_row_f"]),
-             helper.make_node("Cast", ["dense_row_f"], ["dense_row"], to=TensorProto.INT64),
-             helper.make_node("Add", ["dense_row", "dense_post_base"], ["dense_at"]),
-             helper.make_node("Reshape", ["dense_at", "dense_flat"], ["dense_at_flat"]),
-             helper.make_node("GatherElements", [DENSE_TABLE, "dense_at_flat"],
-                              ["dense_picked_flat"], axis=0),
-             helper.make_node("Reshape", ["dense_picked_flat", "dense_shape"], ["dense_picked"]),
-             helper.make_node("Cast", ["dense_picked"], ["dense_picked64"],
-                              to=TensorProto.DOUBLE),
-             helper.make_node("ReduceSum", ["dense_picked64", "axis_0"], ["dense64"],
-                              keepdims=0)]
+    inits = [
+        numpy_helper.from_array(
+            np.array([position[conds.feature[c]] for c in ids], np.int64), "dense_cols"
+        ),
+        numpy_helper.from_array(
+            np.array([conds.border[c] for c in ids], np.float32)[:, None], "dense_borders"
+        ),
+        numpy_helper.from_array(weight, "dense_weights"),
+        numpy_helper.from_array(
+            np.broadcast_to(post_group.astype(np.int64), (len(groups), n)).copy(), "post_groups"
+        ),
+        numpy_helper.from_array(
+            starts[:, None] + patterns[:, None] * np.arange(n), "dense_post_base"
+        ),
+        numpy_helper.from_array(np.array([len(groups), n], np.int64), "dense_shape"),
+        numpy_helper.from_array(np.array([-1], np.int64), "dense_flat"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis_0"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", [DENSE_INPUT], ["dense_t"], perm=[1, 0]),
+        helper.make_node("Gather", ["dense_t", "dense_cols"], ["dense_x"], axis=0),
+        helper.make_node("Greater", ["dense_x", "dense_borders"], ["dense_b"]),
+        helper.make_node("Cast", ["dense_b"], ["dense_bits"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["dense_weights", "dense_bits"], ["dense_rows"]),
+        helper.make_node("Transpose", [group_rows], ["group_rows_t"], perm=[1, 0]),
+        helper.make_node("GatherElements", ["group_rows_t", "post_groups"], ["post_rows"], axis=1),
+        helper.make_node("Add", ["post_rows", "dense_rows"], ["dense_row_f"]),
+        helper.make_node("Cast", ["dense_row_f"], ["dense_row"], to=TensorProto.INT64),
+        helper.make_node("Add", ["dense_row", "dense_post_base"], ["dense_at"]),
+        helper.make_node("Reshape", ["dense_at", "dense_flat"], ["dense_at_flat"]),
+        helper.make_node(
+            "GatherElements", [DENSE_TABLE, "dense_at_flat"], ["dense_picked_flat"], axis=0
+        ),
+        helper.make_node("Reshape", ["dense_picked_flat", "dense_shape"], ["dense_picked"]),
+        helper.make_node("Cast", ["dense_picked"], ["dense_picked64"], to=TensorProto.DOUBLE),
+        helper.make_node("ReduceSum", ["dense_picked64", "axis_0"], ["dense64"], keepdims=0),
+    ]
     return nodes, inits

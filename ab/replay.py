@@ -1,11 +1,11 @@
 """The offline replay of an A/B experiment: what `feedrank ab simulate` should find, predicted.
 
-The one-shot evaluation (evaluate.py) ranks each user once. An experiment is a loop: users come
+The one-shot evaluation (evaluation.py) ranks each user once. An experiment is a loop: users come
 back over days, and a post they liked leaves their feed, so later feeds are drawn from deeper in
 each model's ranking. The replay runs the simulation's own traffic (`Traffic.plan`: the same
 users, request times and random numbers for a seed) through every model in process, with no
-server: each request is scored by the version's `model.cbm` over the whole catalogue (parity
-proved it equal to the served ONNX within 1e-5), posts the user liked before are excluded (in
+server: each request is scored over the whole catalogue by the version's declared ranker, as
+the server scores it (server/scoring.py), posts the user liked before are excluded (in
 the world's feed, or earlier in the replay), and the reaction is drawn from the ground truth with
 the request's own random numbers.
 
@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from catboost import CatBoostClassifier
 
 from feedrank.ab import stats
 from feedrank.ab.report import METRICS, user_values
-from feedrank.features.online import ModelInputs, OnlineFeatures
+from feedrank.features.online import OnlineFeatures
 from feedrank.progress import progress_bar
 from feedrank.server.ranking import rank
+from feedrank.server.scoring import VersionScorer
 from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.simulated_users import SLOTS, Traffic
 
-BATCH = 16          # requests scored per CatBoost call
+BATCH = 16  # requests scored per call, as a dynamic batch of the server
 EXPECTED = "expected_hit_rate"
 # the A/B report's metrics, and the one only a simulation knows: 1 − Π(1 − p_true) per feed
 REPLAY_METRICS = METRICS | {EXPECTED: "expected hit rate@5"}
@@ -42,44 +42,71 @@ REPLAY_METRICS = METRICS | {EXPECTED: "expected hit rate@5"}
 @dataclass(frozen=True)
 class Replay:
     days: list[str]
-    users: int                                   # sampled users who asked for a feed
+    users: int  # sampled users who asked for a feed
     requests: int
     seed: int
-    means: dict[str, dict[str, float]]          # model -> metric -> mean over users
-    differences: dict[str, dict[str, dict]]     # model -> metric -> paired t-test vs control
+    means: dict[str, dict[str, float]]  # model -> metric -> mean over users
+    differences: dict[str, dict[str, dict]]  # model -> metric -> paired t-test vs control
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def replay(world: Path, models: dict[str, Path], days: np.ndarray, *, users: int, seed: int,
-           threads: int, control: str = "control", progress: bool = True) -> Replay:
+def replay(
+    world: Path,
+    models: dict[str, Path],
+    days: np.ndarray,
+    *,
+    users: int,
+    seed: int,
+    threads: int,
+    control: str = "control",
+    progress: bool = True,
+) -> Replay:
     """`models`: name -> version folder; `days`: datetime64[D] the experiment runs on."""
     truth = GroundTruth.load(world)
     traffic = Traffic.plan(truth.user_ids, users, days, seed)
-    online = OnlineFeatures.load(world)   # the server's snapshot: point-in-time history
+    online = OnlineFeatures.load(world)  # the server's snapshot: point-in-time history
     users_of = {}
     for name, folder in models.items():
         ranked = candidates(online, folder, traffic.requests, threads, progress, name)
         users_of[name] = per_user(run_loop(truth, traffic, ranked))
     base = users_of[control]
-    means = {name: {m: float(frame[m].mean()) for m in REPLAY_METRICS}
-             for name, frame in users_of.items()}
-    differences = {name: {m: asdict(stats.paired(base[m].to_numpy(), frame[m].to_numpy()))
-                          for m in REPLAY_METRICS}
-                   for name, frame in users_of.items() if name != control}
-    return Replay(days=[str(d) for d in days], users=len(base), requests=len(traffic.requests),
-                  seed=seed, means=means, differences=differences)
+    means = {
+        name: {m: float(frame[m].mean()) for m in REPLAY_METRICS}
+        for name, frame in users_of.items()
+    }
+    differences = {
+        name: {
+            m: asdict(stats.paired(base[m].to_numpy(), frame[m].to_numpy())) for m in REPLAY_METRICS
+        }
+        for name, frame in users_of.items()
+        if name != control
+    }
+    return Replay(
+        days=[str(d) for d in days],
+        users=len(base),
+        requests=len(traffic.requests),
+        seed=seed,
+        means=means,
+        differences=differences,
+    )
 
 
-def candidates(online: OnlineFeatures, version_dir: Path, requests: pd.DataFrame, threads: int,
-               progress: bool, name: str) -> list[np.ndarray]:
+def candidates(
+    online: OnlineFeatures,
+    version_dir: Path,
+    requests: pd.DataFrame,
+    threads: int,
+    progress: bool,
+    name: str,
+) -> list[np.ndarray]:
     """Per request, the model's best posts in the server's order (`server.ranking.rank`), as
     many as the feed could still need: SLOTS × (the user's earlier requests + 1), since each
     earlier feed removes at most SLOTS (the ones liked). Posts the user liked in the world
     before the request are left out already."""
-    inputs = ModelInputs.from_version_dir(online, version_dir)
-    model = CatBoostClassifier().load_model(str(version_dir / "model.cbm"))
+    scorer = VersionScorer(online, version_dir, threads=threads)
+    inputs = scorer.inputs
     users = requests["user_id"].to_numpy(np.int64)
     times = requests["requested_time"].to_numpy("datetime64[us]")
     depth = SLOTS * (requests.groupby("user_id").cumcount().to_numpy() + 1)
@@ -88,11 +115,17 @@ def candidates(online: OnlineFeatures, version_dir: Path, requests: pd.DataFrame
         task = bar.add_task(f"replay {name}", total=len(requests), visible=progress)
         for start in range(0, len(requests), BATCH):
             batch = range(start, min(start + BATCH, len(requests)))
-            matrix = np.concatenate([inputs.matrix(int(users[i]), times[i]) for i in batch])
-            scores = model.predict_proba(matrix, thread_count=threads)[:, 1]
-            for i, row in zip(batch, scores.reshape(len(batch), -1), strict=True):
-                ranked.append(rank(inputs.post_ids, inputs.ranking_scores(row, times[i]),
-                                   online.liked_before(int(users[i]), times[i]), depth[i]))
+            index = np.arange(batch.start, batch.stop)
+            scores = scorer.probabilities(users[index], times[index])
+            for i, row in zip(batch, scores, strict=True):
+                ranked.append(
+                    rank(
+                        inputs.post_ids,
+                        inputs.ranking_scores(row, times[i]),
+                        online.liked_before(int(users[i]), times[i]),
+                        depth[i],
+                    )
+                )
             bar.advance(task, len(batch))
     return ranked
 
@@ -107,25 +140,36 @@ def run_loop(truth: GroundTruth, traffic: Traffic, ranked: list[np.ndarray]) -> 
     # post -> when the user liked it: a like seconds after the view is not yet known to a
     # request in between (the server excludes likes timestamped before the request)
     liked: dict[int, dict[int, np.datetime64]] = defaultdict(dict)
-    shown_lists, outcomes = [], np.zeros((len(requests), 3))   # likes, hit, expected hit
+    shown_lists, outcomes = [], np.zeros((len(requests), 3))  # likes, hit, expected hit
     for i, (user, at, posts) in enumerate(zip(users.tolist(), times, ranked, strict=True)):
         known = {post for post, when in liked[user].items() if when < at}
         shown = np.array([p for p in posts.tolist() if p not in known][:SLOTS], np.int64)
         shown_lists.append(shown)
         if shown.size:
             hits = traffic.reactions.react(truth, i, user, shown, at, set(liked[user]))
-            liked[user].update(zip(shown[hits].tolist(),
-                                   traffic.reactions.like_times(i, at, hits), strict=True))
+            liked[user].update(
+                zip(shown[hits].tolist(), traffic.reactions.like_times(i, at, hits), strict=True)
+            )
             outcomes[i] = hits.sum(), hits.any(), truth.hit_probability(user, shown, at)
-    return pd.DataFrame({"user_id": users, "shown": shown_lists, "likes": outcomes[:, 0],
-                         "hits": outcomes[:, 1], EXPECTED: outcomes[:, 2]})
+    return pd.DataFrame(
+        {
+            "user_id": users,
+            "shown": shown_lists,
+            "likes": outcomes[:, 0],
+            "hits": outcomes[:, 1],
+            EXPECTED: outcomes[:, 2],
+        }
+    )
 
 
 def per_user(exposures: pd.DataFrame) -> pd.DataFrame:
     """The A/B attribution's per-user sums (exposures, hits, shown, liked_shown, likes) and the
     mean expected hit rate, then every metric per user (`ab.report.user_values`)."""
-    sums = exposures.assign(exposures=1, shown=exposures["shown"].map(len)).groupby(
-        "user_id")[["exposures", "hits", "shown", "likes", EXPECTED]].sum()
+    sums = (
+        exposures.assign(exposures=1, shown=exposures["shown"].map(len))
+        .groupby("user_id")[["exposures", "hits", "shown", "likes", EXPECTED]]
+        .sum()
+    )
     sums["liked_shown"] = sums["likes"]
     sums[EXPECTED] = sums[EXPECTED] / sums["exposures"]
     return user_values(sums)

@@ -1,4 +1,4 @@
-"""Offline evaluation on the logged held-out window, for any world, generated or imported.
+"""The course's hit rate@5 on logged requests, for any world, generated or imported.
 
 Requests are the logged ones: every session a user started in the held-out window (a view after
 at least `horizon` without one) is a feed request at that moment. Each ranker orders the whole
@@ -8,10 +8,11 @@ the user liked before are excluded; the top 5 are scored:
 - simulated hit rate@5 (generated worlds): 1 − Π(1 − p_i), p_i the ground truth's like
   probability of each post at that moment: what the user would do with the feed *we* show,
   where the logged hit needs the logging policy to have shown the post as well.
-Rankers: the published models (scored by their model.cbm: parity proved it equal to the ONNX
-within 1e-5), the course's popularity (most liked posts known at the start of the day),
-trending (most liked in a recent window, the window chosen on the validation requests), random,
-and the oracle (the ground truth itself, where there is one).
+Rankers: a model (its probabilities from any source: `feedrank evaluate` scores published
+versions through the server's rankers, ab/evaluation.py; the build its new model's own
+evaluator, to choose the exposure term), the course's popularity (most liked posts known at the
+start of the day), trending (most liked in a recent window, the window chosen on the validation
+requests), random, and the oracle (the ground truth itself, where there is one).
 Every rate has a 95% Wilson interval, and every ranker's difference from popularity and from
 trending a paired 95% interval over the same requests.
 """
@@ -19,7 +20,7 @@ trending a paired 95% interval over the same requests.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,7 +28,6 @@ import duckdb
 import numpy as np
 from catboost import CatBoostClassifier
 
-from feedrank.errors import FeedrankError
 from feedrank.export.windows import Windows
 from feedrank.features.exposure import Exposure
 from feedrank.features.exposure import candidates as exposure_candidates
@@ -45,16 +45,18 @@ TRENDING_HOURS = (1, 3, 6, 24, 72, 168, 720)
 
 # scores of the catalogue for a batch of requests: (user ids [B], times [B]) -> float [B, P]
 Ranker = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# a model's P(like) for a batch of requests, in its inputs' post order: -> float [B, N]
+Probabilities = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Requests:
     """Logged feed requests in time order, and what each user liked within the horizon."""
 
-    user_ids: np.ndarray       # int64 [R]
-    times: np.ndarray          # datetime64[us] [R]
-    liked: np.ndarray          # int64 pair codes request << 32 | post_id
-    total: int                 # sessions in the window before sampling
+    user_ids: np.ndarray  # int64 [R]
+    times: np.ndarray  # datetime64[us] [R]
+    liked: np.ndarray  # int64 pair codes request << 32 | post_id
+    total: int  # sessions in the window before sampling
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -81,57 +83,13 @@ class Rate:
         return cls(float(d.mean()), float(d.mean() - half), float(d.mean() + half))
 
 
-@dataclass(frozen=True)
-class Row:
-    ranker: str
-    version: int | None
-    hit_rate: Rate
-    vs_popularity: Rate
-    vs_trending: Rate
-    simulated_hit_rate: float | None = None
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    windows: dict
-    horizon_hours: float
-    requests: int                 # evaluated
-    sessions: int                 # in the held-out window
-    users: int                    # distinct users among the evaluated requests
-    trending_hours: int
-    seed: int
-    rows: list[Row]
-    replay: dict | None = None    # export/replay.py: the A/B an experiment should find
-    # what was evaluated (versions' build fingerprints, sample sizes, seed): the same inputs
-    # give the same evaluation, so `feedrank evaluate` shows the saved one instead of redoing it
-    inputs: dict | None = field(default=None)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Evaluation:
-        rows = [Row(**r | {k: Rate(**r[k]) for k in ("hit_rate", "vs_popularity",
-                                                       "vs_trending")}) for r in data["rows"]]
-        return cls(**data | {"rows": rows})
-
-    def row(self, ranker: str) -> Row:
-        return next(r for r in self.rows if r.ranker == ranker)
-
-    def oracle_lift_share(self, ranker: str) -> float:
-        """Share of the oracle's lift over random that `ranker` reaches (simulated metric)."""
-        rates = {r.ranker: r.simulated_hit_rate for r in self.rows}
-        value, top, base = rates.get(ranker), rates.get("oracle"), rates.get("random")
-        if value is None or top is None or base is None or top <= base:
-            return float("nan")
-        return (value - base) / (top - base)
-
-
-def logged_requests(layout: WorldLayout, start: object, end: object, *, horizon: timedelta,
-                    limit: int, seed: int) -> Requests:
+def logged_requests(
+    layout: WorldLayout, start: object, end: object, *, horizon: timedelta, limit: int, seed: int
+) -> Requests:
     """Sessions started in [start, end) (a user's view after ≥ horizon without one), sampled
     to `limit`, with each user's likes in [request, request + horizon)."""
-    sessions = duckdb.execute("""
+    sessions = duckdb.execute(
+        """
         WITH views AS (
             SELECT user_id, timestamp, lag(timestamp) OVER (
                 PARTITION BY user_id ORDER BY timestamp) AS previous
@@ -140,31 +98,54 @@ def logged_requests(layout: WorldLayout, start: object, end: object, *, horizon:
         WHERE timestamp >= $a AND timestamp < $b
           AND (previous IS NULL OR timestamp - previous >= $horizon)
         ORDER BY timestamp, user_id""",
-        {"glob": layout.feed_glob, "a": start, "b": end, "horizon": horizon}).fetchnumpy()
+        {"glob": layout.feed_glob, "a": start, "b": end, "horizon": horizon},
+    ).fetchnumpy()
     total = len(sessions["user_id"])
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(total, min(limit, total), replace=False))
     users = np.asarray(sessions["user_id"], np.int64)[keep]
     times = np.asarray(sessions["timestamp"]).astype("datetime64[us]")[keep]
-    likes = duckdb.execute("""
+    likes = duckdb.execute(
+        """
         SELECT r.i, l.post_id FROM (SELECT unnest($users) AS user_id, unnest($times) AS at,
                                            unnest($index) AS i) r
         JOIN read_parquet($glob) l ON l.user_id = r.user_id AND l.action = 'like'
          AND l.timestamp >= r.at AND l.timestamp < r.at + $horizon""",
-        {"users": users.tolist(), "times": times.tolist(), "index": list(range(len(users))),
-         "glob": layout.feed_glob, "horizon": horizon}).fetchnumpy()
+        {
+            "users": users.tolist(),
+            "times": times.tolist(),
+            "index": list(range(len(users))),
+            "glob": layout.feed_glob,
+            "horizon": horizon,
+        },
+    ).fetchnumpy()
     liked = np.asarray(likes["i"], np.int64) << 32 | np.asarray(likes["post_id"], np.int64)
     return Requests(users, times, liked, total)
 
 
-def model_ranker(inputs: ModelInputs, model: CatBoostClassifier, catalogue: np.ndarray,
-                 threads: int) -> Ranker:
+def model_ranker(
+    inputs: ModelInputs, probabilities: Probabilities, catalogue: np.ndarray
+) -> Ranker:
     """A version's ranking: its model's probabilities, adjusted by its exposure term."""
-    return exposure_rankers(inputs, model, catalogue, threads, {"model": inputs.exposure})["model"]
+    return exposure_rankers(inputs, probabilities, catalogue, {"model": inputs.exposure})["model"]
+
+
+def catboost_probabilities(
+    inputs: ModelInputs, model: CatBoostClassifier, threads: int
+) -> Probabilities:
+    """P(like) from a trained model not yet published (the build chooses its exposure term
+    before it is exported): its own evaluator on the requests' full matrices."""
+
+    def probabilities(users: np.ndarray, times: np.ndarray) -> np.ndarray:
+        matrix = np.concatenate([inputs.matrix(int(u), t) for u, t in zip(users, times)])
+        return model.predict_proba(matrix, thread_count=threads)[:, 1].reshape(len(users), -1)
+
+    return probabilities
 
 
 def popularity_ranker(online: OnlineFeatures, catalogue: np.ndarray) -> Ranker:
     """The course's baseline: most liked posts known at the start of the request's day."""
+
     def scores(users: np.ndarray, times: np.ndarray) -> np.ndarray:
         out = np.full((len(users), len(catalogue)), -np.inf)
         for i, at in enumerate(times):
@@ -172,6 +153,7 @@ def popularity_ranker(online: OnlineFeatures, catalogue: np.ndarray) -> Ranker:
             known = np.isin(ranked, catalogue)
             out[i, np.searchsorted(catalogue, ranked[known])] = -np.arange(known.sum())
         return out
+
     return scores
 
 
@@ -180,9 +162,14 @@ def trending_ranker(online: OnlineFeatures, catalogue: np.ndarray, hours: int) -
     window = np.timedelta64(hours, "h")
 
     def scores(users: np.ndarray, times: np.ndarray) -> np.ndarray:
-        return np.stack([online.history.post_likes_between(catalogue, at - window, at)
-                         + online.history.post_likes_between(catalogue, None, at) * 1e-6
-                         for at in times])
+        return np.stack(
+            [
+                online.history.post_likes_between(catalogue, at - window, at)
+                + online.history.post_likes_between(catalogue, None, at) * 1e-6
+                for at in times
+            ]
+        )
+
     return scores
 
 
@@ -192,51 +179,24 @@ def random_ranker(catalogue: np.ndarray, seed: int) -> Ranker:
 
 
 def oracle_ranker(truth: GroundTruth, catalogue: np.ndarray) -> Ranker:
-    return lambda users, times: truth.like_probability(users[:, None], catalogue[None, :],
-                                                       times[:, None])
+    return lambda users, times: truth.like_probability(
+        users[:, None], catalogue[None, :], times[:, None]
+    )
 
 
-def evaluate(world: Path, models: dict[str, tuple[int, Path]], windows: Windows, *,
-             requests: int, seed: int, threads: int, horizon: timedelta = HORIZON,
-             progress: bool = True) -> Evaluation:
-    """`models`: name -> (version, version folder) of the published models to compare."""
-    layout = WorldLayout(world)
-    held_out = logged_requests(layout, windows.eval_start, windows.eval_end, horizon=horizon,
-                               limit=requests, seed=seed)
-    if not len(held_out):
-        raise FeedrankError(f"no feed session in the evaluation window {windows.describe()}")
-    online = OnlineFeatures.load(world)   # the server's snapshot: features are point-in-time
-    inputs = {name: ModelInputs.from_version_dir(online, folder)
-              for name, (_, folder) in models.items()}
-    catalogue = np.sort(next(iter(inputs.values())).post_ids)
-    trending_hours = choose_trending(layout, online, catalogue, windows, horizon, requests, seed)
-    rankers: dict[str, Ranker] = {
-        name: model_ranker(inputs[name], CatBoostClassifier().load_model(
-            str(folder / "model.cbm")), catalogue, threads)
-        for name, (_, folder) in models.items()}
-    rankers |= {"popularity": popularity_ranker(online, catalogue),
-                "trending": trending_ranker(online, catalogue, trending_hours),
-                "random": random_ranker(catalogue, seed)}
-    truth = GroundTruth.load(world) if layout.ground_truth.exists() else None
-    if truth is not None:
-        rankers["oracle"] = oracle_ranker(truth, catalogue)
-    hits, simulated = measure(rankers, online, held_out, catalogue, truth, progress)
-    rows = [Row(name, models.get(name, (None,))[0], Rate.wilson(hits[name]),
-                Rate.paired(hits[name], hits["popularity"]),
-                Rate.paired(hits[name], hits["trending"]),
-                None if truth is None else float(simulated[name].mean()))
-            for name in rankers]
-    return Evaluation(windows=windows.as_dict(), horizon_hours=horizon / timedelta(hours=1),
-                      requests=len(held_out), sessions=held_out.total,
-                      users=len(np.unique(held_out.user_ids)), trending_hours=trending_hours,
-                      seed=seed, rows=rows)
-
-
-def choose_trending(layout: WorldLayout, online: OnlineFeatures, catalogue: np.ndarray,
-                    windows: Windows, horizon: timedelta, requests: int, seed: int) -> int:
+def choose_trending(
+    layout: WorldLayout,
+    online: OnlineFeatures,
+    catalogue: np.ndarray,
+    windows: Windows,
+    horizon: timedelta,
+    requests: int,
+    seed: int,
+) -> int:
     """The trending window with the best hit rate@5 on the validation window's sessions."""
-    valid = logged_requests(layout, windows.valid_start, windows.eval_start, horizon=horizon,
-                            limit=requests, seed=seed)
+    valid = logged_requests(
+        layout, windows.valid_start, windows.eval_start, horizon=horizon, limit=requests, seed=seed
+    )
     if not len(valid):
         return TRENDING_HOURS[-1]
     rankers = {h: trending_ranker(online, catalogue, h) for h in TRENDING_HOURS}
@@ -244,8 +204,9 @@ def choose_trending(layout: WorldLayout, online: OnlineFeatures, catalogue: np.n
     return max(TRENDING_HOURS, key=lambda h: (hits[h].mean(), -h))
 
 
-def liked_before_mask(online: OnlineFeatures, users: np.ndarray, times: np.ndarray,
-                      catalogue: np.ndarray) -> np.ndarray:
+def liked_before_mask(
+    online: OnlineFeatures, users: np.ndarray, times: np.ndarray, catalogue: np.ndarray
+) -> np.ndarray:
     """bool [B, P]: the user liked the post before the request (never recommended again)."""
     mask = np.zeros((len(users), len(catalogue)), bool)
     for i, (user, at) in enumerate(zip(users, times)):
@@ -254,8 +215,14 @@ def liked_before_mask(online: OnlineFeatures, users: np.ndarray, times: np.ndarr
     return mask
 
 
-def measure(rankers: dict, online: OnlineFeatures, requests: Requests, catalogue: np.ndarray,
-            truth: GroundTruth | None, progress: bool) -> tuple[dict, dict]:
+def measure(
+    rankers: dict,
+    online: OnlineFeatures,
+    requests: Requests,
+    catalogue: np.ndarray,
+    truth: GroundTruth | None,
+    progress: bool,
+) -> tuple[dict, dict]:
     """Per ranker, per request: a hit (bool) and the simulated hit rate (with a ground truth)."""
     hits = {name: np.zeros(len(requests), bool) for name in rankers}
     simulated = {name: np.zeros(len(requests)) for name in rankers}
@@ -265,8 +232,11 @@ def measure(rankers: dict, online: OnlineFeatures, requests: Requests, catalogue
             index = np.arange(start, min(start + BATCH, len(requests)))
             users, times = requests.user_ids[index], requests.times[index]
             seen = liked_before_mask(online, users, times, catalogue)
-            truth_p = None if truth is None else truth.like_probability(
-                users[:, None], catalogue[None, :], times[:, None])
+            truth_p = (
+                None
+                if truth is None
+                else truth.like_probability(users[:, None], catalogue[None, :], times[:, None])
+            )
             for name, ranker in rankers.items():
                 scores = np.where(seen, -np.inf, ranker(users, times))
                 top = np.argsort(-scores, axis=1, kind="stable")[:, :TOP_K]
@@ -279,51 +249,74 @@ def measure(rankers: dict, online: OnlineFeatures, requests: Requests, catalogue
     return hits, simulated
 
 
-def choose_exposure(world: Path, inputs: ModelInputs, model: CatBoostClassifier,
-                    windows: Windows, *, requests: int, seed: int, threads: int,
-                    horizon: timedelta = HORIZON) -> tuple[Exposure, dict]:
+def choose_exposure(
+    world: Path,
+    inputs: ModelInputs,
+    model: CatBoostClassifier,
+    windows: Windows,
+    *,
+    requests: int,
+    seed: int,
+    threads: int,
+    horizon: timedelta = HORIZON,
+) -> tuple[Exposure, dict]:
     """The exposure term (features/exposure.py) with the best hit rate@5 on the validation
     window's logged sessions; pure preference unless the best beats it significantly (the
     paired 95% interval of the difference above 0). Returns it and what was measured."""
     layout = WorldLayout(world)
-    valid = logged_requests(layout, windows.valid_start, windows.eval_start, horizon=horizon,
-                            limit=requests, seed=seed)
+    valid = logged_requests(
+        layout, windows.valid_start, windows.eval_start, horizon=horizon, limit=requests, seed=seed
+    )
     if not len(valid):
         return Exposure(), {"requests": 0}
     catalogue = np.sort(inputs.post_ids)
     options = {_label(e): e for e in exposure_candidates()}
-    hits, _ = measure(exposure_rankers(inputs, model, catalogue, threads, options),
-                      inputs.online, valid, catalogue, None, progress=False)
+    probabilities = catboost_probabilities(inputs, model, threads)
+    hits, _ = measure(
+        exposure_rankers(inputs, probabilities, catalogue, options),
+        inputs.online,
+        valid,
+        catalogue,
+        None,
+        progress=False,
+    )
     pure = _label(Exposure())
     best = max(options, key=lambda name: hits[name].mean())
     gain = Rate.paired(hits[best], hits[pure])
     chosen = best if gain.low > 0 else pure
-    return options[chosen], {"requests": len(valid), "chosen": chosen,
-                             "hit_rates": {n: float(h.mean()) for n, h in hits.items()},
-                             "gain_of_best": asdict(gain)}
+    return options[chosen], {
+        "requests": len(valid),
+        "chosen": chosen,
+        "hit_rates": {n: float(h.mean()) for n, h in hits.items()},
+        "gain_of_best": asdict(gain),
+    }
 
 
-def exposure_rankers(inputs: ModelInputs, model: CatBoostClassifier, catalogue: np.ndarray,
-                     threads: int, options: dict[str, Exposure]) -> dict[str, Ranker]:
+def exposure_rankers(
+    inputs: ModelInputs,
+    probabilities: Probabilities,
+    catalogue: np.ndarray,
+    options: dict[str, Exposure],
+) -> dict[str, Ranker]:
     """One ranker per exposure term, sharing the model's probabilities of each batch."""
     order = np.argsort(inputs.post_ids)[np.searchsorted(np.sort(inputs.post_ids), catalogue)]
     last: dict = {}
 
-    def probabilities(users: np.ndarray, times: np.ndarray) -> np.ndarray:
+    def shared(users: np.ndarray, times: np.ndarray) -> np.ndarray:
         key = (users.tobytes(), times.tobytes())
         if last.get("key") != key:
-            matrix = np.concatenate([inputs.matrix(int(u), t) for u, t in zip(users, times)])
-            last.update(key=key, value=model.predict_proba(matrix, thread_count=threads)[:, 1]
-                        .reshape(len(users), -1))
+            last.update(key=key, value=probabilities(users, times))
         return last["value"]
 
     def ranker(exposure: Exposure) -> Ranker:
         def scores(users: np.ndarray, times: np.ndarray) -> np.ndarray:
-            p = probabilities(users, times)
-            return np.stack([exposure.scores(row, inputs.recent_column(exposure.column, at)
-                                             if exposure.active else None)
-                             for row, at in zip(p, times)])[:, order]
+            p = shared(users, times)
+            return np.stack(
+                [inputs.ranking_scores(row, at, exposure) for row, at in zip(p, times)]
+            )[:, order]
+
         return scores
+
     return {name: ranker(e) for name, e in options.items()}
 
 
