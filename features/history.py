@@ -244,6 +244,12 @@ class History:
         rate = smoothed(likes, views, user_rate, GROUP_WEIGHT)
         return dict(zip(group_columns(grouping.name), (views, likes, rate, rate / user_rate)))
 
+    def most_liked(self, posts: np.ndarray, day: np.datetime64) -> np.ndarray:
+        """`posts`, most liked first by the likes known at the start of `day` (the course's
+        popularity; ties keep the given order)."""
+        likes = self._by_post("likes").count_before(posts, self.to_ms(np.full(posts.size, day)))
+        return posts[np.argsort(-likes, kind="stable")]
+
     def post_block(
         self, posts: np.ndarray, times: np.ndarray, text_clusters: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:

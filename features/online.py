@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -67,10 +67,8 @@ class OnlineFeatures:
     user_ids: np.ndarray  # int64, sorted
     user_columns: list[str]
     user_matrix: np.ndarray  # float32[n_users, n_user_columns]
-    post_ids: np.ndarray  # every post of the world
     history: History
     cutoff: np.datetime64  # no event at or after it is known
-    _popular: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     @classmethod
     def load(cls, world: Path, *, cutoff: np.datetime64 | None = None) -> OnlineFeatures:
@@ -90,12 +88,10 @@ class OnlineFeatures:
                 (e["timestamp"].max() for e in events if e["timestamp"].size), default=history.epoch
             )
             cutoff = _at(last) + np.timedelta64(1, "us")
-        posts = _read(f"SELECT post_id FROM read_parquet('{files.posts_control}') ORDER BY 1")
         return cls(
             users["user_id"].to_numpy().astype(np.int64),
             [c for c in users.columns if c != "user_id"],
             users.drop("user_id").to_numpy().astype(np.float32),
-            posts["post_id"].astype(np.int64),
             history,
             _at(cutoff),
         )
@@ -110,16 +106,6 @@ class OnlineFeatures:
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
         return self.history.liked_before(user_id, _at(at))
-
-    def popular_posts(self, at: np.datetime64) -> np.ndarray:
-        """Every post, most liked first, by likes known at the start of the day of `at`."""
-        day = _at(at, "D")
-        ranked = self._popular.get(day)
-        if ranked is None:
-            likes = self.history.post_block(self.post_ids, np.full(self.post_ids.size, day))
-            ranked = self.post_ids[np.argsort(-likes["hist_post_likes"], kind="stable")]
-            _remember(self._popular, day, ranked)
-        return ranked
 
 
 def group_codes(posts: pl.DataFrame, grouping: str) -> np.ndarray:

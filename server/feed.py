@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from feedrank.errors import FeedrankError
+from feedrank.features.history import History
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.server.batching import Batcher, Job
 from feedrank.server.errors import FieldErrors, error_response
@@ -56,9 +57,18 @@ class PostCatalog:
         # known[post_id]: a dense table, for validating posted events in one look-up each
         self.known = np.zeros(int(self.post_ids.max(initial=-1)) + 1, dtype=bool)
         self.known[self.post_ids] = True
+        self._popular: tuple[np.datetime64, np.ndarray] | None = None
         self._json = {
             pid: _json({"id": pid, "text": text, "topic": topic}) for pid, text, topic in rows
         }
+
+    def popular(self, history: History, at: np.datetime64) -> np.ndarray:
+        """Every post, most liked first by the likes known at the start of the day of `at`
+        (the fallback's order; one day's kept: requests cluster around "now")."""
+        day = at.astype("datetime64[D]")
+        if self._popular is None or self._popular[0] != day:
+            self._popular = (day, history.most_liked(self.post_ids, day))
+        return self._popular[1]
 
     def contains(self, post_ids: np.ndarray) -> np.ndarray:
         inside = (post_ids >= 0) & (post_ids < self.known.size)
@@ -159,7 +169,10 @@ class FeedService:
         liked = self.liked_before(query.user_id, query.at)
         if not self.online.has_user(query.user_id):
             ids = popular_fallback(
-                self.online.popular_posts(query.at), self.catalog.post_ids, liked, query.limit
+                self.catalog.popular(self.online.history, query.at),
+                self.catalog.post_ids,
+                liked,
+                query.limit,
             )
             return Answer(request_id, group.name, FALLBACK_MODEL, 0, ids, True, FALLBACK_MODEL)
         try:

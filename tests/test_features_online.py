@@ -72,10 +72,13 @@ def test_liked_before_is_the_users_likes_strictly_before(tiny_world, online):
     np.testing.assert_array_equal(online.liked_before(busiest, np.datetime64(at, "us")), expected)
 
 
-def test_popular_posts_rank_every_post_by_likes_before_the_day(tiny_world, online):
+def test_most_liked_ranks_the_given_posts_by_likes_before_the_day(tiny_world, online):
     at = np.datetime64(online.cutoff, "us") - np.timedelta64(2, "D")
-    ranked = online.popular_posts(at)
-    assert sorted(ranked.tolist()) == sorted(online.post_ids.tolist())
+    posts = duckdb.sql(
+        f"SELECT post_id FROM read_parquet('{WorldLayout(tiny_world).posts}') ORDER BY 1"
+    ).fetchnumpy()["post_id"]
+    ranked = online.history.most_liked(posts, np.datetime64(at, "D"))
+    assert sorted(ranked.tolist()) == posts.tolist()
     likes = duckdb.sql(
         f"SELECT post_id, count(*) AS n FROM "
         f"read_parquet('{WorldLayout(tiny_world).feed_glob}') WHERE action = 'like'"

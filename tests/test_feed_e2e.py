@@ -146,8 +146,15 @@ def test_new_user_gets_the_flagged_popular_fallback(client, tiny_world, server, 
     assert body["fallback"] is True and body["model"] == "popular"
     assert body["exp_group"] in {"control", "test"}
     ids = [p["id"] for p in body["recommendations"]]
-    popular = OnlineFeatures.load(tiny_world).popular_posts(np.datetime64(moment.replace(" ", "T")))
-    assert ids == popular[:10].tolist()
+    # the world's posts by likes before the start of the request's day, ties by post id
+    layout = WorldLayout(tiny_world)
+    popular = duckdb.sql(
+        f"SELECT p.post_id FROM read_parquet('{layout.posts}') p LEFT JOIN ("
+        f"  SELECT post_id, count(*) AS n FROM read_parquet('{layout.feed_glob}')"
+        f"  WHERE action = 'like' AND timestamp < DATE '{moment[:10]}' GROUP BY 1) l"
+        " USING (post_id) ORDER BY coalesce(n, 0) DESC, p.post_id LIMIT 10"
+    ).fetchnumpy()["post_id"]
+    assert ids == popular.tolist()
     logged = duckdb.sql(
         f"SELECT fallback, post_ids FROM ({log_query(server.log_dir)}) "
         f"WHERE request_id = '{body['request_id']}'"
