@@ -26,6 +26,7 @@ from feedrank.export.onnx_export import INPUT_NAME, PROBABILITY_OUTPUT, export_o
 from feedrank.export.parity import MIN_ROWS, check_parity, require_parity
 from feedrank.export.publish import (
     METADATA,
+    ensure_config,
     ensure_router,
     latest_metadata,
     publish_version,
@@ -36,6 +37,7 @@ from feedrank.export.windows import Windows, world_windows
 from feedrank.features.build import build_features
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import ModelInputs, OnlineFeatures
+from feedrank.model_config import CONFIG_FILE
 from feedrank.world.layout import WorldLayout
 
 MODELS = ("control", "test")
@@ -159,6 +161,8 @@ class Builder:
         latest = latest_metadata(self.repository / name)
         if latest and latest[1].get("build_fingerprint") == key:
             self.console.print(f"{name}: inputs unchanged, keeping version {latest[0]}")
+            if ensure_config(self.repository, name, len(specs)):
+                self.console.print(f"{name}: updated {self.repository / name / CONFIG_FILE}")
             return latest[0]
         data = split(table(name), name, specs, windows, self.params.seed)
         model = fit(name, self.params, data.train, data.valid, progress=self.progress)

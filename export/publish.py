@@ -107,8 +107,19 @@ def publish_version(
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    write_text(model_dir / CONFIG_FILE, format_config(model_config(name, n_features)))
+    ensure_config(repository, name, n_features)
     return version
+
+
+def ensure_config(repository: Path, name: str, n_features: int) -> bool:
+    """Write the model's config.pbtxt unless it already is the current one (a repository
+    published by an earlier release gains what it lacks, e.g. the declared ranker)."""
+    path = repository / name / CONFIG_FILE
+    text = format_config(model_config(name, n_features))
+    if path.is_file() and path.read_text() == text:
+        return False
+    write_text(path, text)
+    return True
 
 
 def ensure_router(repository: Path, versions: dict[str, int]) -> bool:

@@ -8,6 +8,7 @@ history columns, with the same `History` blocks that computed the training set.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,9 @@ class ModelInputs:
         self._recent = by_source(self.specs, "recent")
         self._snapshots_by_hour: OrderedDict = OrderedDict()
         self._token = object()  # tells this object's snapshots from any other's
+        # the scoring threads share these caches: one at a time in them (a new hour's snapshot
+        # is built once, by whichever thread asks first)
+        self._caches = threading.RLock()
         self._shares_by_minute: OrderedDict = OrderedDict()
         self._affinity = by_source(self.specs, "affinity")
         affinity = Affinity.of_posts(online.history, posts) if self._affinity else None
@@ -236,16 +240,17 @@ class ModelInputs:
         """One `recent` column for every candidate post as of `at`'s minute (the exposure
         term's step; cached: requests of one minute share it)."""
         minute = as_of(np.array([at]), EXPOSURE_STEP)[0]
-        values = self._shares_by_minute.get((name, minute))
-        if values is None:
-            values = recency_block(
-                self.online.history,
-                self.post_ids,
-                np.full(self.post_ids.size, minute),
-                EXPOSURE_STEP,
-            )[name]
-            _remember(self._shares_by_minute, (name, minute), values)
-        return values
+        with self._caches:
+            values = self._shares_by_minute.get((name, minute))
+            if values is None:
+                values = recency_block(
+                    self.online.history,
+                    self.post_ids,
+                    np.full(self.post_ids.size, minute),
+                    EXPOSURE_STEP,
+                )[name]
+                _remember(self._shares_by_minute, (name, minute), values)
+            return values
 
     def matrix(self, user_id: int, at: np.datetime64) -> np.ndarray:
         """float32[n_posts, n_features] for `user_id` at world time `at`: the training set's
@@ -280,19 +285,20 @@ class ModelInputs:
             day = _at(at, "D")
             return Snapshot((self._token, day), self._day_base(day), self.layout)
         hour = as_of(np.array([at]))[0]
-        snapshot = self._snapshots_by_hour.get(hour)
-        if snapshot is not None:
-            self._snapshots_by_hour.move_to_end(hour)  # least recently used goes first
-        else:
-            base = self._day_base(_at(at, "D")).copy()
-            block = recency_block(
-                self.online.history, self.post_ids, np.full(self.post_ids.size, hour)
-            )
-            for position, name in self._recent:
-                base[:, position] = block[name]
-            snapshot = Snapshot((self._token, hour), base, self.layout)
-            _remember(self._snapshots_by_hour, hour, snapshot, HOUR_CACHE)
-        return snapshot
+        with self._caches:
+            snapshot = self._snapshots_by_hour.get(hour)
+            if snapshot is not None:
+                self._snapshots_by_hour.move_to_end(hour)  # least recently used goes first
+            else:
+                base = self._day_base(_at(at, "D")).copy()
+                block = recency_block(
+                    self.online.history, self.post_ids, np.full(self.post_ids.size, hour)
+                )
+                for position, name in self._recent:
+                    base[:, position] = block[name]
+                snapshot = Snapshot((self._token, hour), base, self.layout)
+                _remember(self._snapshots_by_hour, hour, snapshot, HOUR_CACHE)
+            return snapshot
 
     def _group_columns(
         self, users: np.ndarray, times: np.ndarray, rate: np.ndarray
@@ -317,16 +323,17 @@ class ModelInputs:
 
     def _day_base(self, day: np.datetime64) -> np.ndarray:
         """Post columns and the posts' history as of the start of `day`, zeros elsewhere."""
-        base = self._bases_by_day.get(day)
-        if base is None:
-            base = self._base.copy()
-            block = self.online.history.post_block(
-                self.post_ids, np.full(self.post_ids.size, day), self._text_clusters
-            )
-            for position, name in self._daily:
-                base[:, position] = block[name]
-            _remember(self._bases_by_day, day, base)
-        return base
+        with self._caches:
+            base = self._bases_by_day.get(day)
+            if base is None:
+                base = self._base.copy()
+                block = self.online.history.post_block(
+                    self.post_ids, np.full(self.post_ids.size, day), self._text_clusters
+                )
+                for position, name in self._daily:
+                    base[:, position] = block[name]
+                _remember(self._bases_by_day, day, base)
+            return base
 
 
 def _at(value: object, unit: str = "us") -> np.datetime64:

@@ -57,10 +57,6 @@ class RankingRequest:
     groups: tuple[GroupColumns, ...] = ()
     dense: dict[int, np.ndarray] = field(default_factory=dict)  # position -> float32[n_posts]
 
-    @property
-    def n_posts(self) -> int:
-        return len(self.snapshot.base)
-
     def matrix(self) -> np.ndarray:
         """float32[n_posts, n_features]: the model's input, one row per candidate.
 

@@ -31,11 +31,11 @@ class ServerSettings(BaseModel):
     dynamic_batching: bool = True
     max_batch_requests: int = Field(8, ge=1)
     max_queue_delay_us: int = Field(500, ge=0)
-    # worker threads that fill feature matrices and call the backends, off the event loop
+    # worker threads that gather each request's inputs and call the backends, off the event loop
     scoring_threads: int = Field(2, ge=1)
     # rank feeds with the ranker each model's config.pbtxt declares (its `ranker` parameter,
-    # "fastpath" for published models: docs/fastpath.md); off: with the config's backend.
-    # Either way /infer runs the plain model.onnx, as Triton does
+    # "fastpath" for published models: docs/fastpath.md); off: with the config's backend. The
+    # version's /infer is that backend's (the fastpath backend's is the plain model.onnx)
     fast_path: bool = True
     # KServe v2 repository extension (load/unload/index): off unless a token is set
     admin_token: str | None = None

@@ -7,7 +7,6 @@ ranker holds the tables once.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -72,20 +71,6 @@ class FastRanker:
         self._group_rows = np.full(self.fastpath.n_groups, -1)
         self._group_rows[codes] = first
         self.build_seconds = time.perf_counter() - started
-
-    @classmethod
-    def from_version_dir(
-        cls,
-        version_dir: Path,
-        post_matrix: np.ndarray,
-        post_group: np.ndarray | None = None,
-        n_groups: int | None = None,
-        **options,
-    ) -> FastRanker:
-        """model.cbm + the column kinds from metadata.json's feature sources."""
-        metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
-        partition = Partition.from_sources([f["source"] for f in metadata["features"]])
-        return cls(Path(version_dir), post_matrix, partition, post_group, n_groups, **options)
 
     @classmethod
     def for_snapshot(cls, model: Path | Trees, snapshot: Snapshot, **options) -> FastRanker:
@@ -155,11 +140,6 @@ class FastRanker:
         rows = np.where(self._group_rows >= 0, self._group_rows, 0)
         pair = features[rows][:, fp.pair_columns]
         return self.scores(features[0, fp.request_columns], pair, features[:, fp.dense_columns])
-
-    def like_probability(
-        self, request_row: np.ndarray, pair_values: np.ndarray | None = None
-    ) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.scores(request_row, pair_values)))
 
 
 def _cbm(path: Path) -> Path:

@@ -33,14 +33,6 @@ from onnx import TensorProto, helper, numpy_helper
 from feedrank.errors import FeedrankError
 from feedrank.features.ranking_request import Kind
 
-SOURCE_KINDS: dict[str, Kind] = {
-    "user": "request",
-    "time": "request",
-    "post": "post",
-    "history": "pair",
-    "recent": "post",
-    "affinity": "dense",
-}
 REQUEST_INPUT, PAIR_INPUT, DENSE_INPUT, SCORES_OUTPUT = "request", "pair", "dense", "scores"
 TABLE, DENSE_TABLE = "table", "dense_table"
 OPSET = 17
@@ -56,14 +48,6 @@ class Partition:
         unknown = sorted(set(self.kinds) - {"request", "post", "pair", "dense"})
         if unknown:
             raise FeedrankError(f"unknown column kinds {unknown}: use request, post or pair")
-
-    @classmethod
-    def from_sources(cls, sources: list[str], mapping: dict[str, Kind] = SOURCE_KINDS) -> Partition:
-        """Feature sources as metadata.json names them ("user", "post", "history", "time")."""
-        missing = sorted(set(sources) - set(mapping))
-        if missing:
-            raise FeedrankError(f"feature sources {missing} have no column kind")
-        return cls(tuple(mapping[s] for s in sources))
 
     def columns(self, kind: Kind) -> np.ndarray:
         return np.flatnonzero(np.array(self.kinds) == kind)

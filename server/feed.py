@@ -78,15 +78,22 @@ class PostCatalog:
         return "[" + ",".join(self._json[int(p)] for p in post_ids) + "]"
 
 
+class ModelUnavailable(RuntimeError):
+    """The group's model version cannot serve: not loaded (for example unloaded before the
+    router moved), or its inputs cannot be built here."""
+
+
 class InputsCache:
     """One `ModelInputs` per loaded version, built on first use off the event loop, from the
-    metadata the repository read at load. Its candidates must be posts of the catalogue."""
+    metadata the repository read at load. Its candidates must be posts of the catalogue; a
+    version whose inputs cannot be built is remembered, and its requests answered 503 at once."""
 
     def __init__(self, online: OnlineFeatures, catalog: PostCatalog, executor: Executor) -> None:
         self._online, self._catalog = online, catalog
         self._executor = executor
         self._ready: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._building: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._failed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def warm(self, loaded: LoadedVersion) -> None:
         """Build a version's inputs now (blocking); used while validating a router config."""
@@ -97,6 +104,9 @@ class InputsCache:
         inputs = self._ready.get(loaded.backend)
         if inputs is not None:
             return inputs
+        failure = self._failed.get(loaded.backend)
+        if failure is not None:
+            raise ModelUnavailable(failure)
         task = self._building.get(loaded.backend)
         if task is None:
             loop = asyncio.get_running_loop()
@@ -105,6 +115,11 @@ class InputsCache:
             )
         try:
             built: ModelInputs = await asyncio.shield(task)
+        except FeedrankError as error:
+            failure = self._failed[loaded.backend] = (
+                f"{loaded.model} version {loaded.version}: {error}"
+            )
+            raise ModelUnavailable(failure) from None
         finally:
             self._building.pop(loaded.backend, None)
         self._ready[loaded.backend] = built
@@ -130,10 +145,6 @@ class Answer:
     post_ids: np.ndarray
     fallback: bool
     ranker: str  # the backend that ranked, or the fallback's name
-
-
-class ModelUnavailable(RuntimeError):
-    """The group's model version is not loaded (for example unloaded before the router moved)."""
 
 
 class FeedService:

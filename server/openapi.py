@@ -52,7 +52,8 @@ def _model_routes() -> dict:
             "summary": "Model metadata (KServe v2)",
             "responses": {
                 "200": _json(
-                    "name, versions, platform, inputs, outputs",
+                    "name, versions, platform, inputs, outputs, and parameters.ranker: the "
+                    "backend that ranks the feed with this model",
                     {"$ref": "#/components/schemas/ModelMetadata"},
                 ),
                 **ERRORS,
@@ -363,6 +364,10 @@ def _components() -> dict:
                     "platform": {"type": "string"},
                     "inputs": {"type": "array", "items": {"type": "object"}},
                     "outputs": {"type": "array", "items": {"type": "object"}},
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"ranker": {"type": "string"}},
+                    },
                 },
             },
             "InferenceRequest": {

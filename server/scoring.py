@@ -19,27 +19,22 @@ from feedrank.server.backends.base import feed_backend_name, load_backend
 
 
 class VersionScorer:
-    """A published version as the feed ranks with it: its declared ranker and its inputs."""
+    """A published version as the feed ranks with it: its declared ranker and its inputs.
 
-    def __init__(
-        self, online: OnlineFeatures, version_dir: Path, *, threads: int = 1, fast_path: bool = True
-    ) -> None:
+    Each request's snapshot is prepared before it is scored (the fast path builds the hour's
+    ranker, in well under a second on the default world), so every request takes the same path
+    on every run; the feed instead answers from the plain model while a ranker builds."""
+
+    def __init__(self, online: OnlineFeatures, version_dir: Path, *, threads: int = 1) -> None:
         config = read_config(Path(version_dir).parent)
         self.backend = load_backend(
-            version_dir, config, threads=threads, name=feed_backend_name(config, fast_path)
+            version_dir, config, threads=threads, name=feed_backend_name(config)
         )
         self.inputs = ModelInputs.from_version_dir(online, version_dir)
 
     def probabilities(self, users: np.ndarray, times: np.ndarray) -> np.ndarray:
         """float64 [requests, candidates]: P(like) in `inputs.post_ids` order."""
         requests = [self.inputs.request(u, at) for u, at in zip(users.tolist(), times)]
+        for request in requests:
+            self.backend.prepare(request.snapshot)
         return np.stack(self.backend.rank(requests))
-
-    def ranking_scores(self, users: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """What the feed ranks by (the version's exposure term applied), per request."""
-        return np.stack(
-            [
-                self.inputs.ranking_scores(p, at)
-                for p, at in zip(self.probabilities(users, times), times)
-            ]
-        )

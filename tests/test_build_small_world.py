@@ -16,6 +16,13 @@ from tritonclient.grpc import model_config_pb2
 import feedrank.export.build as build_module
 from feedrank.cli import main
 from feedrank.export.onnx_export import export_onnx
+from feedrank.model_config import (
+    CONFIG_FILE,
+    RANKER_PARAMETER,
+    declared_ranker,
+    format_config,
+    read_config,
+)
 
 
 def build(world: Path, repository: Path, iterations: int = 60) -> int:
@@ -98,6 +105,22 @@ def test_test_model_sees_more_features_than_control(built):
         for m in ("control", "test")
     )
     assert len(test) > len(control)
+
+
+def test_an_unchanged_rebuild_brings_an_older_config_up_to_date(built, repository_copy, capsys):
+    """A repository published before models declared their feed ranker gains the declaration
+    on the next build, without a new version (else the feed would rank with the plain graph)."""
+    world, _ = built
+    model_dir = repository_copy / "test"
+    config = read_config(model_dir)
+    del config.parameters[RANKER_PARAMETER]
+    (model_dir / CONFIG_FILE).write_text(format_config(config))
+    assert build(world, repository_copy) == 0
+    err = flat(capsys.readouterr().err)
+    assert "test: inputs unchanged" in err and "test: updated" in err
+    assert "control: updated" not in err
+    assert declared_ranker(read_config(model_dir)) == "fastpath"
+    assert versions(model_dir) == ["1"]
 
 
 def test_unchanged_inputs_skip_and_changed_params_add_version_2(built, repository_copy, capsys):

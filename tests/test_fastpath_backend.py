@@ -225,7 +225,8 @@ def _answer(client: httpx.Client, user: int, at: np.datetime64) -> tuple:
 @pytest.mark.parametrize("model", MODELS)
 def test_offline_scoring_goes_through_the_feeds_ranker(tiny_world, online, model):
     """`feedrank evaluate` and the replay score a version with the backend the feed ranks with
-    (server/scoring.py), and its probabilities are the model's own within 1e-5."""
+    (server/scoring.py), every request through the fast path (the same path on every run), and
+    its probabilities are the model's own within 1e-5."""
     version_dir = built_repository(tiny_world) / model / "1"
     scorer = VersionScorer(online, version_dir)
     assert type(scorer.backend) is FastPathBackend
@@ -239,3 +240,5 @@ def test_offline_scoring_goes_through_the_feeds_ranker(tiny_world, online, model
     )
     assert got.shape == (len(pairs), len(scorer.inputs.post_ids))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # every request on the fast path: the hour's ranker is built before its first request
+    assert scorer.backend.ranking_paths() == {"fast": len(pairs), "plain": 0}

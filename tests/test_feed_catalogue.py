@@ -13,7 +13,7 @@ import pytest
 
 from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
-from feedrank.server.feed import InputsCache, PostCatalog
+from feedrank.server.feed import InputsCache, ModelUnavailable, PostCatalog
 from feedrank.server.repository import ModelRepository
 
 from feed_serving import built_repository, copy_repository
@@ -25,14 +25,20 @@ def _loaded(repository: Path, model: str = "test"):
     return loaded.get(model)
 
 
-def test_a_version_built_on_other_posts_is_refused_by_name(tiny_world, tmp_path):
-    repository = copy_repository(built_repository(tiny_world), tmp_path)
+def _add_a_stranger(repository: Path) -> pl.DataFrame:
+    """Give the test version a candidate post the world does not have; the original posts."""
     posts_file = repository / "test" / "1" / "post_features.parquet"
     posts = pl.read_parquet(posts_file)
     stranger = posts.head(1).with_columns(
         pl.lit(10**7, dtype=posts["post_id"].dtype).alias("post_id")
     )
     pl.concat([posts, stranger]).write_parquet(posts_file)
+    return posts
+
+
+def test_a_version_built_on_other_posts_is_refused_by_name(tiny_world, tmp_path):
+    repository = copy_repository(built_repository(tiny_world), tmp_path)
+    _add_a_stranger(repository)
     online = OnlineFeatures.load(tiny_world)
     with ThreadPoolExecutor(1) as pool:
         inputs = InputsCache(online, PostCatalog(tiny_world), pool)
@@ -52,3 +58,18 @@ def test_inputs_use_the_metadata_read_at_load(tiny_world, tmp_path):
         built = asyncio.run(cache.get(loaded))
     assert built.feature_names == [f["name"] for f in loaded.metadata["features"]]
     assert len(built.feature_names) > 0
+
+
+def test_a_version_whose_inputs_fail_answers_unavailable_and_is_not_rebuilt(tiny_world, tmp_path):
+    repository = copy_repository(built_repository(tiny_world), tmp_path)
+    posts = _add_a_stranger(repository)
+    loaded = _loaded(repository)
+    online = OnlineFeatures.load(tiny_world)
+    with ThreadPoolExecutor(1) as pool:
+        cache = InputsCache(online, PostCatalog(tiny_world), pool)
+        with pytest.raises(ModelUnavailable, match="test version 1: .* not in the world's post"):
+            asyncio.run(cache.get(loaded))
+        # the failure is remembered: fixing the file does not make this loaded version rebuild
+        posts.write_parquet(repository / "test" / "1" / "post_features.parquet")
+        with pytest.raises(ModelUnavailable, match="not in the world's post"):
+            asyncio.run(cache.get(loaded))

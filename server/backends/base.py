@@ -20,7 +20,7 @@ import numpy as np
 from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig
 
 from feedrank.errors import FeedrankError
-from feedrank.features.ranking_request import RankingRequest
+from feedrank.features.ranking_request import RankingRequest, Snapshot
 from feedrank.model_config import declared_ranker
 
 ENTRY_POINT_GROUP = "feedrank.backends"
@@ -122,6 +122,12 @@ class Backend(ABC):
             matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
         )
         return np.split(probabilities, np.cumsum([len(m) for m in matrices])[:-1])
+
+    def prepare(self, snapshot: Snapshot) -> None:
+        """Make ready, blocking, whatever ranking this snapshot's requests needs, so that
+        offline scoring takes the same path on every run (the server never waits). Plain
+        backends need nothing."""
+        return None
 
     def ranking_paths(self) -> dict[str, int]:
         """Feed requests scored per internal path, for /metrics; empty for a one-path backend."""

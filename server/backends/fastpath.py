@@ -71,6 +71,21 @@ class FastPathBackend(OnnxRuntimeBackend):
     def ranking_paths(self) -> dict[str, int]:
         return {"fast": self.fast_blocks, "plain": self.plain_blocks}
 
+    def prepare(self, snapshot: Snapshot) -> None:
+        """Build this snapshot's ranker now unless it is cached (after any running build: one
+        at a time); a failed build leaves the plain model serving, as in the feed."""
+        while True:
+            with self._lock:
+                if snapshot.key in self._rankers or self._broken:
+                    return
+                builder = self._builder
+                if builder is None:
+                    builder = self._builder = threading.Thread(
+                        target=self._build, args=(snapshot,), name="fastpath-build", daemon=True
+                    )
+                    builder.start()
+            builder.join()
+
     def wait_for_build(self, timeout: float | None = None) -> None:
         """Block until the running build (if any) ends: for tests and warm starts."""
         builder = self._builder
@@ -86,7 +101,8 @@ class FastPathBackend(OnnxRuntimeBackend):
                 ranker = self._rankers.get(snapshot.key)
             if ranker is not None:
                 self.fast_blocks += 1
-                if next(reversed(self._rankers)) != snapshot.key:  # most recently used last
+                # most recently used last; a ranker a build evicted since the look-up stays out
+                if snapshot.key in self._rankers and next(reversed(self._rankers)) != snapshot.key:
                     self._rankers = {
                         **{k: r for k, r in self._rankers.items() if k != snapshot.key},
                         snapshot.key: ranker,
