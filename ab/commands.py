@@ -1,17 +1,15 @@
-"""`feedrank evaluate`, `feedrank ab report` and `feedrank ab simulate`."""
+"""`feedrank ab report` and `feedrank ab simulate`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from feedrank.ab import evaluate_command
 from feedrank.output import results_console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the `feedrank` parser."""
-    evaluate_command.register(subparsers)
     ab = subparsers.add_parser(
         "ab",
         help="A/B analysis of the exposure log and its simulation",

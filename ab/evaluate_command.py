@@ -17,6 +17,7 @@ from feedrank.world.layout import WorldLayout
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `feedrank evaluate` to the `feedrank` parser."""
     evaluate = subparsers.add_parser(
         "evaluate",
         help="hit rate@5 of the latest published models on the held-out window",

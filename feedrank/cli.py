@@ -1,7 +1,8 @@
 """The feedrank command: one entry point, a sub-command per stage of the data flow.
 
-Each stage owns its sub-commands in its package's `commands` module (a `register(subparsers)`
-function); this module only assembles them and turns user errors into a clear message.
+Each stage owns its sub-commands in its package's command modules (each a `register(subparsers)`
+function), listed here in the order of the data flow, which is the order `--help` shows; this
+module only assembles them and turns user errors into a clear message.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from feedrank.progress import ASK
 STAGES = (
     "feedrank.world.commands",
     "feedrank.export.commands",
+    "feedrank.ab.evaluate_command",
     "feedrank.server.commands",
     "feedrank.ab.commands",
 )
