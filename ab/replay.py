@@ -115,8 +115,9 @@ def candidates(
         task = bar.add_task(f"replay {name}", total=len(requests), visible=progress)
         for start in range(0, len(requests), BATCH):
             batch = range(start, min(start + BATCH, len(requests)))
-            index = np.arange(batch.start, batch.stop)
-            scores = scorer.probabilities(users[index], times[index])
+            scores = scorer.probabilities(
+                users[batch.start : batch.stop], times[batch.start : batch.stop]
+            )
             for i, row in zip(batch, scores, strict=True):
                 ranked.append(
                     rank(

@@ -66,9 +66,10 @@ class FastRanker:
         self.post_group = (
             np.zeros(self.n_posts, np.int64) if post_group is None else np.asarray(post_group)
         )
-        # the first post of each group carries that group's pair values in a full matrix
+        # the first post of each group carries that group's pair values (row 0 for a group
+        # without posts: its values are never read)
         codes, first = np.unique(self.post_group, return_index=True)
-        self._group_rows = np.full(self.fastpath.n_groups, -1)
+        self._group_rows = np.zeros(self.fastpath.n_groups, np.int64)
         self._group_rows[codes] = first
         self.build_seconds = time.perf_counter() - started
 
@@ -127,8 +128,7 @@ class FastRanker:
         fp = self.fastpath
         pair = dense = None
         if len(fp.pair_columns):
-            rows = np.where(self._group_rows >= 0, self._group_rows, 0)
-            pair = np.stack([request.column(c, rows) for c in fp.pair_columns], axis=1)
+            pair = np.stack([request.column(c, self._group_rows) for c in fp.pair_columns], axis=1)
         if len(fp.dense_columns):
             dense = np.stack([request.column(c) for c in fp.dense_columns], axis=1)
         return self.scores(request.constant[fp.request_columns], pair, dense)
@@ -137,8 +137,7 @@ class FastRanker:
         """The same scores from a full model-input matrix [N, F] (as ModelInputs.matrix builds
         it): the request row is row 0's request columns, a group's pair values its first post's."""
         fp = self.fastpath
-        rows = np.where(self._group_rows >= 0, self._group_rows, 0)
-        pair = features[rows][:, fp.pair_columns]
+        pair = features[self._group_rows][:, fp.pair_columns]
         return self.scores(features[0, fp.request_columns], pair, features[:, fp.dense_columns])
 
 

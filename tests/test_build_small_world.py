@@ -167,22 +167,9 @@ def test_an_export_that_differs_from_catboost_is_not_published(
 
 def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys):
     world, _ = built
-    assert (
-        main(
-            [
-                "evaluate",
-                "--world",
-                str(world),
-                "--repository",
-                str(repository_copy),
-                "--requests",
-                "400",
-                "--replay-users",
-                "150",
-            ]
-        )
-        == 0
-    )
+    evaluate = ["evaluate", "--world", str(world), "--repository", str(repository_copy)]
+    evaluate += ["--requests", "400", "--replay-users", "150"]
+    assert main(evaluate) == 0
     out = capsys.readouterr().out
     for ranker in ("control", "test", "popularity", "trending", "random", "oracle"):
         assert ranker in out
@@ -220,22 +207,7 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
     assert 0 < replay["means"]["control"]["expected_hit_rate"] < 1
     # the same inputs again: the saved evaluation is shown, not redone
     before = (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns
-    assert (
-        main(
-            [
-                "evaluate",
-                "--world",
-                str(world),
-                "--repository",
-                str(repository_copy),
-                "--requests",
-                "400",
-                "--replay-users",
-                "150",
-            ]
-        )
-        == 0
-    )
+    assert main(evaluate) == 0
     again = flat(capsys.readouterr().out)
     assert "inputs unchanged" in again and "Offline A/B replay" in again and "oracle" in again
     assert (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns == before
