@@ -301,3 +301,10 @@ class History:
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
         liked = self._by_user("likes").payload_before(user_id, int(self.to_ms(at)))
         return np.unique(liked)
+
+    def likes_before(self, user_id: int, at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+        """The user's likes before `at`, oldest first: (post ids, times as datetime64[ms])."""
+        index = self._by_user("likes")
+        lo, hi = index.bounds(np.array([user_id]), np.array([self.to_ms(at)]))
+        t_ms = index.composite[lo[0] : hi[0]] & ((1 << index.bits) - 1)
+        return index.payloads()[lo[0] : hi[0]], self.epoch + t_ms.astype("timedelta64[ms]")

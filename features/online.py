@@ -108,6 +108,10 @@ class OnlineFeatures:
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
         return self.history.liked_before(user_id, _at(at))
 
+    def likes_before(self, user_id: int, at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+        """(post ids, times) of the user's likes before `at`, oldest first."""
+        return self.history.likes_before(user_id, _at(at))
+
 
 def group_codes(posts: pl.DataFrame, grouping: str) -> np.ndarray:
     """Dense array by post id: the post's group code under `grouping`, -1 for no post."""

@@ -1,8 +1,9 @@
 """The feedrank command: one entry point, a sub-command per stage of the data flow.
 
 Each stage owns its sub-commands in its package's command modules (each a `register(subparsers)`
-function), listed here in the order of the data flow, which is the order `--help` shows; this
-module only assembles them and turns user errors into a clear message.
+function), listed here in the order of the data flow, which is the order `--help` shows; `serve`
+composes the server with the A/B stage's pages (feedrank/serve.py). This module only assembles
+them and turns user errors into a clear message.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ STAGES = (
     "feedrank.world.commands",
     "feedrank.export.commands",
     "feedrank.ab.evaluate_command",
-    "feedrank.server.commands",
+    "feedrank.serve",
     "feedrank.ab.commands",
 )
 DESCRIPTION = """feedrank: a feed recommendation service for A/B experiments.

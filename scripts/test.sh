@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+./scripts/browser.sh
 ./scripts/check.sh
 exec .venv/bin/python -m pytest "$@"

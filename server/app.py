@@ -1,4 +1,6 @@
-"""The Starlette app: the feed endpoint, the router state, the KServe v2 routes and /metrics.
+"""The Starlette app: the feed endpoint, the router state, the KServe v2 routes, /metrics and
+the feed explorer; pages of later stages (the live experiment page) are added by the command
+that composes the service.
 
 `create_app` loads everything the hot path needs before the server accepts a connection (the
 world's online features, the model repository, the router, the post catalog, one `ModelInputs`
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -26,6 +28,7 @@ from feedrank.server.batching import Batcher
 from feedrank.server.errors import EXCEPTION_HANDLERS
 from feedrank.server.events import PREFIX as EVENTS_PREFIX
 from feedrank.server.events import logged_likes, post_events
+from feedrank.server.explorer import Explorer, explorer_pages
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.feed import (
     FeedService,
@@ -40,6 +43,7 @@ from feedrank.server.live_likes import LiveLikes, LiveLikesFull
 from feedrank.server.memory import release_free_memory
 from feedrank.server.metrics import Metrics
 from feedrank.server.openapi import openapi_json
+from feedrank.server.pages import Pages
 from feedrank.server.repository import ModelRepository
 from feedrank.server.request_log import RequestIds
 from feedrank.server.router import Router, RouterConfigError, Servable
@@ -48,8 +52,14 @@ from feedrank.settings import Settings
 log = logging.getLogger("feedrank.server")
 
 
-def create_app(settings: Settings) -> Starlette:
+# the pages of a later stage, made from the settings and the loaded feed service
+PagesFactory = Callable[[Settings, FeedService], Pages]
+
+
+def create_app(settings: Settings, pages: Sequence[PagesFactory] = ()) -> Starlette:
     service, executor = _load(settings)
+    added = [explorer_pages(Explorer(service, settings.world))]
+    added += [make(settings, service) for make in pages]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -79,6 +89,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/router", router_state, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *kserve_routes(service.repository, settings, service.metrics, service.router),
+        *(route for page in added for route in page.routes),
     ]
     middleware = [
         Middleware(RequestIds, access_log=settings.server.access_log),
@@ -93,6 +104,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings, app.state.feed = settings, service
     app.state.repository = service.repository
+    app.state.openapi_pages = {path: item for page in added for path, item in page.openapi.items()}
     return app
 
 

@@ -74,6 +74,10 @@ class PostCatalog:
         inside = (post_ids >= 0) & (post_ids < self.known.size)
         return inside & self.known[np.where(inside, post_ids, 0)]
 
+    def post(self, post_id: int) -> dict[str, Any]:
+        """`{"id", "text", "topic"}` of a post of the catalogue."""
+        return cast(dict[str, Any], json.loads(self._json[post_id]))
+
     def json_array(self, post_ids: np.ndarray) -> str:
         return "[" + ",".join(self._json[int(p)] for p in post_ids) + "]"
 

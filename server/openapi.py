@@ -7,6 +7,7 @@ this description fails there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -16,14 +17,14 @@ from starlette.responses import JSONResponse, Response
 JSON = "application/json"
 
 
-def _error(description: str) -> dict:
+def error_body(description: str) -> dict:
     return {
         "description": description,
         "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
 
 
-def _json(description: str, schema: dict) -> dict:
+def json_body(description: str, schema: dict) -> dict:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
@@ -32,15 +33,15 @@ def _empty(description: str) -> dict:
 
 
 ERRORS = {
-    "400": _error("malformed request"),
-    "404": _error("no such model or version"),
-    "413": _error("body over server.max_body_bytes"),
-    "415": _error("unsupported Content-Encoding"),
+    "400": error_body("malformed request"),
+    "404": error_body("no such model or version"),
+    "413": error_body("body over server.max_body_bytes"),
+    "415": error_body("unsupported Content-Encoding"),
 }
 ADMIN_ERRORS = {
     **ERRORS,
-    "401": _error("missing or wrong bearer token"),
-    "403": _error("model control disabled (no server.admin_token)"),
+    "401": error_body("missing or wrong bearer token"),
+    "403": error_body("model control disabled (no server.admin_token)"),
 }
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -51,7 +52,7 @@ def _model_routes() -> dict:
         "get": {
             "summary": "Model metadata (KServe v2)",
             "responses": {
-                "200": _json(
+                "200": json_body(
                     "name, versions, platform, inputs, outputs, and parameters.ranker: the "
                     "backend that ranks the feed with this model",
                     {"$ref": "#/components/schemas/ModelMetadata"},
@@ -77,9 +78,9 @@ def _model_routes() -> dict:
                 "content": {JSON: {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
             },
             "responses": {
-                "200": _json("outputs", {"$ref": "#/components/schemas/InferenceResponse"}),
+                "200": json_body("outputs", {"$ref": "#/components/schemas/InferenceResponse"}),
                 **ERRORS,
-                "500": _error("the backend failed on valid input"),
+                "500": error_body("the backend failed on valid input"),
             },
         }
     }
@@ -104,7 +105,8 @@ def _admin(summary: str, body: dict, responses: dict) -> dict:
     }
 
 
-def description() -> dict[str, Any]:
+def description(pages: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The document; `pages`: the path items of the pages added to the app."""
     event = {
         "type": "object",
         "required": ["user_id", "post_id", "action", "timestamp"],
@@ -143,12 +145,12 @@ def description() -> dict[str, Any]:
                     },
                 ],
                 "responses": {
-                    "200": _json("ranked posts", {"$ref": "#/components/schemas/Feed"}),
-                    "422": _json(
+                    "200": json_body("ranked posts", {"$ref": "#/components/schemas/Feed"}),
+                    "422": json_body(
                         "invalid query parameters, each named",
                         {"$ref": "#/components/schemas/FieldErrors"},
                     ),
-                    "503": _error(
+                    "503": error_body(
                         "the group's model version is not loaded, or the exposure log "
                         "cannot be written"
                     ),
@@ -189,7 +191,7 @@ def description() -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "200": _json(
+                    "200": json_body(
                         "accepted",
                         {
                             "type": "object",
@@ -199,14 +201,14 @@ def description() -> dict[str, Any]:
                             },
                         },
                     ),
-                    "401": _error("server.events_token is set and the bearer token is wrong"),
+                    "401": error_body("server.events_token is set and the bearer token is wrong"),
                     "413": ERRORS["413"],
                     "415": ERRORS["415"],
-                    "422": _json(
+                    "422": json_body(
                         "invalid events, each field named",
                         {"$ref": "#/components/schemas/FieldErrors"},
                     ),
-                    "503": _error("the events log cannot be written, or live likes are full"),
+                    "503": error_body("the events log cannot be written, or live likes are full"),
                 },
             }
         },
@@ -214,7 +216,9 @@ def description() -> dict[str, Any]:
             "get": {
                 "summary": "The router config in force",
                 "responses": {
-                    "200": _json("salt, groups with buckets, model and version", {"type": "object"})
+                    "200": json_body(
+                        "salt, groups with buckets, model and version", {"type": "object"}
+                    )
                 },
             }
         },
@@ -231,7 +235,7 @@ def description() -> dict[str, Any]:
         "/v2": {
             "get": {
                 "summary": "Server metadata",
-                "responses": {"200": _json("name, version, extensions", {"type": "object"})},
+                "responses": {"200": json_body("name, version, extensions", {"type": "object"})},
             }
         },
         **_model_routes(),
@@ -239,7 +243,7 @@ def description() -> dict[str, Any]:
             "Repository index (Triton's repository extension)",
             {"type": "object", "properties": {"ready": {"type": "boolean"}}},
             {
-                "200": _json(
+                "200": json_body(
                     "one entry per model version", {"type": "array", "items": {"type": "object"}}
                 )
             },
@@ -249,7 +253,7 @@ def description() -> dict[str, Any]:
             **_admin(
                 "Load or reload a model per its version_policy",
                 {"type": "object", "properties": {"parameters": parameters}},
-                {"200": _empty("loaded"), "501": _error("config or file overrides")},
+                {"200": _empty("loaded"), "501": error_body("config or file overrides")},
             ),
         },
         "/v2/repository/models/{name}/unload": {
@@ -259,8 +263,10 @@ def description() -> dict[str, Any]:
                 {"type": "object", "properties": {"parameters": parameters}},
                 {
                     "200": _empty("unloaded"),
-                    "409": _error("the router sends a group to it (force with parameters.force)"),
-                    "501": _error("config or file overrides"),
+                    "409": error_body(
+                        "the router sends a group to it (force with parameters.force)"
+                    ),
+                    "501": error_body("config or file overrides"),
                 },
             ),
         },
@@ -278,7 +284,7 @@ def description() -> dict[str, Any]:
         "/openapi.json": {
             "get": {
                 "summary": "This description",
-                "responses": {"200": _json("OpenAPI 3.0", {"type": "object"})},
+                "responses": {"200": json_body("OpenAPI 3.0", {"type": "object"})},
             }
         },
     }
@@ -290,7 +296,7 @@ def description() -> dict[str, Any]:
             "description": "Feed recommendations for A/B experiments, served by a "
             "KServe v2 model server.",
         },
-        "paths": paths,
+        "paths": paths | dict(pages or {}),
         "components": _components(),
     }
 
@@ -403,4 +409,4 @@ def _components() -> dict:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(description())
+    return JSONResponse(description(request.app.state.openapi_pages))

@@ -1,4 +1,9 @@
-"""`feedrank serve`: the feed endpoint, the router, the KServe v2 routes and /metrics on uvicorn."""
+"""`feedrank serve`: the served application on uvicorn.
+
+The feed server (server/: the feed, the router, the KServe v2 routes, /metrics, the feed
+explorer) with the pages of the A/B stage (ab/live.py: the live experiment page). This module
+composes the two, so it sits above both stages, beside the command line itself.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve",
         help="serve feed recommendations over HTTP",
-        description="Serve the feed, the router state, the KServe v2 routes and /metrics.",
+        description="Serve the feed, the router state, the KServe v2 routes, /metrics, the "
+        "feed explorer (/explorer) and the live experiment page (/experiment).",
         epilog="example:\n  feedrank serve --world data/world --repository model_repository "
         "--port 8000",
     )
@@ -75,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from feedrank.ab.live import experiment_pages
     from feedrank.server.app import create_app
     from feedrank.server.http_guard import Limits, guarded_protocol
     from feedrank.server.request_log import log_config
@@ -98,7 +105,7 @@ def serve_command(args: argparse.Namespace) -> int:
         settings.exposure_log.fsync = args.fsync
     logs = log_config(settings.server.log_format)
     logging.config.dictConfig(logs)
-    app = create_app(settings)
+    app = create_app(settings, pages=[experiment_pages])
     _raise_file_limit()
     limits = settings.server
     protocol = guarded_protocol(
