@@ -165,3 +165,15 @@ def test_an_event_at_the_query_time_is_not_before_it():
     index = EventIndex(np.array([5, 5, 5, 6]), np.array([10, 20, 30, 10]), bits=8)
     counts = index.count_before(np.array([5, 5, 5, 6, 7]), np.array([20, 21, 1000, 10, 99]))
     assert counts.tolist() == [1, 2, 3, 0, 0]
+
+
+def test_a_users_likes_before_a_time_are_the_feeds_oldest_first(tiny_world, built):
+    feed, online = _feed(tiny_world), OnlineFeatures.load(tiny_world)
+    likes = feed.filter(pl.col("action") == "like")
+    for user_id, at in likes.sample(20, seed=5).select("user_id", "timestamp").iter_rows():
+        expected = likes.filter(pl.col("user_id") == user_id, pl.col("timestamp") < at).sort(
+            "timestamp"
+        )
+        posts, times = online.likes_before(user_id, np.datetime64(at, "us"))
+        assert posts.tolist() == expected["post_id"].to_list()
+        assert times.tolist() == expected["timestamp"].dt.truncate("1ms").to_list()
