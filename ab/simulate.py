@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sys
 import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ class Simulation:
         with ServerProcess(
             self.world, repository, self.out / "log", self.out / "server.out"
         ) as server:
+            print(f"the experiment live: {server.url}/experiment", file=sys.stderr, flush=True)
             try:
                 views = asyncio.run(
                     ClosedLoop(server.url, truth, traffic.reactions, self.concurrency).run(
