@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-./scripts/browser.sh
+./scripts/services.sh
 ./scripts/check.sh
 exec .venv/bin/python -m pytest "$@"

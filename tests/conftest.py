@@ -6,9 +6,11 @@ Other stages: add your shared fixtures in a clearly separated section below.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_cluster import PostgresCluster
 
 from feedrank.world.generate import generate_world
 
@@ -30,3 +32,15 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = tmp_path_factory.mktemp("worlds") / "small"
     generate_world(world, progress=False, **SMALL)
     return world
+
+
+# PostgreSQL section: one throwaway server for the session (tests/postgres_cluster.py).
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()

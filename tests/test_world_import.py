@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import psycopg
 import pytest
 
 from feedrank.cli import main
+from feedrank.world.describe import summarize
 from feedrank.world.layout import WorldLayout
 
 
@@ -207,20 +210,58 @@ def test_unreadable_and_absent_sources_are_clear_errors(tmp_path: Path, capsys) 
     assert "exactly one of" in capsys.readouterr().err
 
 
-def test_postgres_without_psycopg_is_a_clear_error_or_connection_error(tmp_path, capsys) -> None:
-    code = main(
-        [
-            "world",
-            "import",
-            "--dsn",
-            "postgresql://nobody@127.0.0.1:1/none",
-            "--out",
-            str(tmp_path / "pg"),
-        ]
-    )
-    assert code == 2
-    assert ("psycopg" in (err := capsys.readouterr().err)) or "PostgreSQL" in err
-    assert not (tmp_path / "pg").exists()
+COURSE_SCHEMA = """
+CREATE TABLE user_data (user_id bigint PRIMARY KEY, gender integer, age integer, country text,
+                        city text, exp_group integer, os text, source text);
+CREATE TABLE post_text_df (post_id bigint PRIMARY KEY, text text, topic text);
+CREATE TABLE feed_data (timestamp timestamp, user_id bigint, post_id bigint, action text,
+                        target integer);
+"""
+
+
+def _into_postgres(dsn: str, world: Path) -> None:
+    """The world's three tables in a PostgreSQL database, in the course's schema."""
+    layout = WorldLayout(world)
+    sources = {"user_data": layout.users, "post_text_df": layout.posts}
+    sources["feed_data"] = layout.feed_glob
+    with psycopg.connect(dsn) as connection:
+        connection.execute(COURSE_SCHEMA.encode())
+        for table, source in sources.items():
+            csv = duckdb.sql(f"SELECT * FROM read_parquet('{source}')").df().to_csv(index=False)
+            with connection.cursor().copy(
+                f"COPY {table} FROM STDIN WITH (FORMAT csv, HEADER true)".encode()
+            ) as copy:
+                copy.write(csv)
+
+
+def _checksum(world: Path, table: str) -> str:
+    layout = WorldLayout(world)
+    source = {"user_data": layout.users, "post_text_df": layout.posts}.get(table, layout.feed_glob)
+    rows = duckdb.sql(f"SELECT * FROM read_parquet('{source}') ORDER BY ALL").df()
+    return hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()
+
+
+def test_a_world_round_trips_through_postgresql(tmp_path, tiny_world, postgres) -> None:
+    postgres.execute("CREATE DATABASE round_trip")
+    dsn = postgres.dsn.rsplit("/", 1)[0] + "/round_trip"
+    _into_postgres(dsn, tiny_world)
+    out = tmp_path / "from-postgres"
+    assert main(["world", "import", "--dsn", dsn, "--out", str(out)]) == 0
+    original, imported = summarize(WorldLayout(tiny_world)), summarize(WorldLayout(out))
+    assert imported["manifest"]["kind"] == "imported"
+    assert {k: v for k, v in imported.items() if k != "manifest"} == {
+        k: v for k, v in original.items() if k != "manifest"
+    }
+    for table in ("user_data", "post_text_df", "feed_data"):
+        assert _checksum(out, table) == _checksum(tiny_world, table), table
+
+
+def test_an_unreachable_postgresql_is_a_clear_error(tmp_path, capsys) -> None:
+    out = tmp_path / "pg"
+    command = ["world", "import", "--dsn", "postgresql://nobody@127.0.0.1:1/none", "--out"]
+    assert main([*command, str(out)]) == 2
+    assert "PostgreSQL" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_mixed_line_endings_are_read(tmp_path: Path, tables) -> None:

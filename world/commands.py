@@ -57,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--users", type=Path, help="user_data file (.csv or .parquet)")
     imp.add_argument("--posts", type=Path, help="post_text_df file")
     imp.add_argument("--feed", type=Path, nargs="+", help="feed_data file(s)")
-    imp.add_argument("--dsn", help="PostgreSQL connection string (needs feedrank[postgres])")
+    imp.add_argument(
+        "--dsn", help="PostgreSQL connection string (postgresql://user@host:port/database)"
+    )
     imp.add_argument("--force", action="store_true", help="replace an existing world")
     imp.set_defaults(handler=_import)
 

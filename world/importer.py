@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pyarrow as pa
 
 from feedrank.errors import FeedrankError, InputFileError
@@ -67,12 +68,6 @@ class Sources:
 
 def dump_postgres(dsn: str, folder: Path) -> Sources:
     """Copy the three course tables out of PostgreSQL into CSV files in `folder`."""
-    try:
-        import psycopg
-    except ImportError:
-        raise FeedrankError(
-            "reading from PostgreSQL needs psycopg: pip install 'feedrank[postgres]'"
-        ) from None
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
