@@ -57,6 +57,9 @@ class ServerSettings(BaseModel):
     # server log lines: "text" (ISO timestamps) or "json"; access_log: one line per request
     log_format: Literal["text", "json"] = "text"
     access_log: bool = False
+    # where the processes serving the feed share posted likes: None, the log folder (the
+    # processes of one machine); "postgresql://user@host:port/db", replicas on any machines
+    state_url: str | None = None
     # seconds between re-reads of the router file and rescans of the repository (0 = never)
     poll_interval_s: float = Field(1.0, ge=0)
     repository_poll: bool = False

@@ -27,7 +27,7 @@ from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher
 from feedrank.server.errors import EXCEPTION_HANDLERS
 from feedrank.server.events import PREFIX as EVENTS_PREFIX
-from feedrank.server.events import logged_likes, post_events
+from feedrank.server.events import post_events
 from feedrank.server.explorer import Explorer, explorer_pages
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.feed import (
@@ -47,6 +47,12 @@ from feedrank.server.pages import Pages
 from feedrank.server.repository import ModelRepository
 from feedrank.server.request_log import RequestIds
 from feedrank.server.router import Router, RouterConfigError, Servable
+from feedrank.server.shared_likes import (
+    LogFolder,
+    PostgresLikes,
+    SharedLikes,
+    replica_name,
+)
 from feedrank.settings import Settings
 
 log = logging.getLogger("feedrank.server")
@@ -73,11 +79,13 @@ def create_app(settings: Settings, pages: Sequence[PagesFactory] = ()) -> Starle
         release_free_memory()
         if settings.server.repository_poll:
             service.repository.start_polling(interval)
+        await service.shared.follow(service.take_likes)
         try:
             yield
         finally:
             poll.cancel()
             watch.cancel()
+            await service.shared.close()
             service.repository.stop_polling()
             service.exposure_log.close()
             service.events_log.close()
@@ -92,7 +100,7 @@ def create_app(settings: Settings, pages: Sequence[PagesFactory] = ()) -> Starle
         *(route for page in added for route in page.routes),
     ]
     middleware = [
-        Middleware(RequestIds, access_log=settings.server.access_log),
+        Middleware(RequestIds, access_log=settings.server.access_log, replica=replica_name()),
         Middleware(Overload, max_inflight=settings.server.max_inflight),
         Middleware(RawPathGuard),
     ]
@@ -125,13 +133,17 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
     catalog = PostCatalog(settings.world)
     inputs = InputsCache(online, catalog, executor)
     live_likes = LiveLikes(server.max_live_likes)
-    likes = logged_likes(settings.log_dir)
+    events_log = _log(settings, EVENTS_PREFIX)
+    shared: SharedLikes = (
+        LogFolder(events_log)
+        if server.state_url is None
+        else PostgresLikes(server.state_url, events_log, replica_name())
+    )
+    likes = shared.load()
     try:
-        live_likes.replay(likes["user_id"], likes["post_id"], likes["timestamp"])
+        live_likes.replay(likes.user_id, likes.post_id, likes.timestamp)
     except LiveLikesFull as full:
-        raise FeedrankError(
-            f"{settings.log_dir}: the events log's likes do not fit: {full}"
-        ) from None
+        raise FeedrankError(f"the posted likes do not fit: {full}") from None
     replayed = len(live_likes)
     try:
         router = Router(router_file, _servable(repository, inputs))
@@ -151,7 +163,8 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
             workers=server.scoring_threads,
         ),
         exposure_log=_log(settings, "exposures"),
-        events_log=_log(settings, EVENTS_PREFIX),
+        events_log=events_log,
+        shared=shared,
         live_likes=live_likes,
         metrics=Metrics(repository),
     )
@@ -161,12 +174,13 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
     )
     log.info(
         "feed ready: %d users, %d posts; router: %s; exposure log: %s; %d likes replayed "
-        "from posted events",
+        "from the %s",
         online.user_ids.size,
         service.catalog.post_ids.size,
         groups,
         service.exposure_log.current_file,
         replayed,
+        "events log folder" if server.state_url is None else "shared state in PostgreSQL",
     )
     return service, executor
 

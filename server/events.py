@@ -4,11 +4,13 @@ The body is a JSON array of feed_data rows, or `{"events": [...]}`:
 `{"user_id": 1, "post_id": 2, "action": "like", "timestamp": "2021-12-01T14:30:05"}`
 (`action` is `view` or `like`; a `view` may carry `target`, 0 or 1). A batch is validated whole:
 any problem rejects it with a 422 naming every bad field (`events[3].post_id`), and nothing of it
-is kept, so a client can fix and resend without duplicates. An accepted batch is appended to
-`LOG/events-*.jsonl` (the exposure log's durable writer: on disk before the 200 leaves) and its
-likes join `LiveLikes` (server/live_likes.py), so the next feed request excludes a post liked
-before its `time` even though the feature snapshot does not know the like. At start-up the
-server replays the events log, so likes accepted before a restart stay excluded. With
+is kept, so a client can fix and resend without duplicates. An accepted batch is published to
+the store the serving processes share (server/shared_likes.py: the events log folder
+`LOG/events-*.jsonl`, on disk before the 200 leaves, or PostgreSQL) and its likes join
+`LiveLikes` (server/live_likes.py), so the next feed request excludes a post liked before its
+`time` even though the feature snapshot does not know the like. At start-up the server loads
+every like of that store, so likes accepted before a restart, or through another process,
+stay excluded. With
 `server.events_token` set, posting needs `Authorization: Bearer <token>`.
 
 Only exclusion learns from these likes; the models' history features stay the snapshot's.
@@ -23,13 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from feedrank.errors import FeedrankError
 from feedrank.server.admin import check_bearer, read_body
 from feedrank.server.errors import ApiError, FieldErrors, error_response
 from feedrank.server.exposure_log import encode_lines, read_query
@@ -55,6 +57,10 @@ MAX_EVENTS = 10_000
 PREFIX = "events"
 
 
+class SharedStateUnavailable(FeedrankError):
+    """The store the serving processes share cannot take a batch now: nothing of it was kept."""
+
+
 @dataclass(frozen=True)
 class EventBatch:
     user_id: np.ndarray  # int64
@@ -66,25 +72,6 @@ class EventBatch:
 
 def _invalid(problems: list[dict[str, str]]) -> FieldErrors:
     return FieldErrors("invalid feed events", problems)
-
-
-def logged_likes(log_dir: Path) -> dict[str, np.ndarray]:
-    """Every like of the events log in `log_dir`: user_id, post_id, timestamp (datetime64[us])."""
-    files = log_files(log_dir)
-    if not files:
-        return {
-            "user_id": np.empty(0, np.int64),
-            "post_id": np.empty(0, np.int64),
-            "timestamp": np.empty(0, "datetime64[us]"),
-        }
-    likes = duckdb.sql(  # type: ignore[union-attr]  # a SELECT: never None
-        f"SELECT user_id, post_id, timestamp FROM ({query(files)}) WHERE action = 'like'"
-    ).fetchnumpy()
-    return {
-        "user_id": likes["user_id"],
-        "post_id": likes["post_id"],
-        "timestamp": likes["timestamp"].astype("datetime64[us]"),
-    }
 
 
 def log_files(log_dir: Path) -> list[Path]:
@@ -235,10 +222,13 @@ async def post_events(request: Request) -> Response:
         batch, lines = await run_in_threadpool(accept, body, service.catalog.known)
         reserved = int(batch.liked.sum())
         service.live_likes.reserve(reserved)
-        await service.events_log.write_lines(lines)
+        await service.shared.publish(batch, lines)
     except ApiError as error:  # unauthorised, too large, bad encoding, invalid events
         response = error.response()
     except LiveLikesFull as error:
+        response = error_response(503, str(error))
+    except SharedStateUnavailable as error:  # nothing kept: the client may send it again
+        service.live_likes.release(reserved)
         response = error_response(503, str(error))
     except OSError as error:  # not on disk: not accepted, and not applied
         service.live_likes.release(reserved)

@@ -110,6 +110,7 @@ class ExposureLog:
         self._start = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self._seq = 0
         self._fd = -1
+        self.files: list[Path] = []  # every file this process has written, oldest first
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             self._open_next()
@@ -160,6 +161,7 @@ class ExposureLog:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd, self._path, self._bytes, self._opened = fd, path, 0, time.monotonic()
+        self.files.append(path)
 
     def _run(self) -> None:
         stopping = False

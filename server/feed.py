@@ -39,6 +39,7 @@ from feedrank.server.ranking import popular_fallback, rank
 from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
 from feedrank.server.request_log import request_id
 from feedrank.server.router import Router
+from feedrank.server.shared_likes import Likes, SharedLikes
 from feedrank.world.layout import WorldLayout
 
 log = logging.getLogger("feedrank.feed")
@@ -165,13 +166,19 @@ class FeedService:
         batcher: Batcher,
         exposure_log: ExposureLog,
         events_log: ExposureLog,
+        shared: SharedLikes,
         live_likes: LiveLikes,
         metrics: Metrics,
     ) -> None:
         self.online, self.repository, self.router = online, repository, router
         self.catalog, self.inputs, self.batcher = catalog, inputs, batcher
         self.exposure_log, self.events_log, self.live_likes = exposure_log, events_log, live_likes
-        self.metrics = metrics
+        self.shared, self.metrics = shared, metrics
+
+    def take_likes(self, likes: Likes) -> None:
+        """Likes another serving process published: excluded from now on."""
+        self.live_likes.add(likes.user_id, likes.post_id, likes.timestamp)
+        self.metrics.live_likes.set(len(self.live_likes))
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
         """Posts to exclude: liked before `at` in the snapshot or in events posted since."""

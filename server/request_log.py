@@ -1,7 +1,8 @@
 """Request ids, the opt-in access log, and the server's log format.
 
 Every response carries `x-request-id`: the client's own when it sends a well-formed one
-(1-64 of `A-Za-z0-9._-`), else a fresh one. The feed uses the same id as its answer's
+(1-64 of `A-Za-z0-9._-`), else a fresh one; and `x-feedrank-replica`, the host and process
+that answered. The feed uses the same id as its answer's
 `request_id`, so a client's call, the access log and the exposure log line up. With
 `server.access_log` on, each request is logged (method, path, status, duration, request id)
 at INFO on `feedrank.access`.
@@ -23,6 +24,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = b"x-request-id"
+REPLICA = b"x-feedrank-replica"  # which process answered: several serve one port, or a balancer
 _WELL_FORMED = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 access = logging.getLogger("feedrank.access")
 
@@ -33,8 +35,9 @@ def request_id(scope: Scope) -> str:
 
 
 class RequestIds:
-    def __init__(self, app: ASGIApp, access_log: bool = False) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool = False, replica: str = "") -> None:
         self.app, self.access_log = app, access_log
+        self.replica = (REPLICA, replica.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +52,11 @@ class RequestIds:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (HEADER, rid.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (HEADER, rid.encode()),
+                    self.replica,
+                ]
             await send(message)
 
         try:
