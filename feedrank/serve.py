@@ -8,14 +8,31 @@ composes the two, so it sits above both stages, beside the command line itself.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
+import logging
 import logging.config
+import os
 import resource
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from feedrank.errors import FeedrankError
-from feedrank.settings import ServerSettings, default, describe, load_settings
+from feedrank.settings import ServerSettings, Settings, default, describe, load_settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+SETTINGS_VARIABLE = "FEEDRANK_SERVE_SETTINGS"  # the settings, as JSON, for each worker
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,17 +92,95 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="log every request (method, path, status, duration, request id)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="processes serving the port, each with the whole state loaded; they share posted "
+        "likes through the log folder, or server.state_url",
+    )
     serve.set_defaults(handler=serve_command)
 
 
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from feedrank.ab.live import experiment_pages
-    from feedrank.server.app import create_app
-    from feedrank.server.http_guard import Limits, guarded_protocol
     from feedrank.server.request_log import log_config
 
+    settings = _settings(args)
+    logs = log_config(settings.server.log_format)
+    logging.config.dictConfig(logs)
+    _raise_file_limit()
+    options = {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        # uvicorn's access log stays off: ours (--access-log, request_log.py) carries the
+        # request id, and every feed answer is in the exposure log anyway
+        "access_log": False,
+        "log_level": "info",
+        "log_config": logs,
+        # annotated int, but uvicorn only hands it to loop.call_later: fractions work
+        "timeout_keep_alive": settings.server.keep_alive_s,
+    }
+    if args.workers == 1:
+        uvicorn.run(create(settings), http=_protocol(settings), **options)  # type: ignore[arg-type]
+        return 0
+    _check_folders(settings)
+    # each worker is a process of its own: it builds the app from these settings
+    os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
+    uvicorn.run(
+        "feedrank.serve:worker_app",
+        factory=True,
+        workers=args.workers,
+        http="feedrank.serve:worker_protocol",
+        **options,  # type: ignore[arg-type]
+    )
+    return 0
+
+
+def create(settings: Settings) -> Starlette:
+    """The served application: the feed server with the A/B stage's pages."""
+    from feedrank.ab.live import experiment_pages
+    from feedrank.server.app import create_app
+
+    return create_app(settings, pages=[experiment_pages])
+
+
+def worker_app() -> Starlette:
+    """`--workers`: the app factory each worker process calls."""
+    return create(_worker_settings())
+
+
+def worker_protocol(**kwargs: Any) -> asyncio.Protocol:
+    """`--workers`: the guarded HTTP protocol of each worker's connections."""
+    return _worker_protocol()(**kwargs)
+
+
+@functools.cache
+def _worker_settings() -> Settings:
+    return Settings.model_validate_json(os.environ[SETTINGS_VARIABLE])
+
+
+@functools.cache
+def _worker_protocol() -> type[asyncio.Protocol]:
+    return _protocol(_worker_settings())
+
+
+def _protocol(settings: Settings) -> type[asyncio.Protocol]:
+    from feedrank.server.http_guard import Limits, guarded_protocol
+
+    limits = settings.server
+    return guarded_protocol(
+        Limits(
+            limits.max_connections,
+            limits.header_timeout_s,
+            limits.max_header_bytes,
+            limits.max_headers,
+        )
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
     server = {
         "host": args.host,
         "port": args.port,
@@ -103,33 +198,16 @@ def serve_command(args: argparse.Namespace) -> int:
         raise FeedrankError(describe(error)) from None
     if args.fsync is not None:
         settings.exposure_log.fsync = args.fsync
-    logs = log_config(settings.server.log_format)
-    logging.config.dictConfig(logs)
-    app = create_app(settings, pages=[experiment_pages])
-    _raise_file_limit()
-    limits = settings.server
-    protocol = guarded_protocol(
-        Limits(
-            limits.max_connections,
-            limits.header_timeout_s,
-            limits.max_header_bytes,
-            limits.max_headers,
-        )
-    )
-    # uvicorn's access log stays off: ours (--access-log, request_log.py) carries the request id,
-    # and every feed answer is in the exposure log anyway
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        access_log=False,
-        log_level="info",
-        http=protocol,
-        # annotated int, but uvicorn only hands it to loop.call_later: fractions work
-        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
-        log_config=logs,
-    )
-    return 0
+    return settings
+
+
+def _check_folders(settings: Settings) -> None:
+    """What each worker would refuse, said once before they start."""
+    for path, what in ((settings.world, "world"), (settings.repository, "model repository")):
+        if not path.is_dir():
+            raise FeedrankError(f"{path}: {what} folder not found")
+    if not (settings.repository / "router.toml").is_file():
+        raise FeedrankError(f"{settings.repository / 'router.toml'}: router config not found")
 
 
 def _raise_file_limit() -> None:
