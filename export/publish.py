@@ -76,6 +76,9 @@ def read_json(path: Path) -> dict:
         raise FeedrankError(f"{path}: cannot read: {error}") from error
 
 
+FILE_MODE, FOLDER_MODE = 0o644, 0o755
+
+
 def write_json(path: Path, data: dict) -> None:
     """Atomic replace: a reader sees the old file or the new one, never a torn one."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
@@ -86,6 +89,8 @@ def write_text(path: Path, text: str) -> None:
         "w", dir=path.parent, prefix=f".{path.name}.", delete=False
     ) as tmp:
         tmp.write(text)
+    # readable as a file written in place would be: servers often run as another user
+    os.chmod(tmp.name, FILE_MODE)
     os.replace(tmp.name, path)
 
 
@@ -99,6 +104,7 @@ def publish_version(
     try:
         version = (version_numbers(model_dir) or [0])[-1] + 1
         write(scratch, version)
+        os.chmod(scratch, FOLDER_MODE)  # mkdtemp's folder is its owner's only
         target = model_dir / str(version)
         try:
             os.rename(scratch, target)  # fails (never replaces) if the folder appeared meanwhile

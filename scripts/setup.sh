@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
-# torch==2.13.0 is pinned in pyproject.toml: the CPU wheel, not a multi-GB CUDA build
-.venv/bin/python -m pip install --quiet -e '.[test,bench]'
+# serving, then building (torch==2.13.0 is pinned in pyproject.toml: the CPU wheel, not a
+# multi-GB CUDA build), the tests and the benchmarks
+.venv/bin/python -m pip install --quiet -e '.[build,test,bench]'

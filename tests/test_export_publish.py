@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def test_versions_count_up_and_config_is_a_triton_model_config(tmp_path):
     assert config.input[0].data_type == model_config_pb2.TYPE_FP32
     assert [o.name for o in config.output] == ["label", "probabilities"]
     assert config.version_policy.latest.num_versions == 2
+
+
+def test_published_files_are_readable_by_a_server_running_as_another_user(tmp_path):
+    publish_version(tmp_path, "control", 7, writer("a"))
+    ensure_router(tmp_path, {"control": 1, "test": 1})
+    for path in [tmp_path / "control/1", *tmp_path.rglob("*")]:
+        mode = path.stat().st_mode
+        assert mode & stat.S_IROTH, path
+        assert not path.is_dir() or mode & stat.S_IXOTH, path
 
 
 def test_failed_write_leaves_nothing_visible(tmp_path):
