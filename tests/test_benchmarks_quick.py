@@ -46,6 +46,17 @@ def test_end_to_end_quick(tiny_world: Path, tmp_path: Path) -> None:
     assert (tmp_path / "end_to_end-quick.png").stat().st_size > 0
 
 
+def test_workers_quick(tiny_world: Path, tmp_path: Path) -> None:
+    result = run_quick("workers", tiny_world, tmp_path)
+    assert {(r["workers"], r["concurrency"]) for r in result["runs"]} == {
+        (w, c) for w in (1, 2) for c in (1, 4)
+    }
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in result["runs"])
+    # two processes hold the state twice
+    assert result["memory_mb"]["2"] > result["memory_mb"]["1"] > 50
+    assert (tmp_path / "workers-quick.png").stat().st_size > 0
+
+
 def test_events_flood_quick(tiny_world: Path, tmp_path: Path) -> None:
     result = run_quick("events_flood", tiny_world, tmp_path)
     assert len(result["flood"]["batch_ms"]) == 2 and result["flood"]["feed"]["n"] > 0
