@@ -17,7 +17,7 @@ from feedrank.output import results_console
 
 
 def run_report(
-    log_dir: Path,
+    log_dirs: list[Path],
     like_files: list[Path],
     *,
     window_s: int,
@@ -30,7 +30,7 @@ def run_report(
 ) -> Report:
     """With `covariate_world`, the comparisons also carry CUPED with the users' like rates from
     that world's feed_data before the experiment."""
-    con = connect_log(log_dir, like_files)
+    con = connect_log(log_dirs, like_files)
     per_user, daily = attribute(con, window_s)
     pre = (
         pre_period(con, attribution.like_files(covariate_world, None)) if covariate_world else None
@@ -46,7 +46,7 @@ def run_report(
             pre_period=pre,
         )
     except ValueError as error:
-        raise FeedrankError(f"{log_dir}: {error}") from None
+        raise FeedrankError(f"{', '.join(map(str, log_dirs))}: {error}") from None
     out.mkdir(parents=True, exist_ok=True)
     write_json(report, out / "report.json")
     html = write_html(report, out)

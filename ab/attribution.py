@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from feedrank.errors import FeedrankError
 from feedrank.server import events as server_events
+from feedrank.server.exposure_log import log_files as exposure_files
 from feedrank.server.exposure_log import query as exposure_query
 from feedrank.server.exposure_log import sql_paths
 from feedrank.world.layout import WorldLayout
@@ -74,14 +75,15 @@ def parse_window(text: str) -> int:
     return int(match[1]) * _UNITS[match[2] or "s"]
 
 
-def connect_log(log_dir: Path, like_files: list[Path]) -> duckdb.DuckDBPyConnection:
-    """A connection with views `exposures` (the log folder) and `likes` (feed events)."""
-    if not any(log_dir.glob("exposures-*.jsonl")):
-        raise FeedrankError(f"{log_dir}: no exposure log files (exposures-*.jsonl)")
+def connect_log(log_dirs: list[Path], like_files: list[Path]) -> duckdb.DuckDBPyConnection:
+    """A connection with views `exposures` (the log folders, read together) and `likes`."""
+    for log_dir in log_dirs:
+        if not exposure_files(log_dir):
+            raise FeedrankError(f"{log_dir}: no exposure log files (exposures-*.jsonl)")
     if not like_files:
         raise FeedrankError("no feed event files to take likes from")
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW exposures AS {exposure_query(log_dir)}")
+    con.execute(f"CREATE VIEW exposures AS {exposure_query(*log_dirs)}")
     con.execute(
         "CREATE VIEW likes AS SELECT user_id, post_id, timestamp "
         f"FROM ({events_query(like_files)}) WHERE action = 'like'"
@@ -113,18 +115,21 @@ def connect_frames(exposures: pd.DataFrame, likes: pd.DataFrame) -> duckdb.DuckD
     return con
 
 
-def like_files(world: Path | None, events: Path | None) -> list[Path]:
-    """The `events` folder's feed events when given (Parquet, or a server's events log: the world's
-    own feed in the same days holds likes of other showings, which must not be credited to the
-    experiment), else the world's feed_data."""
-    folder = events if events is not None else WorldLayout(world).feed_dir if world else None
-    if folder is None:
+def like_files(world: Path | None, events: list[Path] | None) -> list[Path]:
+    """The `events` folders' feed events when given (Parquet, or servers' events logs: the
+    world's own feed in the same days holds likes of other showings, which must not be credited
+    to the experiment), else the world's feed_data."""
+    folders = events if events else [WorldLayout(world).feed_dir] if world else []
+    if not folders:
         raise FeedrankError("give --world (likes from its feed_data) or --events")
-    files = sorted(folder.glob("*.parquet")) or server_events.log_files(folder)
-    if not files:
-        raise FeedrankError(
-            f"{folder}: no feed events (Parquet files, or a server's events-*.jsonl)"
-        )
+    files = []
+    for folder in folders:
+        found = sorted(folder.glob("*.parquet")) or server_events.log_files(folder)
+        if not found:
+            raise FeedrankError(
+                f"{folder}: no feed events (Parquet files, or a server's events-*.jsonl)"
+            )
+        files += found
     return files
 
 

@@ -26,7 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "data/exposure_log --world data/world --repository "
         "model_repository",
     )
-    report.add_argument("--log", type=Path, required=True, help="exposure log folder")
+    report.add_argument(
+        "--log",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="exposure log folder(s): one that every replica writes to, or one per replica, "
+        "read together",
+    )
     report.add_argument(
         "--world",
         type=Path,
@@ -36,9 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--events",
         type=Path,
+        nargs="+",
         help="feed events used instead of the world's feed_data: a folder of "
         "Parquet files (ab simulate's OUT/events) or a server's log folder "
-        "(its events-*.jsonl, what clients posted to /feed/events)",
+        "(its events-*.jsonl, what clients posted to /feed/events); several: read together",
     )
     _analysis_options(report)
     report.add_argument(

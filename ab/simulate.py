@@ -106,7 +106,7 @@ class Simulation:
         )
         console = results_console()
         report = run_report(
-            self.out / "log",
+            [self.out / "log"],
             sorted((self.out / "events").glob("*.parquet")),
             window_s=self.window_s,
             out=self.out / "report",

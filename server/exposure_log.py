@@ -49,9 +49,14 @@ COLUMNS = {
 }
 
 
-def query(log_dir: Path | str) -> str:
-    """The one DuckDB query that reads every record of a log folder, typed."""
-    return read_query(sorted(Path(log_dir).glob("exposures-*.jsonl")), COLUMNS, "request_id")
+def query(*log_dirs: Path | str) -> str:
+    """The one DuckDB query that reads every record of log folders (one each replica's, or
+    one all share), typed."""
+    return read_query(log_files(*log_dirs), COLUMNS, "request_id")
+
+
+def log_files(*log_dirs: Path | str) -> list[Path]:
+    return sorted(f for d in log_dirs for f in Path(d).glob("exposures-*.jsonl"))
 
 
 def encode_lines(records: list[dict]) -> bytes:

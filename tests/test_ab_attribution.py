@@ -78,7 +78,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_attribution_counts_known_answers(files: tuple[Path, Path]) -> None:
     log, events = files
-    per_user, daily = attribute(connect_log(log, sorted(events.glob("*.parquet"))), 3600)
+    per_user, daily = attribute(connect_log([log], sorted(events.glob("*.parquet"))), 3600)
     got = per_user.set_index("user_id")[
         ["exp_group", "exposures", "hits", "shown", "liked_shown", "likes"]
     ]
@@ -89,9 +89,24 @@ def test_attribution_counts_known_answers(files: tuple[Path, Path]) -> None:
     assert daily.set_index("exp_group")["exposures"].to_dict() == {"control": 3, "test": 3}
 
 
+def test_one_log_folder_per_replica_reads_as_one(files: tuple[Path, Path], tmp_path) -> None:
+    log, events = files
+    likes = sorted(events.glob("*.parquet"))
+    lines = next(log.glob("exposures-*.jsonl")).read_text().splitlines(keepends=True)
+    replicas = [tmp_path / "replica-a", tmp_path / "replica-b"]
+    for folder, part in zip(replicas, (lines[::2], lines[1::2])):
+        folder.mkdir()
+        (folder / "exposures-20261129T040000Z-0001.jsonl").write_text("".join(part))
+    together, _ = attribute(connect_log(replicas, likes), 3600)
+    alone, _ = attribute(connect_log([log], likes), 3600)
+    pd.testing.assert_frame_equal(together, alone)
+    with pytest.raises(FeedrankError, match="no exposure log files"):
+        connect_log([*replicas, tmp_path / "events"], likes)
+
+
 def test_window_is_honoured(files: tuple[Path, Path]) -> None:
     log, events = files
-    per_user, _ = attribute(connect_log(log, sorted(events.glob("*.parquet"))), 30 * 60)
+    per_user, _ = attribute(connect_log([log], sorted(events.glob("*.parquet"))), 30 * 60)
     got = per_user.set_index("user_id")
     # 30 min: a1 misses the like at 40 min, a2 keeps it; b1's like at 59 min drops out
     assert (got.loc[1, "hits"], got.loc[1, "likes"]) == (1, 1)
