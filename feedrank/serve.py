@@ -99,6 +99,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="processes serving the port, each with the whole state loaded; they share posted "
         "likes through the log folder, or server.state_url",
     )
+    serve.add_argument(
+        "--engine",
+        choices=("uvicorn", "ray"),
+        default="uvicorn",
+        help="uvicorn: this machine's processes; ray: a Ray Serve application (docs/deploy.md)",
+    )
+    serve.add_argument(
+        "--replicas", type=_positive, default=2, help="--engine ray: replicas to start with"
+    )
+    serve.add_argument(
+        "--min-replicas", type=_positive, help="--engine ray: autoscale down to this many"
+    )
+    serve.add_argument(
+        "--max-replicas", type=_positive, help="--engine ray: autoscale up to this many"
+    )
+    serve.add_argument(
+        "--ray-address",
+        help="--engine ray: join the Ray cluster at this address (default: start a local one)",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -111,6 +130,13 @@ def serve_command(args: argparse.Namespace) -> int:
     logs = log_config(settings.server.log_format)
     logging.config.dictConfig(logs)
     _raise_file_limit()
+    if args.engine == "ray":
+        from feedrank.ray_engine import Scale, run
+
+        if (args.min_replicas is None) != (args.max_replicas is None):
+            raise FeedrankError("--min-replicas and --max-replicas go together")
+        run(settings, Scale(args.replicas, args.min_replicas, args.max_replicas), args.ray_address)
+        return 0
     options = {
         "host": settings.server.host,
         "port": settings.server.port,

@@ -2,6 +2,7 @@
 # Builds the serving image (container/Containerfile) with podman: `scripts/image.sh [TAG]`.
 #   FEEDRANK_BASE_IMAGE  a Debian bookworm image to build from; unset, a local base made once
 #                        with debootstrap (for machines that reach no container registry)
+#   FEEDRANK_EXTRAS      package extras to add, e.g. `ray` for a Ray cluster's image
 # Podman's configuration and image store live in .cache/podman/ (see containers.conf there):
 # runc, and ulimits within this machine's hard limits.
 set -euo pipefail
@@ -33,6 +34,7 @@ if [ -z "${FEEDRANK_BASE_IMAGE:-}" ] && ! podman image exists "$BASE"; then
   tar -C "$ROOTFS" -c . | podman import - "$BASE" >/dev/null
 fi
 CA=/etc/ssl/certs/ca-certificates.crt
-podman build --format docker --build-arg BASE="$BASE" --secret id=hostca,src="$CA" \
+podman build --format docker --build-arg BASE="$BASE" --build-arg EXTRAS="${FEEDRANK_EXTRAS:-}" \
+  --secret id=hostca,src="$CA" \
   -f container/Containerfile -t "$TAG" . >&2
 echo "$TAG"

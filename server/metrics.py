@@ -19,6 +19,7 @@ import asyncio
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -238,3 +239,24 @@ class Metrics:
 
     def render(self) -> bytes:
         return self._triton.render().encode() + generate_latest(self.registry)
+
+    def listen(self, host: str, port: int, replica: str) -> None:
+        """This process's `/metrics` on a port of its own, from a daemon thread: for replicas
+        behind a proxy that sends each request to any of them (Ray Serve)."""
+        metrics = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = metrics.render() if self.path == "/metrics" else b"GET /metrics\n"
+                self.send_response(200 if self.path == "/metrics" else 404)
+                self.send_header("Content-Type", CONTENT_TYPE)
+                self.send_header("x-feedrank-replica", replica)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # scrapes are not worth a log line
+                pass
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

@@ -2,16 +2,16 @@
 replica is never shown again by another.
 
 Two stores behind one interface (`SharedLikes`): `publish` makes an accepted batch durable
-before the 200 leaves, `start` loads every like published so far (before the first request)
-and then applies those that other processes publish, within a second.
+before the 200 leaves; `load` reads every like published so far, before the server accepts a
+connection; `follow` then applies those that other processes publish, within a second.
 - `LogFolder` (the embedded default): the events log folder is the store. Each process appends
-  to its own `events-*.jsonl` files; `start` reads every file, then follows the files of the
-  other processes (`feedrank serve --workers N` shares one folder) by polling them.
+  to its own `events-*.jsonl` files and follows the files of the other processes
+  (`feedrank serve --workers N` shares one folder) by polling them.
 - `PostgresLikes` (`server.state_url = "postgresql://..."`): one table for every replica on any
   machine. A batch is inserted and announced (`NOTIFY`) in one transaction; each replica
   `LISTEN`s and fetches the rows announced by others; after a lost connection it reconnects and
-  catches up on every row it has not applied. If the database is down, posting answers 503 and
-  nothing is written; feeds keep being served from what is loaded.
+  catches up on every transaction it may have missed. If the database is down, posting answers
+  503 and nothing is written; feeds keep being served from what is loaded.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from feedrank.server.exposure_log import ExposureLog
 
 log = logging.getLogger("feedrank.shared_likes")
 FOLLOW_INTERVAL_S = 0.2
+BLOCK_BYTES = 16 << 20  # events log read at most this much at a time
 RECONNECT_DELAY_S = 0.5
 CHANNEL = "feedrank_events"
 
@@ -44,11 +45,6 @@ class Likes:
     user_id: np.ndarray  # int64
     post_id: np.ndarray  # int64
     timestamp: np.ndarray  # datetime64[us]
-
-    @staticmethod
-    def of_batch(batch: EventBatch) -> Likes:
-        liked = batch.liked
-        return Likes(batch.user_id[liked], batch.post_id[liked], batch.timestamp[liked])
 
     @staticmethod
     def of_rows(rows: list[tuple[int, int, object]]) -> Likes:
@@ -127,21 +123,33 @@ class LogFolder(SharedLikes):
         rows: list[tuple[int, int, object]] = []
         for path in log_files(self.folder):
             if path in own:
-                self._read[path] = path.stat().st_size
                 continue
             with path.open("rb") as file:
-                file.seek(self._read.get(path, 0))
-                chunk = file.read()
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            if at_start and len(complete) < len(chunk):
-                log.warning("%s: incomplete last line left out (a write cut short)", path)
-            self._read[path] = self._read.get(path, 0) + len(complete)
-            rows += [
-                (event["user_id"], event["post_id"], np.datetime64(event["timestamp"], "us"))
-                for line in complete.splitlines()
-                if b'"like"' in line and (event := orjson.loads(line))["action"] == "like"
-            ]
+                offset = self._read.get(path, 0)
+                file.seek(offset)
+                while block := file.read(BLOCK_BYTES):
+                    end = block.rfind(b"\n") + 1
+                    rows += _likes(block[:end])
+                    offset += end
+                    if end < len(block):  # part of a line: from its start next time
+                        file.seek(offset)
+                        if end == 0 and len(block) == BLOCK_BYTES:
+                            log.error("%s: no line end in %d bytes; not read", path, len(block))
+                            break
+                        if len(block) < BLOCK_BYTES:
+                            if at_start:
+                                log.warning("%s: incomplete last line left out", path)
+                            break
+            self._read[path] = offset
         return Likes.of_rows(rows)
+
+
+def _likes(lines: bytes) -> list[tuple[int, int, object]]:
+    return [
+        (event["user_id"], event["post_id"], np.datetime64(event["timestamp"], "us"))
+        for line in lines.splitlines()
+        if b'"like"' in line and (event := orjson.loads(line))["action"] == "like"
+    ]
 
 
 SCHEMA = f"""

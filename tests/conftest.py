@@ -34,7 +34,7 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return world
 
 
-# PostgreSQL section: one throwaway server for the session (tests/postgres_cluster.py).
+# PostgreSQL section: one throwaway server for the session (benchmarks/postgres_cluster.py).
 
 
 @pytest.fixture(scope="session")

@@ -46,15 +46,29 @@ def test_end_to_end_quick(tiny_world: Path, tmp_path: Path) -> None:
     assert (tmp_path / "end_to_end-quick.png").stat().st_size > 0
 
 
-def test_workers_quick(tiny_world: Path, tmp_path: Path) -> None:
-    result = run_quick("workers", tiny_world, tmp_path)
-    assert {(r["workers"], r["concurrency"]) for r in result["runs"]} == {
-        (w, c) for w in (1, 2) for c in (1, 4)
+def test_scale_out_quick(tiny_world: Path, tmp_path: Path) -> None:
+    result = run_quick("scale_out", tiny_world, tmp_path)
+    setups = ("1 process", "2 workers", "ray, 2 replicas")
+    assert {(r["setup"], r["concurrency"]) for r in result["runs"]} == {
+        (s, c) for s in setups for c in (1, 4)
     }
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in result["runs"])
-    # two processes hold the state twice
-    assert result["memory_mb"]["2"] > result["memory_mb"]["1"] > 50
-    assert (tmp_path / "workers-quick.png").stat().st_size > 0
+    # two processes hold the state twice; Ray adds its own processes
+    memory = result["memory_mb"]
+    assert memory["ray, 2 replicas"] > memory["2 workers"] > memory["1 process"] > 50
+    assert (tmp_path / "scale_out-quick.png").stat().st_size > 0
+
+
+def test_postgres_import_quick(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "postgres_import.py"), "--quick", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        cwd=BENCHMARKS,
+    )
+    result = json.loads((tmp_path / "postgres_import-quick.json").read_text())
+    (run,) = result["runs"]
+    assert run["rows_equal"] and run["feed_rows"] > 20_000 and run["peak_rss_mb"] > 0
 
 
 def test_events_flood_quick(tiny_world: Path, tmp_path: Path) -> None:

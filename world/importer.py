@@ -89,10 +89,16 @@ def import_world(out: Path, sources: Sources, *, force: bool = False) -> dict:
         return _import(WorldLayout(tmp), sources)
 
 
+IMPORT_MEMORY = "1GB"
+
+
 def _import(layout: WorldLayout, sources: Sources) -> dict:
     db = duckdb.connect(str(layout.root / "import.duckdb"))
     try:
         db.execute("SET preserve_insertion_order = true")
+        # what does not fit goes to the database file beside the world, so a course-scale feed
+        # imports in bounded memory (benchmarks/postgres_import.py)
+        db.execute(f"SET memory_limit = '{IMPORT_MEMORY}'")
         _load(db, "users", sources.users, schema.USERS)
         _load(db, "posts", sources.posts, schema.POSTS)
         for path in sources.feed:

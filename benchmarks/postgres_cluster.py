@@ -1,7 +1,8 @@
-"""A throwaway PostgreSQL server for the tests: Debian's `postgresql` (scripts/services.sh installs
-it on a fresh machine), a new cluster made by `initdb` in a temporary folder, started by
-`pg_ctl` on a free port of 127.0.0.1, removed at the end. PostgreSQL refuses to run as root, so
-as root (CI) its commands run as the `postgres` user that Debian's package creates."""
+"""A throwaway PostgreSQL server for the tests and benchmarks: Debian's `postgresql`
+(scripts/services.sh installs it on a fresh machine), a new cluster made by `initdb` in a
+temporary folder, started by `pg_ctl` on a free port of 127.0.0.1, removed at the end.
+PostgreSQL refuses to run as root, so as root (CI) its commands run as the `postgres` user that
+Debian's package creates."""
 
 from __future__ import annotations
 

@@ -1,16 +1,19 @@
-"""`feedrank serve` with 1 worker against `--workers 2`, side by side in one run: throughput and
-latency at each concurrency level (benchmarks/http_load.py, out of process), resident memory of
-all the server's processes after warm-up.
+"""`feedrank serve` as one process, as `--workers 2`, and as a Ray Serve application with 2
+replicas (`--engine ray`, a local Ray cluster), side by side in one run: throughput and latency
+at each concurrency level (benchmarks/http_load.py, out of process), resident memory of each
+server's processes after warm-up (Ray's own processes included).
 
-    .venv/bin/python benchmarks/workers.py --world data/world --repository model_repository
-    .venv/bin/python benchmarks/workers.py --world W --repository R --quick   # seconds
+    .venv/bin/python benchmarks/scale_out.py --world data/world --repository model_repository
+    .venv/bin/python benchmarks/scale_out.py --world W --repository R --quick   # seconds
 
-Writes benchmarks/results/workers{-quick}.{json,md,png}.
+Writes benchmarks/results/scale_out{-quick}.{json,md,png}.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -31,22 +34,30 @@ from end_to_end import (
 
 from record import machine, save
 
-WORKERS = (1, 2)
+SETUPS = {
+    "1 process": [],
+    "2 workers": ["--workers", "2"],
+    "ray, 2 replicas": ["--engine", "ray", "--replicas", "2"],
+}
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 @contextmanager
-def server(workers: int, world: Path, repository: Path, log_dir: Path):
+def server(setup: str, world: Path, repository: Path, log_dir: Path):
     port = free_port()
     command = [PYTHON, "-m", "feedrank", "serve", "--world", str(world), "--repository"]
-    command += [str(repository), "--port", str(port), "--log", str(log_dir)]
-    command += ["--workers", str(workers)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command += [str(repository), "--port", str(port), "--log", str(log_dir), *SETUPS[setup]]
+    env = {**os.environ, **RAY_ENV}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         wait_ready(process, port)
+        # Ray's proxy answers before the application is deployed
+        while httpx.get(f"http://127.0.0.1:{port}/router", timeout=10).status_code != 200:
+            time.sleep(0.5)
         yield process, port
     finally:
-        process.terminate()
-        process.wait(60)
+        process.send_signal(signal.SIGINT)
+        process.wait(120)
 
 
 def warm_up(port: int, users: list[int], times: list[str], rounds: int = 3) -> None:
@@ -61,26 +72,28 @@ def warm_up(port: int, users: list[int], times: list[str], rounds: int = 3) -> N
 
 
 def markdown(result: dict) -> str:
-    rows = {(r["workers"], r["concurrency"]): r for r in result["runs"]}
+    rows = {(r["setup"], r["concurrency"]): r for r in result["runs"]}
     host = result["machine"]
+    first = next(iter(SETUPS))
     lines = [
-        f"feedrank serve, 1 worker vs 2 ({result['duration_s']} s per level; {host['cpu']}, "
-        f"{host['cores']} cores; commit {host['git_commit'][:10]})",
+        f"feedrank serve: one process, --workers 2, Ray Serve with 2 replicas "
+        f"({result['duration_s']} s per level; {host['cpu']}, {host['cores']} cores; "
+        f"commit {host['git_commit'][:10]})",
         "",
-        "| concurrency | workers | req/s | p50 ms | p95 ms | p99 ms | errors | 2 ÷ 1 req/s |",
+        f"| concurrency | setup | req/s | p50 ms | p95 ms | p99 ms | errors | ÷ {first} req/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in result["concurrency"]:
-        for w in WORKERS:
-            r = rows[(w, c)]
-            ratio = r["throughput_rps"] / max(rows[(1, c)]["throughput_rps"], 1e-9)
+        for setup in result["setups"]:
+            r = rows[(setup, c)]
+            ratio = r["throughput_rps"] / max(rows[(first, c)]["throughput_rps"], 1e-9)
             lines.append(
-                f"| {c} | {w} | {r['throughput_rps']:.1f} | {fmt(r['p50_ms'])} | "
+                f"| {c} | {setup} | {r['throughput_rps']:.1f} | {fmt(r['p50_ms'])} | "
                 f"{fmt(r['p95_ms'])} | {fmt(r['p99_ms'])} | {r['errors']} | "
-                f"{f'{ratio:.2f}×' if w == 2 else ''} |"
+                f"{f'{ratio:.2f}×' if setup != first else ''} |"
             )
-    lines += ["", "| workers | resident memory after warm-up (all processes) |", "|---|---|"]
-    lines += [f"| {w} | {mb:.0f} MB |" for w, mb in result["memory_mb"].items()]
+    lines += ["", "| setup | resident memory after warm-up (all its processes) |", "|---|---|"]
+    lines += [f"| {setup} | {mb:.0f} MB |" for setup, mb in result["memory_mb"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -91,9 +104,9 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for w in WORKERS:
-        runs = [r for r in result["runs"] if r["workers"] == w]
-        label = f"{w} worker{'s' if w > 1 else ''}"
+    for setup in result["setups"]:
+        runs = [r for r in result["runs"] if r["setup"] == setup]
+        label = setup
         concurrency = [r["concurrency"] for r in runs]
         left.plot(concurrency, [r["throughput_rps"] for r in runs], "o-", label=label)
         right.plot(concurrency, [r["p99_ms"] or 0 for r in runs], "o-", label=label)
@@ -115,12 +128,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--concurrency", default="1,4,16,64")
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="2 s at concurrency 1 and 4")
+    parser.add_argument(
+        "--no-ray", dest="ray", action="store_false", help="leave the Ray Serve setup out"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     duration = 2.0 if args.quick else args.duration
     levels = [1, 4] if args.quick else [int(c) for c in args.concurrency.split(",")]
     users, times = requests_to_make(args.world, args.users)
+    setups = [s for s in SETUPS if args.ray or not s.startswith("ray")]
     result: dict = {
+        "setups": setups,
         "machine": machine(),
         "world": str(args.world),
         "duration_s": duration,
@@ -128,28 +146,28 @@ def main(argv: list[str] | None = None) -> dict:
         "memory_mb": {},
         "runs": [],
     }
-    # both up at once, measured in turn at each level: the idle one takes no CPU, and the
-    # machine's drift during the run falls on both alike
+    # all up at once, measured in turn at each level: an idle one takes no CPU, and the
+    # machine's drift during the run falls on all alike
     with ExitStack() as stack:
         running = {
-            workers: stack.enter_context(
+            setup: stack.enter_context(
                 server(
-                    workers,
+                    setup,
                     args.world,
                     args.repository,
                     Path(stack.enter_context(tempfile.TemporaryDirectory())),
                 )
             )
-            for workers in WORKERS
+            for setup in setups
         }
         for _, port in running.values():
             warm_up(port, users, times, rounds=1 if args.quick else 3)
-        result["memory_mb"] = {w: resident_mb(process) for w, (process, _) in running.items()}
+        result["memory_mb"] = {s: resident_mb(process) for s, (process, _) in running.items()}
         for concurrency in levels:
-            for workers, (_, port) in running.items():
+            for setup, (_, port) in running.items():
                 run = load(port, concurrency, duration, users, times)
-                result["runs"].append({"workers": workers, **run})
-    save(result, args.out, "workers" + ("-quick" if args.quick else ""), markdown(result), plot)
+                result["runs"].append({"setup": setup, **run})
+    save(result, args.out, "scale_out" + ("-quick" if args.quick else ""), markdown(result), plot)
     return result
 
 
