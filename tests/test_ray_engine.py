@@ -162,8 +162,24 @@ def test_the_proxy_keeps_the_feeds_contract(app, tiny_world, tmp_path):
             assert body == expected, (path, params)
             if ray_answer.status_code == 200 and path.startswith("/post"):
                 ANSWERED.append(ray_answer.json())
+        # and the exposure record of the one answer logged (a fallback), field for field
+        assert logged(app.log, 99999999) == logged(plain.log_dir, 99999999)
+        assert len(logged(plain.log_dir, 99999999)) == 1
     finally:
         plain.stop()
+
+
+def logged(log: Path, user: int) -> list[dict]:
+    """A user's exposure records, without what differs between any two answers."""
+    volatile = ("request_id", "server_time", "latency_ms")
+    records = [
+        json.loads(line)
+        for f in sorted(log.glob("exposures-*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    return [
+        {k: v for k, v in r.items() if k not in volatile} for r in records if r["user_id"] == user
+    ]
 
 
 def edit_router(repository: Path, text: str) -> None:
