@@ -29,7 +29,7 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from record import machine, save
+from record import machine, plot_levels, save
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -237,32 +237,11 @@ def fmt(value: float | None) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for name in SERVERS:
-        runs = [r for r in result["runs"] if r["server"] == name]
-        left.plot(
-            [r["concurrency"] for r in runs], [r["throughput_rps"] for r in runs], "o-", label=name
-        )
-        right.plot(
-            [r["concurrency"] for r in runs], [r["p99_ms"] or 0 for r in runs], "o-", label=name
-        )
-    for axis, title in ((left, "throughput, requests/s"), (right, "p99 latency, ms")):
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("concurrent connections")
-        axis.set_title(title)
-        axis.legend()
-    right.set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    plot_levels({n: [r for r in result["runs"] if r["server"] == n] for n in SERVERS}, path)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of a load run over HTTP: servers' inputs, levels, duration, output."""
     parser.add_argument("--world", type=Path, required=True)
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--duration", type=float, default=20.0)
@@ -270,6 +249,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="2 s at concurrency 1 and 4")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = load_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     duration = 2.0 if args.quick else args.duration
     levels = [1, 4] if args.quick else [int(c) for c in args.concurrency.split(",")]

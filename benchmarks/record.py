@@ -69,3 +69,25 @@ def world_workload(world: Path, users: int = 200) -> tuple[np.ndarray, np.ndarra
         f"SELECT max(timestamp) FROM read_parquet('{layout.feed_glob}')"
     ).fetchall()
     return sample, posts, last.replace(microsecond=0).isoformat()
+
+
+def plot_levels(series: dict[str, list[dict]], path: Path) -> None:
+    """Throughput and p99 latency against concurrency, one line per server or setup."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, runs in series.items():
+        concurrency = [r["concurrency"] for r in runs]
+        left.plot(concurrency, [r["throughput_rps"] for r in runs], "o-", label=label)
+        right.plot(concurrency, [r["p99_ms"] or 0 for r in runs], "o-", label=label)
+    for axis, title in ((left, "throughput, requests/s"), (right, "p99 latency, ms")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrent connections")
+        axis.set_title(title)
+        axis.legend()
+    right.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

@@ -23,16 +23,16 @@ from pathlib import Path
 import httpx
 from end_to_end import (
     PYTHON,
-    RESULTS,
     fmt,
     free_port,
     load,
+    load_arguments,
     requests_to_make,
     resident_mb,
     wait_ready,
 )
 
-from record import machine, save
+from record import machine, plot_levels, save
 
 SETUPS = {
     "1 process": [],
@@ -51,13 +51,21 @@ def server(setup: str, world: Path, repository: Path, log_dir: Path):
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         wait_ready(process, port)
-        # Ray's proxy answers before the application is deployed
-        while httpx.get(f"http://127.0.0.1:{port}/router", timeout=10).status_code != 200:
+        # Ray's proxy answers, or holds a request, before the application is deployed
+        deadline = time.monotonic() + 600
+        while not ready(port) and time.monotonic() < deadline:
             time.sleep(0.5)
         yield process, port
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(120)
+
+
+def ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/router", timeout=10).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def warm_up(port: int, users: list[int], times: list[str], rounds: int = 3) -> None:
@@ -98,40 +106,14 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for setup in result["setups"]:
-        runs = [r for r in result["runs"] if r["setup"] == setup]
-        label = setup
-        concurrency = [r["concurrency"] for r in runs]
-        left.plot(concurrency, [r["throughput_rps"] for r in runs], "o-", label=label)
-        right.plot(concurrency, [r["p99_ms"] or 0 for r in runs], "o-", label=label)
-    for axis, title in ((left, "throughput, requests/s"), (right, "p99 latency, ms")):
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("concurrent connections")
-        axis.set_title(title)
-        axis.legend()
-    right.set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    plot_levels({n: [r for r in result["runs"] if r["setup"] == n] for n in result["setups"]}, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", type=Path, required=True)
-    parser.add_argument("--repository", type=Path, required=True)
-    parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--concurrency", default="1,4,16,64")
-    parser.add_argument("--users", type=int, default=500)
-    parser.add_argument("--quick", action="store_true", help="2 s at concurrency 1 and 4")
+    parser = load_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument(
         "--no-ray", dest="ray", action="store_false", help="leave the Ray Serve setup out"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     duration = 2.0 if args.quick else args.duration
     levels = [1, 4] if args.quick else [int(c) for c in args.concurrency.split(",")]

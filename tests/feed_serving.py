@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -83,3 +85,18 @@ def like(user: int, post: int, at: str) -> dict:
 
 def later(at: str, seconds: int) -> str:
     return str(np.datetime64(at, "s") + np.timedelta64(seconds, "s"))
+
+
+def answers(url: str, timeout_s: float, alive: Callable[[], object] = lambda: None) -> bool:
+    """Whether GET `url` answers 200 within `timeout_s` (polled; `alive()` may fail the wait
+    early, e.g. when the server's process has exited)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    return False

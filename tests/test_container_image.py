@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from feedrank.ab.server_process import free_port
 
-from feed_serving import built_repository, first_user, last_moment
+from feed_serving import answers, built_repository, first_user, last_moment
 
 ROOT = Path(__file__).parent.parent
 STATE = ROOT / ".cache" / "podman"
@@ -62,16 +61,9 @@ def container(image, tiny_world, tmp_path) -> Iterator[tuple[str, str, Path]]:
         podman("rm", "-f", "-t", "10", name, check=False)
 
 
-def wait_ready(url: str, name: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the container never got ready:\n{podman('logs', name, check=False).stderr}")
+def wait_ready(url: str, name: str) -> None:
+    if not answers(f"{url}/v2/health/ready", timeout_s=180):
+        pytest.fail(f"the container never got ready:\n{podman('logs', name, check=False).stderr}")
 
 
 def test_the_serving_image_answers_feeds_and_metrics(container, tiny_world):

@@ -29,6 +29,7 @@ from feedrank.errors import FeedrankError
 
 from feed_serving import (
     ServerProcess,
+    answers,
     built_repository,
     copy_repository,
     first_user,
@@ -73,16 +74,11 @@ class RayApp:
         self.output = log.parent / "ray-app.out"
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
+
+        def alive() -> None:
             assert self.process.poll() is None, self.output.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/router", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"not ready:\n{self.output.read_text()[-3000:]}")
+
+        assert answers(f"{self.url}/router", 240, alive), self.output.read_text()[-3000:]
 
     def stop(self) -> None:
         self.process.send_signal(2)  # SIGINT
