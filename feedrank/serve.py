@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 SETTINGS_VARIABLE = "FEEDRANK_SERVE_SETTINGS"  # the settings, as JSON, for each worker
+WORKERS_VARIABLE = "FEEDRANK_SERVE_WORKERS"
 
 
 def _positive(text: str) -> int:
@@ -154,6 +155,7 @@ def serve_command(args: argparse.Namespace) -> int:
     _check_folders(settings)
     # each worker is a process of its own: it builds the app from these settings
     os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
+    os.environ[WORKERS_VARIABLE] = str(args.workers)
     uvicorn.run(
         "feedrank.serve:worker_app",
         factory=True,
@@ -173,8 +175,24 @@ def create(settings: Settings) -> Starlette:
 
 
 def worker_app() -> Starlette:
-    """`--workers`: the app factory each worker process calls."""
-    return create(_worker_settings())
+    """`--workers`: the app factory each worker process calls. A scrape of the shared port
+    reaches any one worker, so each also serves its own /metrics on the first free port of
+    `server.port + 1 ...` (one per worker)."""
+    from feedrank.server.shared_likes import replica_name
+
+    settings = _worker_settings()
+    app = create(settings)
+    for port in range(settings.server.port + 1, settings.server.port + 1 + _workers()):
+        try:
+            app.state.feed.metrics.listen(settings.server.host, port, replica_name())
+            break
+        except OSError:  # another worker's
+            continue
+    return app
+
+
+def _workers() -> int:
+    return int(os.environ[WORKERS_VARIABLE])
 
 
 def worker_protocol(**kwargs: Any) -> asyncio.Protocol:

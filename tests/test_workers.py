@@ -39,6 +39,12 @@ def test_two_workers_serve_one_port_with_one_log_folder_and_shared_likes(tiny_wo
             after.add(response.headers["x-feedrank-replica"])
             answered += 1
         assert after == replicas  # both excluded it
+        port = int(server.url.rsplit(":", 1)[1])
+        scraped = {  # each worker's own metrics port
+            httpx.get(f"http://127.0.0.1:{port + i}/metrics").headers["x-feedrank-replica"]
+            for i in (1, 2)
+        }
+        assert scraped == replicas
     logged = [
         json.loads(line)
         for path in sorted(log.glob("exposures-*.jsonl"))
