@@ -76,17 +76,22 @@ def parse_window(text: str) -> int:
 
 
 def connect_log(log_dirs: list[Path], like_files: list[Path]) -> duckdb.DuckDBPyConnection:
-    """A connection with views `exposures` (the log folders, read together) and `likes`."""
+    """A connection with views `exposures` (the log folders, read together) and `likes` (of
+    the feed event files; none: no likes)."""
     for log_dir in log_dirs:
         if not exposure_files(log_dir):
             raise FeedrankError(f"{log_dir}: no exposure log files (exposures-*.jsonl)")
-    if not like_files:
-        raise FeedrankError("no feed event files to take likes from")
     con = duckdb.connect()
     con.execute(f"CREATE VIEW exposures AS {exposure_query(*log_dirs)}")
+    events = (
+        events_query(like_files)
+        if like_files  # none yet (a live experiment before its first like): no likes
+        else "SELECT NULL::BIGINT AS user_id, NULL::BIGINT AS post_id, "
+        "NULL::TIMESTAMP AS timestamp, NULL::VARCHAR AS action WHERE false"
+    )
     con.execute(
         "CREATE VIEW likes AS SELECT user_id, post_id, timestamp "
-        f"FROM ({events_query(like_files)}) WHERE action = 'like'"
+        f"FROM ({events}) WHERE action = 'like'"
     )
     return con
 

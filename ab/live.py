@@ -24,19 +24,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from feedrank.ab import stats
-from feedrank.ab.attribution import attribute, events_query
+from feedrank.ab.attribution import attribute, connect_log
 from feedrank.ab.html import write_html
 from feedrank.ab.report import METRICS, analyse, user_values
 from feedrank.server import events as server_events
 from feedrank.server.errors import ApiError
-from feedrank.server.exposure_log import query as exposure_query
 from feedrank.server.feed import FeedService
 from feedrank.server.openapi import json_body
 from feedrank.server.pages import Pages
 from feedrank.settings import Settings
 
 WINDOW_S = 3600  # a like counts within an hour of the exposure, as `ab report` counts by default
-NO_LIKES = "SELECT NULL::BIGINT AS user_id, NULL::BIGINT AS post_id, NULL::TIMESTAMP AS timestamp"
 
 
 class LiveExperiment:
@@ -89,6 +87,9 @@ class LiveExperiment:
     def per_user(self) -> pd.DataFrame:
         return attribute(self._connect(), self.window_s)[0]
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return connect_log([self.log_dir], server_events.log_files(self.log_dir))
+
     def report(self, shares: dict[str, float]) -> Path:
         """The full report of the logs so far, as `feedrank ab report` writes it."""
         per_user, daily = attribute(self._connect(), self.window_s)
@@ -101,19 +102,6 @@ class LiveExperiment:
         out = self.log_dir / "report"
         out.mkdir(exist_ok=True)
         return write_html(report, out)
-
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
-        con.execute(f"CREATE VIEW exposures AS {exposure_query(self.log_dir)}")
-        events = server_events.log_files(self.log_dir)
-        likes = (
-            f"SELECT user_id, post_id, timestamp FROM ({events_query(events)}) "
-            "WHERE action = 'like'"
-            if events
-            else f"{NO_LIKES} WHERE false"
-        )
-        con.execute(f"CREATE VIEW likes AS {likes}")
-        return con
 
 
 def _control(names: list[str] | dict[str, float]) -> str:

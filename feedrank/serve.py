@@ -152,7 +152,9 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.workers == 1:
         uvicorn.run(create(settings), http=_protocol(settings), **options)  # type: ignore[arg-type]
         return 0
-    _check_folders(settings)
+    from feedrank.server.app import check_inputs
+
+    check_inputs(settings)  # what each worker would refuse, said once before they start
     # each worker is a process of its own: it builds the app from these settings
     os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
     os.environ[WORKERS_VARIABLE] = str(args.workers)
@@ -243,15 +245,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.fsync is not None:
         settings.exposure_log.fsync = args.fsync
     return settings
-
-
-def _check_folders(settings: Settings) -> None:
-    """What each worker would refuse, said once before they start."""
-    for path, what in ((settings.world, "world"), (settings.repository, "model repository")):
-        if not path.is_dir():
-            raise FeedrankError(f"{path}: {what} folder not found")
-    if not (settings.repository / "router.toml").is_file():
-        raise FeedrankError(f"{settings.repository / 'router.toml'}: router config not found")
 
 
 def _raise_file_limit() -> None:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -116,13 +117,20 @@ def create_app(settings: Settings, pages: Sequence[PagesFactory] = ()) -> Starle
     return app
 
 
-def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
+def check_inputs(settings: Settings) -> Path:
+    """The world and repository folders and the router file exist (its path); said at once,
+    before anything loads."""
     for path, what in ((settings.world, "world"), (settings.repository, "model repository")):
         if not path.is_dir():
             raise FeedrankError(f"{path}: {what} folder not found")
     router_file = settings.repository / "router.toml"
     if not router_file.is_file():
         raise FeedrankError(f"{router_file}: router config not found (`feedrank build` writes one)")
+    return router_file
+
+
+def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
+    router_file = check_inputs(settings)
     server = settings.server
     executor = ThreadPoolExecutor(server.scoring_threads, thread_name_prefix="scoring")
     online = OnlineFeatures.load(settings.world)

@@ -29,11 +29,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from feedrank.server.batching import Job
-from feedrank.server.errors import ApiError, FieldErrors
+from feedrank.server.errors import ApiError
 from feedrank.server.feed import FeedService, ModelUnavailable
 from feedrank.server.openapi import error_body, json_body
 from feedrank.server.pages import Pages
-from feedrank.server.params import FeedQuery, parse_feed_query, parse_time
+from feedrank.server.params import ALLOWED, FeedQuery, parse_feed_query, parse_time_query
 from feedrank.server.ranking import rank
 from feedrank.server.repository import ModelNotFound
 from feedrank.world.ground_truth import GroundTruth
@@ -175,30 +175,15 @@ def explorer_pages(explorer: Explorer) -> Pages:
         return JSONResponse(await explorer.feed(_query(request, limit=True)))
 
     async def random_user(request: Request) -> Response:
-        params = request.query_params
-        unknown = [k for k in params if k != "time"]
-        problems = [{"field": k, "problem": "unknown parameter (allowed: time)"} for k in unknown]
-        try:
-            at = parse_time(params.get("time"))
-        except ValueError as error:
-            problems.append({"field": "time", "problem": str(error)})
-        if problems:
-            raise FieldErrors("invalid query parameters", problems)
+        at = parse_time_query(request.query_params.multi_items())
         user_id = explorer.random_user(at)
         if user_id is None:
             raise ApiError(404, f"no user has liked a post before {_iso(at)}")
         return JSONResponse({"user_id": user_id, "time": _iso(at)})
 
     def _query(request: Request, *, limit: bool) -> FeedQuery:
-        items = request.query_params.multi_items()
-        if not limit:
-            given = [k for k, _ in items if k == "limit"]
-            if given:
-                raise FieldErrors(
-                    "invalid query parameters",
-                    [{"field": "limit", "problem": "unknown parameter (allowed: id, time)"}],
-                )
-        query = parse_feed_query(items)
+        allowed = ALLOWED if limit else ("id", "time")
+        query = parse_feed_query(request.query_params.multi_items(), allowed)
         if not explorer.service.online.has_user(query.user_id):
             raise ApiError(
                 404,

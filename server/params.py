@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,32 +31,48 @@ class FeedQuery:
     limit: int
 
 
-def parse_feed_query(items: Iterable[tuple[str, str]]) -> FeedQuery:
+def parse_feed_query(
+    items: Iterable[tuple[str, str]], allowed: tuple[str, ...] = ALLOWED
+) -> FeedQuery:
     """Parse `id`, `time`, `limit` from (key, value) pairs; raise FieldErrors with every
-    problem."""
+    problem. `allowed`: the parameters this endpoint takes (the others are refused by name)."""
+    parsed = _parse(items, allowed, (("id", _user_id), ("time", parse_time), ("limit", _limit)))
+    return FeedQuery(parsed["id"], parsed["time"], parsed["limit"])
+
+
+def parse_time_query(items: Iterable[tuple[str, str]]) -> np.datetime64:
+    """`time` alone, checked as the feed checks it."""
+    return _parse(items, ("time",), (("time", parse_time),))["time"]
+
+
+def _parse(
+    items: Iterable[tuple[str, str]],
+    allowed: tuple[str, ...],
+    parsers: tuple[tuple[str, Callable[[str | None], Any]], ...],
+) -> dict[str, Any]:
     values: dict[str, list[str]] = {}
     for key, value in items:
         values.setdefault(key, []).append(value)
     problems = [
-        {"field": key, "problem": "unknown parameter (allowed: id, time, limit)"}
+        {"field": key, "problem": f"unknown parameter (allowed: {', '.join(allowed)})"}
         for key in values
-        if key not in ALLOWED
+        if key not in allowed
     ]
     problems += [
         {"field": key, "problem": "given more than once"}
         for key, given in values.items()
-        if key in ALLOWED and len(given) > 1
+        if key in allowed and len(given) > 1
     ]
-    single = {key: given[0] for key, given in values.items() if key in ALLOWED}
+    single = {key: given[0] for key, given in values.items() if key in allowed}
     parsed: dict[str, Any] = {}
-    for field, parse in (("id", _user_id), ("time", parse_time), ("limit", _limit)):
+    for field, parse in parsers:
         try:
             parsed[field] = parse(single.get(field))
         except ValueError as error:
             problems.append({"field": field, "problem": str(error)})
     if problems:
         raise FieldErrors("invalid query parameters", problems)
-    return FeedQuery(parsed["id"], parsed["time"], parsed["limit"])
+    return parsed
 
 
 def _integer(text: str, what: str) -> int:

@@ -4,6 +4,7 @@ subprocess on 127.0.0.1 (uvicorn, as in production) that can be stopped or kille
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -100,3 +101,12 @@ def answers(url: str, timeout_s: float, alive: Callable[[], object] = lambda: No
             pass
         time.sleep(0.5)
     return False
+
+
+def exposure_records(log: Path) -> list[dict]:
+    """Every record of a log folder's exposure files, file by file, line by line."""
+    return [
+        json.loads(line)
+        for path in sorted(log.glob("exposures-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]

@@ -15,7 +15,7 @@ import pytest
 
 from feedrank.ab.server_process import free_port
 
-from feed_serving import answers, built_repository, first_user, last_moment
+from feed_serving import answers, built_repository, exposure_records, first_user, last_moment
 
 ROOT = Path(__file__).parent.parent
 STATE = ROOT / ".cache" / "podman"
@@ -80,5 +80,4 @@ def test_the_serving_image_answers_feeds_and_metrics(container, tiny_world):
     assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
     no_torch = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
     assert podman("exec", name, "python3", "-c", no_torch, check=False).returncode == 0
-    logged = [line for f in log.glob("exposures-*.jsonl") for line in f.read_text().splitlines()]
-    assert len(logged) == 1 and str(user) in logged[0]
+    assert [r["user_id"] for r in exposure_records(log)] == [user]

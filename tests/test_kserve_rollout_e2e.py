@@ -5,7 +5,6 @@ exposure log shows the control group switching version once."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 from feedrank.model_config import CONFIG_FILE, format_config, read_config
 from feedrank.server.router import bucket
 
-from feed_serving import ServerProcess, built_repository, copy_repository
+from feed_serving import ServerProcess, built_repository, copy_repository, exposure_records
 
 TOKEN = "rollout-token"
 CLIENTS = 4
@@ -133,11 +132,7 @@ def test_rollout_of_a_new_version_under_load(tiny_world, tmp_path):
     assert failures == []
     assert ready_1 == 400
     assert all(a["exp_group"] == "control" for a in answers)
-    records = [
-        json.loads(line)
-        for path in sorted((tmp_path / "log").glob("exposures-*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
+    records = exposure_records(tmp_path / "log")
     scored = sorted((r for r in records if not r["fallback"]), key=lambda r: r["server_time"])
     versions = [r["version"] for r in scored]
     assert versions.count(1) > 20 and versions.count(2) > 20

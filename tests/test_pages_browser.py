@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from feedrank.server.router import bucket
 from feedrank.world.layout import WorldLayout
 
-from feed_serving import ServerProcess, built_repository, like
+from feed_serving import ServerProcess, built_repository, exposure_records, like
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -104,7 +104,7 @@ def explained(server: ServerProcess, user: int, at: str, limit: int) -> dict:
 
 
 def exposures(log: Path) -> int:
-    return sum(len(f.read_text().splitlines()) for f in log.glob("exposures-*.jsonl"))
+    return len(exposure_records(log))
 
 
 def show(watched: Watched, server: ServerProcess, query: str) -> None:

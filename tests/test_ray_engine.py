@@ -32,6 +32,7 @@ from feed_serving import (
     answers,
     built_repository,
     copy_repository,
+    exposure_records,
     first_user,
     last_moment,
     later,
@@ -168,11 +169,7 @@ def test_the_proxy_keeps_the_feeds_contract(app, tiny_world, tmp_path):
 def logged(log: Path, user: int) -> list[dict]:
     """A user's exposure records, without what differs between any two answers."""
     volatile = ("request_id", "server_time", "latency_ms")
-    records = [
-        json.loads(line)
-        for f in sorted(log.glob("exposures-*.jsonl"))
-        for line in f.read_text().splitlines()
-    ]
+    records = exposure_records(log)
     return [
         {k: v for k, v in r.items() if k not in volatile} for r in records if r["user_id"] == user
     ]
@@ -227,10 +224,7 @@ def test_a_router_edit_and_a_rollout_under_load_fail_no_request(app, tiny_world)
 def test_stopping_loses_no_exposure(app):
     app.stop()
     assert app.process.returncode == 0, app.output.read_text()[-2000:]
-    logged = [
-        line for f in app.log.glob("exposures-*.jsonl") for line in f.read_text().splitlines()
-    ]
-    assert ANSWERED and len(logged) == len(ANSWERED)
+    assert ANSWERED and len(exposure_records(app.log)) == len(ANSWERED)
 
 
 DEPLOY = Path(__file__).parent.parent / "deploy" / "ray"

@@ -3,12 +3,19 @@ log folder for both, a like posted through one excluded by the other, no answer 
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 
-from feed_serving import ServerProcess, built_repository, first_user, last_moment, later, like
+from feed_serving import (
+    ServerProcess,
+    built_repository,
+    exposure_records,
+    first_user,
+    last_moment,
+    later,
+    like,
+)
 
 
 def test_two_workers_serve_one_port_with_one_log_folder_and_shared_likes(tiny_world, tmp_path):
@@ -45,10 +52,5 @@ def test_two_workers_serve_one_port_with_one_log_folder_and_shared_likes(tiny_wo
             for i in (1, 2)
         }
         assert scraped == replicas
-    logged = [
-        json.loads(line)
-        for path in sorted(log.glob("exposures-*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
-    assert len(logged) == answered
+    assert len(exposure_records(log)) == answered
     assert len({p.name for p in log.glob("exposures-*.jsonl")}) >= 2
