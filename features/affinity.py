@@ -3,9 +3,9 @@
 Every post is a unit vector (for the test model its MiniLM embedding reduced by PCA, for control
 its TF-IDF reduced by LSA; the `affinity_*` columns of the post features). A user's taste at t is
 the sum of the vectors of the posts they liked before t, and of the last `RECENT` of them; a
-post's affinity is its cosine with each (0 for a user without likes). Prefix sums over the likes
-sorted by (user, time) answer any (user, time) in O(dimensions), offline for millions of training
-rows and online for one request, with the same code.
+post's affinity is its cosine with each (0 for a user without likes). The sums are running sums
+over the user's own likes, oldest first, computed when asked: the same arithmetic for one request
+online and for every row of a user offline, and no table of sums as large as the world's likes.
 """
 
 from __future__ import annotations
@@ -34,9 +34,6 @@ class Affinity:
         self._row[post_ids] = np.arange(len(post_ids))
         self.unit = np.vstack([unit, np.zeros((1, unit.shape[1]))])  # row -1: no vector
         self.likes = history.user_index("likes")
-        liked = self.rows(self.likes.payloads())
-        self.prefix = np.zeros((len(liked) + 1, unit.shape[1]))
-        np.cumsum(self.unit[liked], axis=0, out=self.prefix[1:])
 
     @classmethod
     def of_posts(cls, history: History, posts: pl.DataFrame) -> Affinity | None:
@@ -56,10 +53,26 @@ class Affinity:
     def tastes(self, users: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unit taste vectors (all likes, the last RECENT) of each (user, time): [n, d] each."""
         lo, hi = self.likes.bounds(users, self.history.to_ms(times))
-        return (
-            _unit(self.prefix[hi] - self.prefix[lo]),
-            _unit(self.prefix[hi] - self.prefix[np.maximum(lo, hi - RECENT)]),
+        liked, recent = (
+            np.zeros((users.size, self.unit.shape[1])),
+            np.zeros((users.size, self.unit.shape[1])),
         )
+        order = np.argsort(users, kind="stable")
+        starts = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1]])
+        for rows in np.split(order, starts[1:]):
+            first = int(lo[rows[0]])  # the user's first like, whatever the time
+            sums = self._running_sums(first, int(hi[rows].max()))
+            count = hi[rows] - first
+            liked[rows] = sums[count]
+            recent[rows] = sums[count] - sums[np.maximum(count - RECENT, 0)]
+        return _unit(liked), _unit(recent)
+
+    def _running_sums(self, first: int, end: int) -> np.ndarray:
+        """Sums of the unit vectors of likes first..k-1 of the index, for k = first..end."""
+        sums = np.zeros((end - first + 1, self.unit.shape[1]))
+        posts = np.asarray(self.likes.payloads()[first:end]).astype(np.int64)
+        np.cumsum(self.unit[self.rows(posts)], axis=0, out=sums[1:])
+        return sums
 
     def block(
         self, users: np.ndarray, posts: np.ndarray, times: np.ndarray

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from feedrank.features.affinity import PREFIX as AFFINITY_PREFIX
 from feedrank.features.embeddings import EmbeddingCache, PostEmbedder
 from feedrank.features.fingerprint import fingerprint
 from feedrank.features.history import group_columns
+from feedrank.features.history_store import build_history
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
@@ -66,7 +69,7 @@ def build_features(
     files.root.mkdir(parents=True, exist_ok=True)
     files.manifest.unlink(missing_ok=True)
     with progress_bar() if progress else contextlib.nullcontext() as bar:
-        step = _steps(bar)
+        step, seconds = _steps(bar)
         step("user features")
         user_features(layout.users).write_parquet(files.users)
         step("post features (TF-IDF, MiniLM, PCA, KMeans)")
@@ -81,6 +84,7 @@ def build_features(
         _write_events(layout, files)
         step("history indexes")
         models = _model_specs(files, embedder)
+        build_history({"views": files.views, "likes": files.likes}, files.history)
         online = OnlineFeatures.load(layout.root)
         step("training sample")
         sample = sample_views(layout.feed_glob, max_rows, seed)
@@ -90,16 +94,27 @@ def build_features(
                 files.training_set(name)
             )
         step("features built")
-    _write_manifest(files, digest, parameters, models, online, sample)
+    _write_manifest(files, digest, parameters, models, online, sample, seconds)
     return files.root
 
 
-def _steps(bar: Progress | None):
-    """step(name): finish the previous step of the build and show the next one's name."""
-    if bar is None:
-        return lambda name: None
-    task, done = bar.add_task("features", total=STEPS), iter(range(STEPS + 1))
-    return lambda name: bar.update(task, completed=next(done), description=name)
+def _steps(bar: Progress | None) -> tuple[Callable[[str], None], dict[str, float]]:
+    """step(name): finish the previous step of the build and show the next one's name; and the
+    seconds each finished step took, by name (kept in the manifest: where a build's time goes)."""
+    seconds: dict[str, float] = {}
+    current, since = "", time.monotonic()
+    task = bar.add_task("features", total=STEPS) if bar is not None else None
+    done = iter(range(STEPS + 1))
+
+    def step(name: str) -> None:
+        nonlocal current, since
+        if current:
+            seconds[current] = round(time.monotonic() - since, 2)
+        current, since = name, time.monotonic()
+        if bar is not None and task is not None:
+            bar.update(task, completed=next(done), description=name)
+
+    return step, seconds
 
 
 def _check_inputs(layout: WorldLayout) -> None:
@@ -192,6 +207,7 @@ def _write_manifest(
     models: dict[str, list[FeatureSpec]],
     online: OnlineFeatures,
     sample: pl.DataFrame,
+    seconds: dict[str, float],
 ) -> None:
     if sample.is_empty():
         raise FeedrankError(f"{files.root}: the feed has no view rows to train on")
@@ -205,5 +221,6 @@ def _write_manifest(
         "models": {m: [s.as_dict() for s in specs] for m, specs in models.items()},
         "post_features": {"control": files.posts_control.name, "test": files.posts_test.name},
         "embedding_pipeline": files.embedding_pipeline.name,
+        "seconds": seconds,
     }
     files.manifest.write_text(json.dumps(manifest, indent=2))

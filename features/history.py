@@ -1,10 +1,11 @@
 """Point-in-time history: how many events a key (user, user × topic, post) had before a time.
 
-Every event table is held as one sorted int64 array of composite keys `key << bits | t`, where
-`t` is the event's time in milliseconds since the history's epoch. The number of events of a key
-strictly before time `t` is then the distance between two binary searches, so one vectorised
-`np.searchsorted` answers millions of training rows offline and a handful of keys per request
-online, with the same code.
+The views and likes of a world, each in two `EventIndex`es (keyed by user, with the post of
+every event; keyed by post) and a count per minute of the whole feed. `feedrank build` sorts
+them once (features/history_store.py); the server maps the stored arrays and starts without
+sorting anything. Every feature of a user, a post or a group of posts is a count of events
+strictly before a time, computed from these, offline for millions of training rows and online
+for one request, with the same code.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from typing import TypeVar
 
 import numpy as np
 
+from feedrank.features.event_index import EventIndex
+
 T = TypeVar("T")
 
+ACTIONS = ("views", "likes")
+MINUTE_MS = 60_000
 # smoothing of like rates toward a prior: (likes + weight * prior) / (views + weight)
 PRIOR_RATE = 0.1
 USER_WEIGHT = 10.0
@@ -41,85 +46,17 @@ def group_columns(grouping: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Events:
-    """One action's events (views or likes): parallel arrays, any order."""
-
-    user_ids: np.ndarray  # int64
-    post_ids: np.ndarray  # int64
-    t_ms: np.ndarray  # int64, milliseconds since the epoch of the History
-
-
-class EventIndex:
-    """Counts of events per key strictly before a time; optionally the events' post ids."""
-
-    def __init__(
-        self, keys: np.ndarray, t_ms: np.ndarray, bits: int, payload: np.ndarray | None = None
-    ) -> None:
-        if keys.size and int(keys.max()).bit_length() + bits > 62:
-            raise ValueError(f"{int(keys.max())} keys do not fit beside {bits} time bits")
-        composite = (keys.astype(np.int64) << bits) | t_ms
-        order = np.argsort(composite, kind="stable")
-        self.bits = bits
-        self.composite = composite[order]
-        self.payload = None if payload is None else payload[order]
-
-    def bounds(self, keys: np.ndarray, t_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each key's events before `t_ms` are `composite[lo:hi]` (and `payload[lo:hi]`)."""
-        base = keys.astype(np.int64) << self.bits
-        t = np.minimum(np.maximum(t_ms, 0), (1 << self.bits) - 1)
-        return (
-            np.searchsorted(self.composite, base, side="left"),
-            np.searchsorted(self.composite, base | t, side="left"),
-        )
-
-    def count_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-        lo, hi = self.bounds(keys, t_ms)
-        return hi - lo
-
-    def first_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-        """Time (ms) of each key's first event, if it is before `t_ms`; -1 otherwise."""
-        lo, hi = self.bounds(keys, t_ms)
-        first = (
-            self.composite[np.minimum(lo, max(self.composite.size - 1, 0))]
-            if self.composite.size
-            else np.zeros(lo.shape, np.int64)
-        )
-        return np.where(hi > lo, first & ((1 << self.bits) - 1), -1)
-
-    def last_before(self, keys: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-        """Time (ms) of each key's last event strictly before `t_ms`; -1 when there is none."""
-        lo, hi = self.bounds(keys, t_ms)
-        last = self.composite[np.maximum(hi - 1, 0)] & ((1 << self.bits) - 1)
-        return np.where(hi > lo, last, -1) if self.composite.size else np.full(hi.shape, -1)
-
-    def payloads(self) -> np.ndarray:
-        """The payload of every event in index order (`payload`, for an index built with one)."""
-        if self.payload is None:
-            raise TypeError("this index was built without a payload")
-        return self.payload
-
-    def payload_before(self, key: int, t_ms: int) -> np.ndarray:
-        lo, hi = self.bounds(np.array([key]), np.array([t_ms]))
-        return self.payloads()[lo[0] : hi[0]]
-
-
-@dataclass(frozen=True)
 class Grouping:
-    """Posts grouped by a code (topic, embedding cluster) and the user × group event indexes."""
+    """Posts grouped by a code (topic, embedding cluster)."""
 
     name: str
     codes: np.ndarray  # codes[post_id] = group, -1 for no such post
     n_groups: int
-    views: EventIndex
-    likes: EventIndex
 
-
-def _groups_of(events: Events, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each event's post group under `codes` (by post id), and which events have one."""
-    known = events.post_ids < codes.size
-    group = np.full(events.post_ids.shape, -1, dtype=np.int64)
-    group[known] = codes[events.post_ids[known]]
-    return group, group >= 0
+    def of(self, post_ids: np.ndarray) -> np.ndarray:
+        """Each post's group, -1 for a post without one."""
+        known = post_ids < self.codes.size
+        return np.where(known, self.codes[np.where(known, post_ids, 0)], -1)
 
 
 def smoothed(
@@ -128,102 +65,89 @@ def smoothed(
     return (likes + weight * prior) / (views + weight)
 
 
+def per_minute(t_ms: np.ndarray, minutes: int) -> np.ndarray:
+    """Events before the start of minute m since the epoch, for m in 0..`minutes` (every
+    event is in the first `minutes`)."""
+    counts = np.bincount(t_ms // MINUTE_MS, minlength=minutes)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
 @dataclass
 class History:
     """The view and like history of a world, queried strictly before given times."""
 
-    views: Events
-    likes: Events
     epoch: np.datetime64  # datetime64[ms], at or before the first event
-    bits: int
+    bits: int  # time bits of the composites
+    last_event: np.datetime64 | None  # datetime64[us]
+    by_user: dict[str, EventIndex]  # per action, keyed by user, the post as payload
+    by_post: dict[str, EventIndex]  # per action, keyed by post
+    minutes: dict[str, np.ndarray]  # per action, `per_minute` counts of the whole feed
     _indexes: dict = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_events(cls, views: tuple, likes: tuple) -> History:
-        """`views`/`likes`: (user_ids, post_ids, timestamps datetime64) arrays."""
-        stamps = np.concatenate([views[2], likes[2]]).astype("datetime64[ms]")
-        epoch = (
-            stamps.min().astype("datetime64[D]").astype("datetime64[ms]")
-            if stamps.size
-            else np.datetime64("2000-01-01", "ms")
-        )
-        span = int((stamps.max() - epoch).astype(np.int64)) if stamps.size else 0
-        bits = (span + 2).bit_length()
-        to_ms = lambda t: (t.astype("datetime64[ms]") - epoch).astype(np.int64)  # noqa: E731
-        return cls(
-            Events(views[0].astype(np.int64), views[1].astype(np.int64), to_ms(views[2])),
-            Events(likes[0].astype(np.int64), likes[1].astype(np.int64), to_ms(likes[2])),
-            epoch,
-            bits,
-        )
 
     def to_ms(self, times: np.ndarray | np.datetime64) -> np.ndarray:
         """Milliseconds since the epoch, floored: an event in the same millisecond as a query
         counts as not-before, so flooring can only drop events, never leak them."""
         return (np.asarray(times).astype("datetime64[ms]") - self.epoch).astype(np.int64)
 
+    def before(self, cutoff: np.datetime64) -> History:
+        """The history as it was known just before `cutoff`."""
+        t = int(self.to_ms(cutoff))
+        by_post = {a: index.before(t) for a, index in self.by_post.items()}
+        ends = [int(index.times().max()) for index in by_post.values() if index.composite.size]
+        minutes = self.minutes["views"].size - 1
+        return History(
+            self.epoch,
+            self.bits,
+            self.epoch + np.timedelta64(max(ends), "ms") if ends else None,
+            {a: index.before(t) for a, index in self.by_user.items()},
+            by_post,
+            {a: per_minute(by_post[a].times(), minutes) for a in ACTIONS},
+        )
+
     def _index(self, name: str, build: Callable[[], T]) -> T:
-        """Built once, on first use: indexes, totals and sorted times by name."""
+        """Built once, on first use, by name."""
         if name not in self._indexes:
             self._indexes[name] = build()
         return self._indexes[name]
 
-    def _by_user(self, action: str) -> EventIndex:
-        events = getattr(self, action)
-        return self._index(
-            f"user/{action}",
-            lambda: EventIndex(
-                events.user_ids,
-                events.t_ms,
-                self.bits,
-                payload=events.post_ids if action == "likes" else None,
-            ),
-        )
-
-    def _by_post(self, action: str) -> EventIndex:
-        events = getattr(self, action)
-        return self._index(
-            f"post/{action}", lambda: EventIndex(events.post_ids, events.t_ms, self.bits)
-        )
-
     def grouping(self, name: str, codes: np.ndarray) -> Grouping:
-        """The user × group indexes for `codes` (built once per distinct mapping)."""
-        digest = hashlib.sha1(codes.tobytes()).hexdigest()
-        n_groups = int(codes.max()) + 1
+        return Grouping(name, codes, int(codes.max()) + 1)
 
-        def by_group(events: Events) -> EventIndex:
-            group, keep = _groups_of(events, codes)
-            return EventIndex(
-                events.user_ids[keep] * n_groups + group[keep], events.t_ms[keep], self.bits
-            )
+    def _by_user_and_group(self, action: str, grouping: Grouping) -> EventIndex:
+        """Events keyed by user × group: built for many rows at once (a training set)."""
+        digest = hashlib.sha1(grouping.codes.tobytes()).hexdigest()
 
-        return self._index(
-            f"group/{name}/{digest}",
-            lambda: Grouping(name, codes, n_groups, by_group(self.views), by_group(self.likes)),
-        )
+        def build() -> EventIndex:
+            index = self.by_user[action]
+            group = grouping.of(np.asarray(index.payloads()).astype(np.int64))
+            keep = group >= 0
+            keys = index.keys()[keep] * grouping.n_groups + group[keep]
+            return EventIndex.build(keys, index.times()[keep], self.bits)
 
-    def group_totals(self, name: str, codes: np.ndarray) -> dict[str, EventIndex]:
-        """Views and likes of all posts of each group (`codes` by post id), keyed by group."""
-        digest = hashlib.sha1(codes.tobytes()).hexdigest()
+        return self._index(f"group/{action}/{digest}", build)
 
-        def by_group(events: Events) -> EventIndex:
-            group, keep = _groups_of(events, codes)
-            return EventIndex(group[keep], events.t_ms[keep], self.bits)
-
-        return self._index(
-            f"totals/{name}/{digest}",
-            lambda: {"views": by_group(self.views), "likes": by_group(self.likes)},
-        )
+    def _group_counts(
+        self, action: str, grouping: Grouping, users: np.ndarray, groups: np.ndarray, t: np.ndarray
+    ) -> np.ndarray:
+        """Each (user, group)'s events before t. One user at one time (a request) is counted
+        from the user's own events; many rows from a user × group index built for them."""
+        if users.size and (users == users[0]).all() and (t == t[0]).all():
+            posts = self.by_user[action].payload_before(int(users[0]), int(t[0]))
+            group = grouping.of(posts)
+            return np.bincount(group[group >= 0], minlength=grouping.n_groups)[groups]
+        index = self._by_user_and_group(action, grouping)
+        return index.count_before(users * grouping.n_groups + groups, t)
 
     def user_block(self, users: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
         t = self.to_ms(times)
-        views = self._by_user("views").count_before(users, t)
-        likes = self._by_user("likes").count_before(users, t)
+        views = self.by_user["views"].count_before(users, t)
+        likes = self.by_user["likes"].count_before(users, t)
         rate = smoothed(likes, views, PRIOR_RATE, USER_WEIGHT)
         return dict(zip(USER_COLUMNS, (views, likes, rate, rate / self.feed_rate(t))))
 
     def feed_rate(self, t_ms: np.ndarray) -> np.ndarray:
-        """Likes per view of the whole feed before each of `t_ms` (the prior before any)."""
+        """Likes per view of the whole feed before the minute of each of `t_ms` (the prior
+        before any)."""
         views = self.total_before("views", t_ms)
         return smoothed(self.total_before("likes", t_ms), views, PRIOR_RATE, 1.0)
 
@@ -237,17 +161,17 @@ class History:
     ) -> dict[str, np.ndarray]:
         """A user's views/likes on posts of one group (topic, cluster), rate and lift over the
         user's overall rate: the user's own taste for that group, as known before `times`."""
-        keys = users * grouping.n_groups + groups
         t = self.to_ms(times)
-        views = grouping.views.count_before(keys, t)
-        likes = grouping.likes.count_before(keys, t)
+        views = self._group_counts("views", grouping, users, groups, t)
+        likes = self._group_counts("likes", grouping, users, groups, t)
         rate = smoothed(likes, views, user_rate, GROUP_WEIGHT)
         return dict(zip(group_columns(grouping.name), (views, likes, rate, rate / user_rate)))
 
     def most_liked(self, posts: np.ndarray, day: np.datetime64) -> np.ndarray:
         """`posts`, most liked first by the likes known at the start of `day` (the course's
         popularity; ties keep the given order)."""
-        likes = self._by_post("likes").count_before(posts, self.to_ms(np.full(posts.size, day)))
+        t = self.to_ms(np.full(posts.size, day))
+        likes = self.by_post["likes"].count_before(posts, t)
         return posts[np.argsort(-likes, kind="stable")]
 
     def post_block(
@@ -256,18 +180,16 @@ class History:
         """A post's views/likes before the start of the day of `times`: one snapshot a day.
         With `text_clusters` (cluster by post id, -1 for none), also its cluster's like rate."""
         t = self.to_ms(np.asarray(times).astype("datetime64[D]"))
-        views = self._by_post("views").count_before(posts, t)
-        likes = self._by_post("likes").count_before(posts, t)
+        views = self.by_post["views"].count_before(posts, t)
+        likes = self.by_post["likes"].count_before(posts, t)
         rate, feed = smoothed(likes, views, PRIOR_RATE, POST_WEIGHT), self.feed_rate(t)
         out = dict(zip(POST_COLUMNS, (views, likes, rate, rate / feed)))
         if text_clusters is not None:
-            totals = self.group_totals("text", text_clusters)
-            known = (posts >= 0) & (posts < text_clusters.size)
-            code = np.where(known, text_clusters[np.where(known, posts, 0)], -1)
-            keys = np.maximum(code, 0)
+            clusters = self.grouping("text", text_clusters)
+            code = clusters.of(posts)
             rate = smoothed(
-                totals["likes"].count_before(keys, t),
-                totals["views"].count_before(keys, t),
+                self._group_totals("likes", clusters, code, t),
+                self._group_totals("views", clusters, code, t),
                 PRIOR_RATE,
                 CLUSTER_WEIGHT,
             )
@@ -275,36 +197,58 @@ class History:
             out.update(zip(TEXT_CLUSTER_COLUMNS, (rate, rate / feed)))
         return out
 
+    def _group_totals(
+        self, action: str, grouping: Grouping, groups: np.ndarray, t_ms: np.ndarray
+    ) -> np.ndarray:
+        """Events of all posts of each row's group before its time (0 for group -1): the posts'
+        own counts summed by group, once per distinct time."""
+        members = np.flatnonzero(grouping.codes >= 0)
+        member_groups = grouping.codes[members]
+        moments, row_moment = np.unique(t_ms, return_inverse=True)
+        table = np.zeros((moments.size, grouping.n_groups + 1), dtype=np.int64)
+        for i, moment in enumerate(moments):
+            counts = self.by_post[action].count_before(members, np.full(members.size, moment))
+            table[i, :-1] = np.bincount(member_groups, counts, grouping.n_groups)
+        return table[row_moment.reshape(-1), groups]
+
     def post_index(self, action: str) -> EventIndex:
         """Events of one action ("views" or "likes") keyed by post."""
-        return self._by_post(action)
+        return self.by_post[action]
 
     def user_index(self, action: str) -> EventIndex:
-        """Events of one action keyed by user (likes carry their post ids as payload)."""
-        return self._by_user(action)
+        """Events of one action keyed by user, each with its post as payload."""
+        return self.by_user[action]
 
     def total_before(self, action: str, t_ms: np.ndarray) -> np.ndarray:
-        """Events of one action, all keys together, strictly before each of `t_ms`."""
-        times = self._index(f"all/{action}", lambda: np.sort(getattr(self, action).t_ms))
-        return np.searchsorted(times, t_ms, side="left")
+        """Events of one action, all keys together, before the start of each time's minute."""
+        counts = self.minutes[action]
+        return counts[np.clip(np.asarray(t_ms) // MINUTE_MS, 0, counts.size - 1)]
 
     def post_likes_between(
         self, posts: np.ndarray, start: np.datetime64 | None, end: np.datetime64
     ) -> np.ndarray:
         """Likes of each post in [start, end) (since the first event when `start` is None)."""
-        index = self._by_post("likes")
+        index = self.by_post["likes"]
         count = index.count_before(posts, np.full(posts.shape, self.to_ms(end)))
         if start is not None:
             count = count - index.count_before(posts, np.full(posts.shape, self.to_ms(start)))
         return count
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
-        liked = self._by_user("likes").payload_before(user_id, int(self.to_ms(at)))
-        return np.unique(liked)
+        return np.unique(self.by_user["likes"].payload_before(user_id, int(self.to_ms(at))))
 
     def likes_before(self, user_id: int, at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
         """The user's likes before `at`, oldest first: (post ids, times as datetime64[ms])."""
-        index = self._by_user("likes")
+        index = self.by_user["likes"]
         lo, hi = index.bounds(np.array([user_id]), np.array([self.to_ms(at)]))
-        t_ms = index.composite[lo[0] : hi[0]] & ((1 << index.bits) - 1)
-        return index.payloads()[lo[0] : hi[0]], self.epoch + t_ms.astype("timedelta64[ms]")
+        t_ms = index.composite[lo[0] : hi[0]] & index.time_mask
+        posts = index.payloads()[lo[0] : hi[0]].astype(np.int64)
+        return posts, self.epoch + t_ms.astype("timedelta64[ms]")
+
+    def random_liker(self, at: np.datetime64, rng: np.random.Generator) -> int | None:
+        """The user of a like chosen uniformly among the likes before `at`."""
+        index = self.by_user["likes"]
+        before = np.flatnonzero(index.times() < self.to_ms(at))
+        if not before.size:
+            return None
+        return int(index.composite[rng.choice(before)] >> index.bits)

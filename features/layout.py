@@ -15,6 +15,7 @@ class FeaturesLayout:
     users = property(lambda self: self.root / "user_features.parquet")
     views = property(lambda self: self.root / "events_view.parquet")
     likes = property(lambda self: self.root / "events_like.parquet")
+    history = property(lambda self: self.root / "history")
     posts_control = property(lambda self: self.root / "post_features_control.parquet")
     posts_test = property(lambda self: self.root / "post_features_test.parquet")
     embedding_pipeline = property(lambda self: self.root / "embedding_pipeline")
@@ -33,7 +34,7 @@ class FeaturesLayout:
     def require(self) -> None:
         missing = [
             p.name
-            for p in (self.users, self.views, self.likes, self.posts_control)
+            for p in (self.users, self.history / "history.json", self.posts_control)
             if not p.exists()
         ]
         if missing:

@@ -1,6 +1,6 @@
 """The serving snapshot of a world's features, and per-model request matrices.
 
-`OnlineFeatures.load(W)` reads W/features through DuckDB into numpy once at start-up;
+`OnlineFeatures.load(W)` reads the user table and maps the stored history once at start-up;
 `ModelInputs` prepares a model's post columns once and per request fills only the user, time and
 history columns, with the same `History` blocks that computed the training set.
 """
@@ -13,7 +13,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 
@@ -29,6 +28,7 @@ from feedrank.features.history import (
     History,
     group_columns,
 )
+from feedrank.features.history_store import load_history
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.ranking_request import (
     GroupColumns,
@@ -58,11 +58,6 @@ class UnknownUser(FeedrankError, KeyError):
     """A user id the world's user table does not have."""
 
 
-def _read(sql: str) -> dict[str, np.ndarray]:
-    result = duckdb.sql(sql).fetchnumpy()  # type: ignore[union-attr]  # a SELECT: never None
-    return {k: np.asarray(v) for k, v in result.items()}
-
-
 @dataclass
 class OnlineFeatures:
     user_ids: np.ndarray  # int64, sorted
@@ -73,22 +68,18 @@ class OnlineFeatures:
 
     @classmethod
     def load(cls, world: Path, *, cutoff: np.datetime64 | None = None) -> OnlineFeatures:
+        """The world's user table and its stored history (as known before `cutoff`, when
+        given; with every event otherwise)."""
         files = FeaturesLayout(Path(world) / "features")
         files.require()
         users = pl.read_parquet(files.users)
-        before = "" if cutoff is None else f"WHERE timestamp < TIMESTAMP '{cutoff}'"
-        events = [
-            _read(f"SELECT user_id, post_id, timestamp FROM read_parquet('{path}') {before}")
-            for path in (files.views, files.likes)
-        ]
-        history = History.from_events(
-            *[(e["user_id"], e["post_id"], e["timestamp"]) for e in events]
-        )
-        if cutoff is None:
-            last = max(
-                (e["timestamp"].max() for e in events if e["timestamp"].size), default=history.epoch
-            )
-            cutoff = _at(last) + np.timedelta64(1, "us")
+        history = load_history(files.history)
+        if cutoff is not None:
+            history = history.before(_at(cutoff))
+        elif history.last_event is not None:
+            cutoff = history.last_event + np.timedelta64(1, "us")
+        else:
+            cutoff = history.epoch
         return cls(
             users["user_id"].to_numpy().astype(np.int64),
             [c for c in users.columns if c != "user_id"],
@@ -176,7 +167,7 @@ class ModelInputs:
         # with the candidates' unit vectors, gathered once
         self._tastes = None if affinity is None else (affinity, affinity.candidates(self.post_ids))
         self.layout = self._layout()
-        self.matrix(int(online.user_ids[0]), online.cutoff)  # builds the history indexes now
+        self.matrix(int(online.user_ids[0]), online.cutoff)  # the day's snapshot, built now
 
     def _plan_history(self, posts: pl.DataFrame) -> None:
         """Sort the time and history columns by how often their values change: per request

@@ -156,11 +156,7 @@ class Explorer:
 
     def random_user(self, at: np.datetime64) -> int | None:
         """A user chosen uniformly among the likes before `at` (so, weighted by likes)."""
-        history = self.service.online.history
-        before = np.flatnonzero(history.likes.t_ms < history.to_ms(at))
-        if not before.size:
-            return None
-        return int(history.likes.user_ids[np.random.default_rng().choice(before)])
+        return self.service.online.history.random_liker(at, np.random.default_rng())
 
 
 def explorer_pages(explorer: Explorer) -> Pages:

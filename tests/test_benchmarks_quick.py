@@ -86,3 +86,26 @@ def test_reliability_quick(tiny_world: Path, tmp_path: Path) -> None:
     assert disk["lost"] == 0 and disk["batch_status"] == 503 and disk["batch_bytes_left"] == 0
     assert not disk["torn_files"] and disk["statuses"].get("503", 0) > 0
     assert result["slow_clients"]["attacked"]["n"] > 0
+
+
+def test_course_scale_quick(tmp_path: Path) -> None:
+    """The course-scale benchmark on a tiny world: generated into its cache, built from
+    scratch, served, loaded."""
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "course_scale.py"), "--quick"]
+        + ["--cache", str(tmp_path / "cache"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        cwd=BENCHMARKS,
+    )
+    result = json.loads((out / "course_scale-quick.json").read_text())
+    build, serve = result["build"], result["serve"]
+    assert build["peak_rss_mb"] > 50 and build["wall_s"] > 0
+    assert "history indexes" in build["feature_steps_s"]
+    assert any("published version 1" in x["line"] for x in build["lines"])
+    assert serve["ready_s"] > 0 and serve["peak_mb"] >= serve["after_load_mb"]["VmRSS"] > 50
+    assert [r["concurrency"] for r in serve["runs"]] == [1, 16]
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in serve["runs"])
+    assert len(serve["memory"]) > 5
+    assert (out / "course_scale-quick.png").stat().st_size > 0

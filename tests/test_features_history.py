@@ -12,7 +12,7 @@ import pytest
 
 from feedrank.features.affinity import vector_columns
 from feedrank.features.build import build_features
-from feedrank.features.history import EventIndex
+from feedrank.features.event_index import EventIndex
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import OnlineFeatures
 from feedrank.features.rows import feature_rows
@@ -162,7 +162,7 @@ def test_the_future_does_not_change_any_feature(tiny_world, built):
 
 
 def test_an_event_at_the_query_time_is_not_before_it():
-    index = EventIndex(np.array([5, 5, 5, 6]), np.array([10, 20, 30, 10]), bits=8)
+    index = EventIndex.build(np.array([5, 5, 5, 6]), np.array([10, 20, 30, 10]), bits=8)
     counts = index.count_before(np.array([5, 5, 5, 6, 7]), np.array([20, 21, 1000, 10, 99]))
     assert counts.tolist() == [1, 2, 3, 0, 0]
 
