@@ -24,7 +24,7 @@ from feedrank.features.affinity import PREFIX as AFFINITY_PREFIX
 from feedrank.features.embeddings import EmbeddingCache, PostEmbedder
 from feedrank.features.fingerprint import fingerprint
 from feedrank.features.history import group_columns
-from feedrank.features.history_store import build_history
+from feedrank.features.history_store import bounded_duckdb, build_history
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
@@ -165,8 +165,9 @@ def _post_features(
 
 def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
     """The feed's views and likes, sorted by time: the input of every history feature."""
-    for action, path in (("view", files.views), ("like", files.likes)):
-        duckdb.sql(f"""COPY (SELECT user_id, post_id, timestamp
+    with bounded_duckdb(files.root / "sort.tmp") as db:
+        for action, path in (("view", files.views), ("like", files.likes)):
+            db.execute(f"""COPY (SELECT user_id, post_id, timestamp
                              FROM read_parquet('{layout.feed_glob}') WHERE action = '{action}'
                              ORDER BY timestamp, user_id, post_id)
                        TO '{path}' (FORMAT parquet)""")

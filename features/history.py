@@ -55,8 +55,10 @@ class Grouping:
 
     def of(self, post_ids: np.ndarray) -> np.ndarray:
         """Each post's group, -1 for a post without one."""
-        known = post_ids < self.codes.size
-        return np.where(known, self.codes[np.where(known, post_ids, 0)], -1)
+        codes = self.codes
+        if post_ids.size and int(post_ids.max()) >= codes.size:  # ids beyond the catalogue
+            codes = np.concatenate([codes, np.full(int(post_ids.max()) + 1 - codes.size, -1)])
+        return codes[post_ids]
 
 
 def smoothed(
@@ -119,7 +121,7 @@ class History:
 
         def build() -> EventIndex:
             index = self.by_user[action]
-            group = grouping.of(np.asarray(index.payloads()).astype(np.int64))
+            group = grouping.of(np.asarray(index.payloads()))
             keep = group >= 0
             keys = index.keys()[keep] * grouping.n_groups + group[keep]
             return EventIndex.build(keys, index.times()[keep], self.bits)

@@ -10,8 +10,10 @@ bounded memory, spilling what does not fit to a folder beside the files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -28,9 +30,7 @@ def build_history(events: dict[str, Path], folder: Path) -> History:
     """Sort each action's events (`events`: action -> Parquet with user_id, post_id,
     timestamp) into `folder` and return the stored history, mapped."""
     folder.mkdir(parents=True, exist_ok=True)
-    spill = folder / "sort.tmp"
-    db = duckdb.connect(config={"memory_limit": SORT_MEMORY, "temp_directory": str(spill)})
-    try:
+    with bounded_duckdb(folder / "sort.tmp") as db:
         sources = {a: f"read_parquet('{events[a]}')" for a in ACTIONS}
         union = " UNION ALL ".join(f"SELECT * FROM {s}" for s in sources.values())
         first, last, max_user, max_post = (
@@ -54,9 +54,6 @@ def build_history(events: dict[str, Path], folder: Path) -> History:
             _save_sorted(db, source, by_user, f"post_id::{post_type}", folder / f"{action}_by_user")
             _save_sorted(db, source, by_post, None, folder / f"{action}_by_post")
             _save_per_minute(db, source, t, span // MINUTE_MS + 1, folder / f"{action}_per_minute")
-    finally:
-        db.close()
-        shutil.rmtree(spill, ignore_errors=True)
     meta = {
         "epoch": str(epoch),
         "bits": bits,
@@ -64,6 +61,18 @@ def build_history(events: dict[str, Path], folder: Path) -> History:
     }
     (folder / META).write_text(json.dumps(meta) + "\n")
     return load_history(folder)
+
+
+@contextlib.contextmanager
+def bounded_duckdb(spill: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection within SORT_MEMORY that spills to `spill` (removed after): sorting
+    the course's 69 M views fits beside everything else a build holds."""
+    db = duckdb.connect(config={"memory_limit": SORT_MEMORY, "temp_directory": str(spill)})
+    try:
+        yield db
+    finally:
+        db.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _save_sorted(

@@ -243,6 +243,7 @@ class ModelInputs:
                     self.post_ids,
                     np.full(self.post_ids.size, minute),
                     EXPOSURE_STEP,
+                    columns=(name,),
                 )[name]
                 _remember(self._shares_by_minute, (name, minute), values)
             return values
@@ -287,7 +288,10 @@ class ModelInputs:
             else:
                 base = self._day_base(_at(at, "D")).copy()
                 block = recency_block(
-                    self.online.history, self.post_ids, np.full(self.post_ids.size, hour)
+                    self.online.history,
+                    self.post_ids,
+                    np.full(self.post_ids.size, hour),
+                    columns=tuple(name for _, name in self._recent),
                 )
                 for position, name in self._recent:
                     base[:, position] = block[name]

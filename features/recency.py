@@ -11,6 +11,8 @@ as of the request's minute.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from feedrank.features.history import History
@@ -36,27 +38,41 @@ def as_of(times: np.ndarray, step: np.timedelta64 = STEP) -> np.ndarray:
 
 
 def recency_block(
-    history: History, posts: np.ndarray, times: np.ndarray, step: np.timedelta64 = STEP
+    history: History,
+    posts: np.ndarray,
+    times: np.ndarray,
+    step: np.timedelta64 = STEP,
+    columns: tuple[str, ...] = COLUMNS,
 ) -> dict[str, np.ndarray]:
-    """Every column of COLUMNS for parallel (post, time) arrays (times broadcast)."""
+    """`columns` (of COLUMNS) for parallel (post, time) arrays (times broadcast): only the
+    searches they need, which for a whole catalogue at a new minute is most of the cost."""
     t = np.broadcast_to(history.to_ms(as_of(times, step)), posts.shape)
-    out, counts = {}, {}
-    for action in ("likes", "views"):
-        index = history.post_index(action)
-        now, total_now = index.count_before(posts, t), history.total_before(action, t)
-        for hours in WINDOW_HOURS:
-            start = t - hours * HOUR_MS
-            count = now - index.count_before(posts, start)
-            total = total_now - history.total_before(action, start)
-            out[f"recent_{action[:-1]}_share_{hours}h"] = 1000.0 * count / np.maximum(total, 1)
-            counts[action, hours] = count, total
-    (likes, all_likes), (views, all_views) = counts["likes", 24], counts["views", 24]
-    prior = all_likes / np.maximum(all_views, 1)
-    out["recent_like_rate_24h"] = (likes + CTR_WEIGHT * prior) / (views + CTR_WEIGHT)
-    views_index = history.post_index("views")
-    out["post_hours_since_view"] = _hours_since(views_index.last_before(posts, t), t)
-    out["post_hours_since_first"] = _hours_since(views_index.first_before(posts, t), t)
+    window = functools.cache(lambda action, hours: _window(history, action, posts, t, hours))
+    out = {}
+    for action, hours in [(a, h) for a in ("likes", "views") for h in WINDOW_HOURS]:
+        name = f"recent_{action[:-1]}_share_{hours}h"
+        if name in columns:
+            count, total = window(action, hours)
+            out[name] = 1000.0 * count / np.maximum(total, 1)
+    if "recent_like_rate_24h" in columns:
+        (likes, all_likes), (views, all_views) = window("likes", 24), window("views", 24)
+        prior = all_likes / np.maximum(all_views, 1)
+        out["recent_like_rate_24h"] = (likes + CTR_WEIGHT * prior) / (views + CTR_WEIGHT)
+    viewed = history.post_index("views")
+    if "post_hours_since_view" in columns:
+        out["post_hours_since_view"] = _hours_since(viewed.last_before(posts, t), t)
+    if "post_hours_since_first" in columns:
+        out["post_hours_since_first"] = _hours_since(viewed.first_before(posts, t), t)
     return out
+
+
+def _window(
+    history: History, action: str, posts: np.ndarray, t: np.ndarray, hours: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each post's events of `action` in the `hours` before t, and all posts' together."""
+    index, start = history.post_index(action), t - hours * HOUR_MS
+    count = index.count_before(posts, t) - index.count_before(posts, start)
+    return count, history.total_before(action, t) - history.total_before(action, start)
 
 
 def _hours_since(event_ms: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
