@@ -30,7 +30,8 @@ class Affinity:
         self.history = history
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = np.divide(vectors, norms, out=np.zeros_like(vectors, np.float64), where=norms > 0)
-        self._row = np.full(int(post_ids.max(initial=0)) + 1, -1, np.int64)
+        # by post id, and a last -1 that any id outside the catalogue is sent to
+        self._row = np.full(int(post_ids.max(initial=0)) + 2, -1, np.int64)
         self._row[post_ids] = np.arange(len(post_ids))
         self.unit = np.vstack([unit, np.zeros((1, unit.shape[1]))])  # row -1: no vector
         self.likes = history.user_index("likes")
@@ -47,8 +48,11 @@ class Affinity:
         )
 
     def rows(self, post_ids: np.ndarray) -> np.ndarray:
-        known = (post_ids >= 0) & (post_ids < self._row.size)
-        return np.where(known, self._row[np.where(known, post_ids, 0)], -1)
+        """Each post's row of `unit`, -1 (a zero vector) for a post without a vector."""
+        outside = post_ids.size and (post_ids.max() >= self._row.size - 1 or post_ids.min() < 0)
+        if outside:
+            post_ids = np.where((post_ids >= 0) & (post_ids < self._row.size - 1), post_ids, -1)
+        return self._row[post_ids]
 
     def tastes(self, users: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unit taste vectors (all likes, the last RECENT) of each (user, time): [n, d] each."""
@@ -57,9 +61,7 @@ class Affinity:
             np.zeros((users.size, self.unit.shape[1])),
             np.zeros((users.size, self.unit.shape[1])),
         )
-        order = np.argsort(users, kind="stable")
-        starts = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1]])
-        for rows in np.split(order, starts[1:]):
+        for rows in _by_user(users):
             first = int(lo[rows[0]])  # the user's first like, whatever the time
             sums = self._running_sums(first, int(hi[rows].max()))
             count = hi[rows] - first
@@ -70,8 +72,7 @@ class Affinity:
     def _running_sums(self, first: int, end: int) -> np.ndarray:
         """Sums of the unit vectors of likes first..k-1 of the index, for k = first..end."""
         sums = np.zeros((end - first + 1, self.unit.shape[1]))
-        posts = np.asarray(self.likes.payloads()[first:end]).astype(np.int64)
-        np.cumsum(self.unit[self.rows(posts)], axis=0, out=sums[1:])
+        np.cumsum(self.unit[self.rows(self.likes.payloads()[first:end])], axis=0, out=sums[1:])
         return sums
 
     def block(
@@ -96,6 +97,15 @@ class Affinity:
         """COLUMNS for one request over the candidates (`candidates(post_ids)`)."""
         tastes = self.tastes(np.array([user], np.int64), np.array([at]))
         return {name: candidates @ taste[0] for name, taste in zip(COLUMNS, tastes)}
+
+
+def _by_user(users: np.ndarray) -> list[np.ndarray]:
+    """The positions of each user's rows (a request's one row without sorting anything)."""
+    if users.size == 1:
+        return [np.zeros(1, np.int64)]
+    order = np.argsort(users, kind="stable")
+    starts = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1]])
+    return np.split(order, starts[1:])
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -85,6 +85,7 @@ class History:
     by_post: dict[str, EventIndex]  # per action, keyed by post
     minutes: dict[str, np.ndarray]  # per action, `per_minute` counts of the whole feed
     _indexes: dict = field(default_factory=dict, repr=False)
+    _last_posts: dict = field(default_factory=dict, repr=False)
 
     def to_ms(self, times: np.ndarray | np.datetime64) -> np.ndarray:
         """Milliseconds since the epoch, floored: an event in the same millisecond as a query
@@ -134,11 +135,19 @@ class History:
         """Each (user, group)'s events before t. One user at one time (a request) is counted
         from the user's own events; many rows from a user × group index built for them."""
         if users.size and (users == users[0]).all() and (t == t[0]).all():
-            posts = self.by_user[action].payload_before(int(users[0]), int(t[0]))
-            group = grouping.of(posts)
+            group = grouping.of(self._posts_before(action, int(users[0]), int(t[0])))
             return np.bincount(group[group >= 0], minlength=grouping.n_groups)[groups]
         index = self._by_user_and_group(action, grouping)
         return index.count_before(users * grouping.n_groups + groups, t)
+
+    def _posts_before(self, action: str, user: int, t_ms: int) -> np.ndarray:
+        """The posts of a user's events before t; the last answer per action is kept, as a
+        request asks it once per grouping (replaced whole, so threads may share it)."""
+        key, posts = self._last_posts.get(action, (None, None))
+        if key != (user, t_ms) or posts is None:
+            posts = self.by_user[action].payload_before(user, t_ms)
+            self._last_posts[action] = ((user, t_ms), posts)
+        return posts
 
     def user_block(self, users: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
         t = self.to_ms(times)
@@ -237,7 +246,9 @@ class History:
         return count
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
-        return np.unique(self.by_user["likes"].payload_before(user_id, int(self.to_ms(at))))
+        index = self.by_user["likes"]
+        lo, hi = index.bounds(np.array([user_id]), np.array([self.to_ms(at)]))
+        return np.unique(index.payloads()[lo[0] : hi[0]]).astype(np.int64)
 
     def likes_before(self, user_id: int, at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
         """The user's likes before `at`, oldest first: (post ids, times as datetime64[ms])."""

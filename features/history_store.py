@@ -102,7 +102,8 @@ def load_history(folder: Path) -> History:
     meta = json.loads((folder / META).read_text())
 
     def array(name: str) -> np.ndarray:
-        return np.load(folder / f"{name}.npy", mmap_mode="r")
+        # a plain array over the mapping: slicing a np.memmap costs microseconds a call
+        return np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r"))
 
     bits = int(meta["bits"])
     return History(
