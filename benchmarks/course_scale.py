@@ -248,10 +248,14 @@ def main(argv: list[str] | None = None) -> dict:
         "build": built,
         "serve": serve(path, repository, levels, duration, args.users),
     }
-    save(
-        result, args.out, "course_scale" + ("-quick" if args.quick else ""), markdown(result), plot
-    )
+    save(result, args.out, _name(args), markdown(result), plot)
     return result
+
+
+def _name(args: argparse.Namespace) -> str:
+    if args.quick:
+        return "course_scale-quick"
+    return "course_scale" + ("" if args.views == COURSE["views"] else f"-{args.views}")
 
 
 if __name__ == "__main__":

@@ -109,3 +109,14 @@ def test_course_scale_quick(tmp_path: Path) -> None:
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in serve["runs"])
     assert len(serve["memory"]) > 5
     assert (out / "course_scale-quick.png").stat().st_size > 0
+
+
+def test_side_by_side_quick(tiny_world: Path, tmp_path: Path) -> None:
+    """This checkout against itself: both servers answer every round without errors."""
+    result = run_quick("side_by_side", tiny_world, tmp_path)
+    for side in ("before", "after"):
+        levels = result[side]["levels"]
+        assert set(levels) == {"1", "4"}
+        assert all(v["throughput_rps"] > 0 and v["errors"] == 0 for v in levels.values())
+        assert result[side]["ready_s"] > 0 and result[side]["memory_mb"]["VmRSS"] > 50
+    assert (tmp_path / "side_by_side-quick.png").stat().st_size > 0
