@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from feedrank.features.history import History
+from feedrank.features.history import History, take_by_id
 
 PREFIX = "affinity_"
 RECENT = 10
@@ -30,8 +30,7 @@ class Affinity:
         self.history = history
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = np.divide(vectors, norms, out=np.zeros_like(vectors, np.float64), where=norms > 0)
-        # by post id, and a last -1 that any id outside the catalogue is sent to
-        self._row = np.full(int(post_ids.max(initial=0)) + 2, -1, np.int64)
+        self._row = np.full(int(post_ids.max(initial=0)) + 1, -1, np.int64)
         self._row[post_ids] = np.arange(len(post_ids))
         self.unit = np.vstack([unit, np.zeros((1, unit.shape[1]))])  # row -1: no vector
         self.likes = history.user_index("likes")
@@ -49,10 +48,7 @@ class Affinity:
 
     def rows(self, post_ids: np.ndarray) -> np.ndarray:
         """Each post's row of `unit`, -1 (a zero vector) for a post without a vector."""
-        outside = post_ids.size and (post_ids.max() >= self._row.size - 1 or post_ids.min() < 0)
-        if outside:
-            post_ids = np.where((post_ids >= 0) & (post_ids < self._row.size - 1), post_ids, -1)
-        return self._row[post_ids]
+        return take_by_id(self._row, post_ids)
 
     def tastes(self, users: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unit taste vectors (all likes, the last RECENT) of each (user, time): [n, d] each."""

@@ -55,10 +55,15 @@ class Grouping:
 
     def of(self, post_ids: np.ndarray) -> np.ndarray:
         """Each post's group, -1 for a post without one."""
-        codes = self.codes
-        if post_ids.size and int(post_ids.max()) >= codes.size:  # ids beyond the catalogue
-            codes = np.concatenate([codes, np.full(int(post_ids.max()) + 1 - codes.size, -1)])
-        return codes[post_ids]
+        return take_by_id(self.codes, post_ids)
+
+
+def take_by_id(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`table[ids]` for a table indexed by post id, -1 for an id outside it."""
+    if ids.size and (int(ids.max()) >= table.size or int(ids.min()) < 0):
+        inside = (ids >= 0) & (ids < table.size)
+        return np.where(inside, table[np.where(inside, ids, 0)], -1)
+    return table[ids]
 
 
 def smoothed(
@@ -246,9 +251,7 @@ class History:
         return count
 
     def liked_before(self, user_id: int, at: np.datetime64) -> np.ndarray:
-        index = self.by_user["likes"]
-        lo, hi = index.bounds(np.array([user_id]), np.array([self.to_ms(at)]))
-        return np.unique(index.payloads()[lo[0] : hi[0]]).astype(np.int64)
+        return np.unique(self.by_user["likes"].payload_before(user_id, int(self.to_ms(at))))
 
     def likes_before(self, user_id: int, at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
         """The user's likes before `at`, oldest first: (post ids, times as datetime64[ms])."""
