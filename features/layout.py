@@ -20,6 +20,7 @@ class FeaturesLayout:
     posts_test = property(lambda self: self.root / "post_features_test.parquet")
     embedding_pipeline = property(lambda self: self.root / "embedding_pipeline")
     embedding_cache = property(lambda self: self.root / "embedding_cache.parquet")
+    text_encoder = property(lambda self: self.root / "text_encoder")
 
     def training_set(self, model: str) -> Path:
         """The sampled views with every feature of `model` (models that share a column name

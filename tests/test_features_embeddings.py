@@ -1,4 +1,4 @@
-"""PostEmbedder: MiniLM from the packaged weights, PCA + KMeans, a lossless save/load."""
+"""PostEmbedder: MiniLM through its ONNX encoder, PCA + KMeans, a lossless save/load."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ def texts(tiny_world):
 
 
 @pytest.fixture(scope="module")
-def cache(tiny_world):
+def features(tiny_world):
+    return FeaturesLayout(build_features(tiny_world, progress=False))
+
+
+@pytest.fixture(scope="module")
+def cache(features):
     """The world's embedding cache: the build encoded every post once already."""
-    return EmbeddingCache(
-        FeaturesLayout(build_features(tiny_world, progress=False)).embedding_cache
-    )
+    return EmbeddingCache(features.embedding_cache, features.text_encoder)
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +51,11 @@ def test_save_then_load_gives_identical_outputs(tmp_path, embedder, texts):
 
 
 def test_a_loaded_pipeline_with_a_fresh_encoder_cache_agrees(tmp_path, embedder, texts):
-    """Without the cache the encoder runs again; batch padding moves the floats a little."""
+    """Without the cache the saved encoder runs again; batch padding moves the floats a little."""
     embedder.save(tmp_path / "pipeline")
+    assert (tmp_path / "pipeline" / embedder.cache.encoder_path.name).exists()
     loaded = PostEmbedder.load(tmp_path / "pipeline")
+    assert loaded.cache.encoder_folder == tmp_path / "pipeline"
     np.testing.assert_allclose(
         loaded.transform(texts[:3]), embedder.transform(texts[:3]), atol=1e-5
     )
@@ -67,11 +72,12 @@ def test_similar_texts_embed_closer_than_unrelated_ones(embedder):
     assert a @ b > a @ c
 
 
-def test_the_cache_file_keeps_the_encoded_texts(tmp_path, texts):
-    first = EmbeddingCache(tmp_path / "cache.parquet")
+def test_the_cache_file_keeps_the_encoded_texts(tmp_path, texts, features):
+    first = EmbeddingCache(tmp_path / "cache.parquet", features.text_encoder)
     vectors = first.encode(texts[:3])
     reread = pl.read_parquet(tmp_path / "cache.parquet")
     assert reread.height == len(set(texts[:3]))
     np.testing.assert_array_equal(
-        EmbeddingCache(tmp_path / "cache.parquet").encode(texts[:3]), vectors
+        EmbeddingCache(tmp_path / "cache.parquet", features.text_encoder).encode(texts[:3]),
+        vectors,
     )

