@@ -37,13 +37,15 @@ from feedrank.export.windows import Windows, world_windows
 from feedrank.features.build import build_features
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import ModelInputs, OnlineFeatures
+from feedrank.features.text_pipelines import CONFIG as TEXT_PIPELINE_CONFIG
+from feedrank.features.text_pipelines import link_or_copy
 from feedrank.model_config import CONFIG_FILE
 from feedrank.world.layout import WorldLayout
 
 MODELS = ("control", "test")
 PARITY_REQUESTS = 20
 EXPOSURE_REQUESTS = 1000  # validation sessions ranked to choose the exposure term
-PIPELINE = "embedding_pipeline"
+PIPELINE = "text_pipeline"
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,13 @@ class Builder:
             name,
             len(specs),
             lambda folder, v: self.write_version(
-                folder, v, model, data, post_features, features / PIPELINE, meta
+                folder,
+                v,
+                model,
+                data,
+                post_features,
+                features / manifest["text_pipelines"][name],
+                meta,
             ),
         )
         self.console.print(
@@ -222,8 +230,7 @@ class Builder:
         model.save_model(str(folder / "model.cbm"))
         export_onnx(model, folder / "model.onnx", name=data.name)
         shutil.copyfile(post_features, folder / "post_features.parquet")
-        if data.name == "test":
-            shutil.copytree(pipeline, folder / PIPELINE)
+        shutil.copytree(pipeline, folder / PIPELINE, copy_function=link_or_copy)
         report = check_parity(
             model,
             folder / "model.onnx",
@@ -238,6 +245,8 @@ class Builder:
             | {
                 "version": version,
                 "parity": report.as_dict(),
+                # how a post's text becomes its text columns: the files in text_pipeline/
+                "text_pipeline": json.loads((pipeline / TEXT_PIPELINE_CONFIG).read_text()),
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )

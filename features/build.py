@@ -21,7 +21,7 @@ from rich.progress import Progress
 from feedrank.errors import FeedrankError, InputFileError
 from feedrank.features.affinity import COLUMNS as AFFINITY_COLUMNS
 from feedrank.features.affinity import PREFIX as AFFINITY_PREFIX
-from feedrank.features.embeddings import EmbeddingCache, PostEmbedder
+from feedrank.features.embeddings import EmbeddingCache
 from feedrank.features.fingerprint import fingerprint
 from feedrank.features.history import group_columns
 from feedrank.features.history_store import bounded_duckdb, build_history
@@ -29,7 +29,8 @@ from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.specs import FeatureSpec
-from feedrank.features.text import affinity_columns, post_text_features
+from feedrank.features.text import fit_text, topic_columns
+from feedrank.features.text_pipelines import load_pipeline, save_pipeline
 from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.training import sample_views, training_set
 from feedrank.features.users import user_features
@@ -72,26 +73,20 @@ def build_features(
         step, seconds = _steps(bar)
         step("user features")
         user_features(layout.users).write_parquet(files.users)
-        step("post features (TF-IDF, MiniLM, PCA, KMeans)")
-        embedder = PostEmbedder(
-            n_components,
-            n_clusters,
-            seed,
-            EmbeddingCache(files.embedding_cache, files.text_encoder),
-        )
-        control, test = _post_features(layout, embedder, bar)
-        control.write_parquet(files.posts_control)
-        test.write_parquet(files.posts_test)
-        embedder.save(files.embedding_pipeline)
+        step("post features (TF-IDF, MiniLM, PCA, KMeans; applied as ONNX)")
+        cache = EmbeddingCache(files.embedding_cache, files.text_encoder)
+        tables = _post_features(layout, files, cache, seed, n_components, n_clusters, bar)
+        for name, table in tables.items():
+            table.write_parquet(files.post_features(name))
         step("event tables")
         _write_events(layout, files)
         step("history indexes")
-        models = _model_specs(files, embedder)
+        models = _model_specs(files)
         build_history({"views": files.views, "likes": files.likes}, files.history)
         online = OnlineFeatures.load(layout.root)
         step("training sample")
         sample = sample_views(layout.feed_glob, max_rows, seed)
-        for name, posts in (("control", control), ("test", test)):
+        for name, posts in tables.items():
             step(f"{name} training set ({sample.height:,} rows)")
             training_set(online, models[name], posts, sample).write_parquet(
                 files.training_set(name)
@@ -147,23 +142,32 @@ def _manifest(files: FeaturesLayout) -> dict:
 
 
 def _post_features(
-    layout: WorldLayout, embedder: PostEmbedder, bar: Progress | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    layout: WorldLayout,
+    files: FeaturesLayout,
+    cache: EmbeddingCache,
+    seed: int,
+    n_components: int,
+    n_clusters: int,
+    bar: Progress | None,
+) -> dict[str, pl.DataFrame]:
+    """Each model's post table: the topic columns, then its text pipeline's columns, computed
+    by the pipeline saved for the model versions (the path a post the build never saw takes)."""
     posts = duckdb.sql(  # type: ignore[union-attr]  # a SELECT: never None
         f"SELECT post_id, coalesce(text, '') AS text, topic "
         f"FROM read_parquet('{layout.posts}') ORDER BY post_id"
     ).pl()
     if posts.is_empty():
         raise InputFileError(layout.posts, "no posts")
-    shared, lsa_vectors = post_text_features(posts, embedder.seed)
     texts = posts["text"].to_list()
-    embedded = embedder.fit(texts, bar).frame(texts, bar)
-    reduced = embedded.select(embedder.feature_names[: embedder.n_components]).to_numpy()
-    seed = embedder.seed
-    return (
-        pl.concat([shared, affinity_columns(lsa_vectors, seed)], how="horizontal"),
-        pl.concat([shared, embedded, affinity_columns(reduced, seed)], how="horizontal"),
-    )
+    fitted = fit_text(texts, cache.encode(texts, bar), seed, n_components, n_clusters)
+    topics = topic_columns(posts["topic"]).with_columns(pl.all().cast(pl.Float32))
+    tables = {}
+    for name, model in fitted.items():
+        folder = files.text_pipeline(name)
+        save_pipeline(folder, name, model, cache if name == "test" else None)
+        columns = load_pipeline(folder, files.embedding_cache).columns(texts)
+        tables[name] = pl.concat([posts.select("post_id"), topics, columns], how="horizontal")
+    return tables
 
 
 def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
@@ -176,7 +180,7 @@ def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
                        TO '{path}' (FORMAT parquet)""")
 
 
-def _model_specs(files: FeaturesLayout, embedder: PostEmbedder) -> dict[str, list[FeatureSpec]]:
+def _model_specs(files: FeaturesLayout) -> dict[str, list[FeatureSpec]]:
     """Control: user + topic/TF-IDF + time + the lifts of the user, the user by topic, the post
     and its TF-IDF cluster + the post's recent activity. Test: the same with its clusters in
     embedding space, then the embedding columns, the user by embedding cluster and the user's
@@ -188,6 +192,9 @@ def _model_specs(files: FeaturesLayout, embedder: PostEmbedder) -> dict[str, lis
         for c in pl.read_parquet_schema(files.posts_control)
         if c not in ("post_id", TEXT_CLUSTER) and not c.startswith(AFFINITY_PREFIX)
     ]
+    embedding_columns = [
+        c for c in pl.read_parquet_schema(files.posts_test) if c.startswith("emb_")
+    ]
     control = (
         [FeatureSpec(n, "user") for n in user_columns]
         + [FeatureSpec(n, "post") for n in post_columns]
@@ -197,7 +204,7 @@ def _model_specs(files: FeaturesLayout, embedder: PostEmbedder) -> dict[str, lis
     )
     test = (
         control
-        + [FeatureSpec(n, "post") for n in [*embedder.feature_names, "emb_cluster"]]
+        + [FeatureSpec(n, "post") for n in embedding_columns]
         + [FeatureSpec(group_columns("cluster")[-1], "history")]
         + [FeatureSpec(n, "affinity") for n in AFFINITY_COLUMNS]
     )
@@ -224,7 +231,7 @@ def _write_manifest(
         "training_window": [str(sample["timestamp"].min()), str(sample["timestamp"].max())],
         "models": {m: [s.as_dict() for s in specs] for m, specs in models.items()},
         "post_features": {"control": files.posts_control.name, "test": files.posts_test.name},
-        "embedding_pipeline": files.embedding_pipeline.name,
+        "text_pipelines": {m: str(files.text_pipeline(m).relative_to(files.root)) for m in models},
         "seconds": seconds,
     }
     files.manifest.write_text(json.dumps(manifest, indent=2))

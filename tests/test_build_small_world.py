@@ -89,7 +89,10 @@ def test_build_publishes_a_parity_checked_version_with_a_triton_config(built, na
     assert training[1] == validation[0] and validation[1] == evaluation[0]
     files = {p.name for p in (repository / name / "1").iterdir()}
     assert {"model.onnx", "model.cbm", "metadata.json", "post_features.parquet"} <= files
-    assert ("embedding_pipeline" in files) == (name == "test")
+    pipeline = {p.name for p in (repository / name / "1" / "text_pipeline").iterdir()}
+    assert {"text_features.onnx", "words.json", "pipeline.json"} <= pipeline
+    assert ("all-MiniLM-L6-v2.onnx" in pipeline) == (name == "test")
+    assert meta["text_pipeline"]["columns"][:2] == ["text_chars", "text_words"]
     assert (repository / "router.toml").is_file()
     # the summary describes the saved model: cut back to its best validation iteration
     saved = CatBoostClassifier().load_model(str(repository / name / "1" / "model.cbm"))
