@@ -120,3 +120,13 @@ def test_side_by_side_quick(tiny_world: Path, tmp_path: Path) -> None:
         assert all(v["throughput_rps"] > 0 and v["errors"] == 0 for v in levels.values())
         assert result[side]["ready_s"] > 0 and result[side]["memory_mb"]["VmRSS"] > 50
     assert (tmp_path / "side_by_side-quick.png").stat().st_size > 0
+
+
+def test_text_pipeline_quick(tiny_world: Path, tmp_path: Path) -> None:
+    result = run_quick("text_pipeline", tiny_world, tmp_path)
+    assert result["texts"] == 60
+    for model in ("control", "test"):
+        measured = result["models"][model]
+        assert measured["columns"] > 6 and measured["catalogue_s"] > 0
+        assert measured["one_post"]["runs"] == 200 and measured["batch_of_100"]["runs"] == 10
+    assert (tmp_path / "text_pipeline-quick.png").stat().st_size > 0
