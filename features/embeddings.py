@@ -13,7 +13,13 @@ import numpy as np
 import polars as pl
 from rich.progress import Progress
 
-from feedrank.features.text_encoder import DIMENSION, ENCODER, load_encoder, write_encoder
+from feedrank.features.text_encoder import (
+    DIMENSION,
+    ENCODER,
+    TextEncoder,
+    load_encoder,
+    write_encoder,
+)
 
 EMBEDDING_DIM = DIMENSION
 # MiniLM reads up to 256 word pieces; the first 128 (a headline and its lede, a whole tweet or a
@@ -38,6 +44,7 @@ class EmbeddingCache:
     ) -> None:
         self.path, self.encoder_folder, self.max_tokens = path, encoder_folder, max_tokens
         self._known: dict[str, np.ndarray] = {}
+        self._encoder: TextEncoder | None = None
         if path is not None and path.exists():
             table = pl.read_parquet(path)
             # numpy's stubs want a Sequence; np.stack takes an array of arrays as well
@@ -47,6 +54,13 @@ class EmbeddingCache:
     @property
     def encoder_path(self) -> Path:
         return write_encoder(self.encoder_folder)
+
+    def _session(self) -> TextEncoder:
+        """The encoder's onnxruntime session, opened on first use and kept: opening it costs
+        more than encoding one text."""
+        if self._encoder is None:
+            self._encoder = load_encoder(self.encoder_folder, self.max_tokens)
+        return self._encoder
 
     def encode(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
         key = f"{ENCODER}.onnx:{self.max_tokens}"
@@ -66,7 +80,7 @@ class EmbeddingCache:
             if progress
             else None
         )
-        encoder = load_encoder(self.encoder_folder, self.max_tokens)
+        encoder = self._session()
         for batch, (chosen, vectors) in enumerate(encoder.batches([t for _, t in missing])):
             self._known.update(zip((missing[i][0] for i in chosen), vectors))
             if progress and task is not None:
