@@ -30,7 +30,7 @@ from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.specs import FeatureSpec
 from feedrank.features.text import fit_text, topic_columns
-from feedrank.features.text_pipelines import load_pipeline, save_pipeline
+from feedrank.features.text_pipelines import TextPipeline, save_pipeline
 from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.training import sample_views, training_set
 from feedrank.features.users import user_features
@@ -165,7 +165,8 @@ def _post_features(
     for name, model in fitted.items():
         folder = files.text_pipeline(name)
         save_pipeline(folder, name, model, cache if name == "test" else None)
-        columns = load_pipeline(folder, files.embedding_cache).columns(texts)
+        # the saved graph and words, with the encoder and vectors already in memory
+        columns = TextPipeline(folder, cache if name == "test" else None).columns(texts)
         tables[name] = pl.concat([posts.select("post_id"), topics, columns], how="horizontal")
     return tables
 

@@ -21,7 +21,6 @@ from feedrank.features.text_encoder import (
     write_encoder,
 )
 
-EMBEDDING_DIM = DIMENSION
 # MiniLM reads up to 256 word pieces; the first 128 (a headline and its lede, a whole tweet or a
 # short review) carry the theme and the sentiment at half the encoding time
 MAX_TOKENS = 128
@@ -71,7 +70,7 @@ class EmbeddingCache:
         return (
             np.stack([self._known[h] for h in hashes]).astype(np.float32)
             if texts
-            else np.zeros((0, EMBEDDING_DIM), np.float32)
+            else np.zeros((0, DIMENSION), np.float32)
         )
 
     def _encode_missing(self, missing: list[tuple[str, str]], progress: Progress | None) -> None:

@@ -30,6 +30,7 @@ from rich.progress import Progress
 from feedrank.features.affinity import PREFIX
 from feedrank.features.embeddings import EmbeddingCache
 from feedrank.features.onnx_graph import FLOAT, INT64, Graph, tensor
+from feedrank.features.text_encoder import DIMENSION
 
 # TfidfVectorizer's default token pattern, applied to the lower-cased text
 WORDS = re.compile(r"(?u)\b\w\w+\b")
@@ -78,10 +79,8 @@ class TextPipeline:
             if embeddings is not None:
                 feeds["embedding"] = embeddings[start : start + BATCH]
             outputs = self.session.run(None, feeds)
-            lengths = np.array([[len(t), len(t.split())] for t in chunk], np.float32).reshape(-1, 2)
-            parts.append(
-                np.hstack([lengths.reshape(-1, 2), *(o.reshape(len(chunk), -1) for o in outputs)])
-            )
+            lengths = np.array([[len(t), len(t.split())] for t in chunk], np.float32)
+            parts.append(np.hstack([lengths, *outputs]))  # every output is [batch, width]
         values = np.vstack(parts) if parts else np.zeros((0, len(self.names)), np.float32)
         return pl.DataFrame(values.astype(np.float32), schema=self.names)
 
@@ -152,7 +151,7 @@ def features_graph(model: str, fitted: Fitted) -> tuple[onnx.ModelProto, list[st
         g.output(value, name)
     inputs = [tensor("word_ids", INT64, ["batch", "words"])]
     if model == "test":
-        inputs.append(tensor("embedding", FLOAT, ["batch", fitted.mean.shape[0]]))  # type: ignore[union-attr]
+        inputs.append(tensor("embedding", FLOAT, ["batch", DIMENSION]))
     graph = g.model(
         f"{model}_text_features",
         inputs,
