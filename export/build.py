@@ -38,14 +38,13 @@ from feedrank.features.build import build_features
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import ModelInputs, OnlineFeatures
 from feedrank.features.text_pipelines import CONFIG as TEXT_PIPELINE_CONFIG
-from feedrank.features.text_pipelines import link_or_copy
+from feedrank.features.text_pipelines import VERSION_FOLDER, link_or_copy
 from feedrank.model_config import CONFIG_FILE
 from feedrank.world.layout import WorldLayout
 
 MODELS = ("control", "test")
 PARITY_REQUESTS = 20
 EXPOSURE_REQUESTS = 1000  # validation sessions ranked to choose the exposure term
-PIPELINE = "text_pipeline"
 
 
 @dataclass(frozen=True)
@@ -230,7 +229,7 @@ class Builder:
         model.save_model(str(folder / "model.cbm"))
         export_onnx(model, folder / "model.onnx", name=data.name)
         shutil.copyfile(post_features, folder / "post_features.parquet")
-        shutil.copytree(pipeline, folder / PIPELINE, copy_function=link_or_copy)
+        shutil.copytree(pipeline, folder / VERSION_FOLDER, copy_function=link_or_copy)
         report = check_parity(
             model,
             folder / "model.onnx",

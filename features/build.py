@@ -29,7 +29,7 @@ from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.specs import FeatureSpec
-from feedrank.features.text import fit_text, topic_columns
+from feedrank.features.text import fit_text
 from feedrank.features.text_pipelines import TextPipeline, save_pipeline
 from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.training import sample_views, training_set
@@ -160,14 +160,14 @@ def _post_features(
         raise InputFileError(layout.posts, "no posts")
     texts = posts["text"].to_list()
     fitted = fit_text(texts, cache.encode(texts, bar), seed, n_components, n_clusters)
-    topics = topic_columns(posts["topic"]).with_columns(pl.all().cast(pl.Float32))
+    topics = sorted(posts["topic"].unique().to_list())
     tables = {}
     for name, model in fitted.items():
         folder = files.text_pipeline(name)
-        save_pipeline(folder, name, model, cache if name == "test" else None)
+        encoder = cache if name == "test" else None
+        save_pipeline(folder, name, model, topics, encoder)
         # the saved graph and words, with the encoder and vectors already in memory
-        columns = TextPipeline(folder, cache if name == "test" else None).columns(texts)
-        tables[name] = pl.concat([posts.select("post_id"), topics, columns], how="horizontal")
+        tables[name] = TextPipeline(folder, encoder).post_table(posts)
     return tables
 
 

@@ -138,7 +138,7 @@ class ModelInputs:
             if isinstance(post_features, pl.DataFrame)
             else pl.read_parquet(post_features)
         )
-        self.online = online
+        self.online, self.posts = online, posts
         self.exposure = exposure or Exposure()
         self.specs = parse_specs(feature_specs)
         self.feature_names = [s.name for s in self.specs]
@@ -220,6 +220,16 @@ class ModelInputs:
             Path(version_dir) / "post_features.parquet",
             Exposure.from_dict(metadata.get("exposure")),
         )
+
+    def with_posts(self, rows: pl.DataFrame) -> ModelInputs:
+        """These inputs with more candidates after the present ones: `rows` are the new posts'
+        post features (their version's `TextPipeline.post_table`). Their history is what the
+        world's history holds of them (nothing, for a post never seen)."""
+        posts = pl.concat([self.posts, rows.select(self.posts.columns)], how="vertical_relaxed")
+        return ModelInputs(self.online, self.specs, posts, self.exposure)
+
+    def has_post(self, post_id: int) -> bool:
+        return bool((self.post_ids == post_id).any())
 
     def ranking_scores(
         self, probabilities: np.ndarray, at: np.datetime64, exposure: Exposure | None = None

@@ -1,5 +1,4 @@
-"""Fitting the models' text pipelines on the catalogue (scikit-learn, at build time only), and
-the topic columns both models share.
+"""Fitting the models' text pipelines on the catalogue (scikit-learn, at build time only).
 
 TF-IDF (sublinear counts) for both; LSA of it for control; the MiniLM embedding's PCA and KMeans
 centres for test; in each model's affinity space the fine clusters, fine enough to tell
@@ -10,25 +9,14 @@ that few have seen yet). features/text_pipelines.py turns the result into ONNX.
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from feedrank.features.text_pipelines import WORDS, Fitted
-from feedrank.features.users import safe_name
 
 AFFINITY_DIMENSIONS = 24
 TEXT_CLUSTERS, POSTS_PER_CLUSTER = 128, 40
-
-
-def topic_columns(topics: pl.Series) -> pl.DataFrame:
-    vocabulary = sorted(topics.unique().to_list())
-    code = pl.DataFrame({"topic_code": topics}).select(
-        pl.col("topic_code").replace_strict(vocabulary, list(range(len(vocabulary))))
-    )
-    one_hot = {f"topic_{safe_name(t)}": (topics == t) for t in vocabulary}
-    return pl.concat([code, pl.DataFrame(one_hot)], how="horizontal")
 
 
 def fit_text(

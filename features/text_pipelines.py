@@ -31,11 +31,13 @@ from feedrank.features.affinity import PREFIX
 from feedrank.features.embeddings import EmbeddingCache
 from feedrank.features.onnx_graph import FLOAT, INT64, Graph, tensor
 from feedrank.features.text_encoder import DIMENSION
+from feedrank.features.users import safe_name
 
 # TfidfVectorizer's default token pattern, applied to the lower-cased text
 WORDS = re.compile(r"(?u)\b\w\w+\b")
 BATCH = 512  # texts per run: the TF-IDF counts are dense [batch, vocabulary]
 GRAPH, WORDS_FILE, CONFIG = "text_features.onnx", "words.json", "pipeline.json"
+VERSION_FOLDER = "text_pipeline"  # a model version's copy of its pipeline
 TFIDF_STATS = ["tfidf_terms", "tfidf_sum", "tfidf_mean", "tfidf_max"]
 
 
@@ -56,6 +58,14 @@ def words_of(text: str) -> list[str]:
     return WORDS.findall(text.lower())
 
 
+def topic_columns(topics: pl.Series, vocabulary: list[str]) -> pl.DataFrame:
+    """`topic_code` (the topic's place in the catalogue's sorted topics) and one column per
+    topic, as float32."""
+    code = topics.replace_strict(vocabulary, list(range(len(vocabulary))), return_dtype=pl.Int64)
+    one_hot = {f"topic_{safe_name(t)}": (topics == t) for t in vocabulary}
+    return pl.DataFrame({"topic_code": code, **one_hot}).cast(pl.Float32)
+
+
 class TextPipeline:
     """One model's text columns for any texts, through its ONNX graph."""
 
@@ -68,6 +78,22 @@ class TextPipeline:
     @property
     def names(self) -> list[str]:
         return self.config["columns"]
+
+    @property
+    def topics(self) -> list[str]:
+        return self.config["topics"]
+
+    def post_table(self, posts: pl.DataFrame, progress: Progress | None = None) -> pl.DataFrame:
+        """The model's post features of `posts` (post_id, text, topic): post_id, the topic
+        columns, the text columns; the catalogue's at build time, a new post's online."""
+        return pl.concat(
+            [
+                posts.select(pl.col("post_id").cast(pl.Int64)),
+                topic_columns(posts["topic"], self.topics),
+                self.columns(posts["text"].to_list(), progress),
+            ],
+            how="horizontal",
+        )
 
     def columns(self, texts: list[str], progress: Progress | None = None) -> pl.DataFrame:
         """float32 columns in the order of `names`, one row per text."""
@@ -93,13 +119,21 @@ class TextPipeline:
         return ids
 
 
-def save_pipeline(folder: Path, model: str, fitted: Fitted, encoder: EmbeddingCache | None) -> None:
+def save_pipeline(
+    folder: Path, model: str, fitted: Fitted, topics: list[str], encoder: EmbeddingCache | None
+) -> None:
     shutil.rmtree(folder, ignore_errors=True)  # its files may be links into published versions
     folder.mkdir(parents=True)
     graph, names = features_graph(model, fitted)
     onnx.save(graph, folder / GRAPH)
     (folder / WORDS_FILE).write_text(json.dumps(fitted.words))
-    config: dict = {"model": model, "columns": names, "graph": GRAPH, "words": WORDS_FILE}
+    config: dict = {
+        "model": model,
+        "topics": topics,
+        "columns": names,
+        "graph": GRAPH,
+        "words": WORDS_FILE,
+    }
     if encoder is not None:
         path = encoder.encoder_path
         for name in (path.name, "tokenizer.json"):

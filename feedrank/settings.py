@@ -41,6 +41,10 @@ class ServerSettings(BaseModel):
     admin_token: str | None = None
     # POST /feed/events needs `Authorization: Bearer <events_token>` when set
     events_token: str | None = None
+    # POST /posts needs `Authorization: Bearer <posts_token>` when set; a post's text is at
+    # most max_post_chars characters
+    posts_token: str | None = None
+    max_post_chars: int = Field(50_000, ge=1)
     # likes posted since the feature snapshot held for exclusion, 24 bytes each (240 MB here);
     # a batch that would pass it is refused with 503
     max_live_likes: int = Field(10_000_000, ge=0)

@@ -26,18 +26,13 @@ from starlette.routing import Route
 from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher
+from feedrank.server.catalogue import InputsCache, PostCatalog
 from feedrank.server.errors import EXCEPTION_HANDLERS
 from feedrank.server.events import PREFIX as EVENTS_PREFIX
 from feedrank.server.events import post_events
 from feedrank.server.explorer import Explorer, explorer_pages
 from feedrank.server.exposure_log import ExposureLog
-from feedrank.server.feed import (
-    FeedService,
-    InputsCache,
-    PostCatalog,
-    recommendations,
-    router_state,
-)
+from feedrank.server.feed import FeedService, recommendations, router_state
 from feedrank.server.http_guard import Overload, RawPathGuard
 from feedrank.server.kserve import kserve_routes
 from feedrank.server.live_likes import LiveLikes, LiveLikesFull
@@ -45,6 +40,8 @@ from feedrank.server.memory import release_free_memory
 from feedrank.server.metrics import Metrics
 from feedrank.server.openapi import openapi_json
 from feedrank.server.pages import Pages
+from feedrank.server.posts import PREFIX as POSTS_PREFIX
+from feedrank.server.posts import get_post, post_posts, replay
 from feedrank.server.repository import ModelRepository
 from feedrank.server.request_log import RequestIds
 from feedrank.server.router import Router, RouterConfigError, Servable
@@ -90,11 +87,14 @@ def create_app(settings: Settings, pages: Sequence[PagesFactory] = ()) -> Starle
             service.repository.stop_polling()
             service.exposure_log.close()
             service.events_log.close()
+            service.posts_log.close()
             executor.shutdown(wait=False)
 
     routes = [
         Route("/post/recommendations/", recommendations, methods=["GET"]),
         Route("/feed/events", post_events, methods=["POST"]),
+        Route("/posts", post_posts, methods=["POST"]),
+        Route("/posts/{post_id}", get_post, methods=["GET"]),
         Route("/router", router_state, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *kserve_routes(service.repository, settings, service.metrics, service.router),
@@ -140,6 +140,7 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
     repository.load_all()
     catalog = PostCatalog(settings.world)
     inputs = InputsCache(online, catalog, executor)
+    posted = replay(settings.log_dir, catalog, inputs)
     live_likes = LiveLikes(server.max_live_likes)
     events_log = _log(settings, EVENTS_PREFIX)
     shared: SharedLikes = (
@@ -172,6 +173,7 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
         ),
         exposure_log=_log(settings, "exposures"),
         events_log=events_log,
+        posts_log=_log(settings, POSTS_PREFIX),
         shared=shared,
         live_likes=live_likes,
         metrics=Metrics(repository),
@@ -181,10 +183,11 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
         f"{g.name} {g.last - g.first + 1}% -> {g.model} v{g.version}" for g in router.config.groups
     )
     log.info(
-        "feed ready: %d users, %d posts; router: %s; exposure log: %s; %d likes replayed "
-        "from the %s",
+        "feed ready: %d users, %d posts (%d posted); router: %s; exposure log: %s; "
+        "%d likes replayed from the %s",
         online.user_ids.size,
         service.catalog.post_ids.size,
+        posted,
         groups,
         service.exposure_log.current_file,
         replayed,
@@ -194,7 +197,7 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
 
 
 def _log(settings: Settings, prefix: str) -> ExposureLog:
-    """A durable JSON-lines log in the log folder: exposures, or posted feed events."""
+    """A durable JSON-lines log in the log folder: exposures, posted feed events or posts."""
     options = settings.exposure_log
     return ExposureLog(
         settings.log_dir,

@@ -29,8 +29,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from feedrank.server.batching import Job
+from feedrank.server.catalogue import ModelUnavailable
 from feedrank.server.errors import ApiError
-from feedrank.server.feed import FeedService, ModelUnavailable
+from feedrank.server.feed import FeedService
 from feedrank.server.openapi import error_body, json_body
 from feedrank.server.pages import Pages
 from feedrank.server.params import ALLOWED, FeedQuery, parse_feed_query, parse_time_query

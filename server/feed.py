@@ -4,141 +4,41 @@ One request: validate the query, route the user to a group, resolve that group's
 once (an atomic swap elsewhere never changes a request half-way), score every candidate post in
 one backend call (possibly batched with concurrent requests), drop posts the user liked before
 `time` (in the world's snapshot or in events posted to `/feed/events` since), take the top
-`limit`, log the answer durably, then send it. A user without features gets the most popular
-posts known before `time` that they have not liked (`fallback: true`).
+`limit`, log the answer durably, then send it. The candidates are the version's catalogue and
+the posts posted since (server/posts.py); the answer says how many were scored. A user without
+features gets the most popular posts known before `time` that they have not liked
+(`fallback: true`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-import weakref
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
-import duckdb
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from feedrank.errors import FeedrankError
-from feedrank.features.history import History
-from feedrank.features.online import ModelInputs, OnlineFeatures
+from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher, Job
+from feedrank.server.catalogue import InputsCache, ModelUnavailable, PostCatalog
 from feedrank.server.errors import FieldErrors, error_response
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.live_likes import LiveLikes
 from feedrank.server.metrics import Metrics
 from feedrank.server.params import FeedQuery, parse_feed_query
 from feedrank.server.ranking import popular_fallback, rank
-from feedrank.server.repository import LoadedVersion, ModelNotFound, ModelRepository
+from feedrank.server.repository import ModelNotFound, ModelRepository
 from feedrank.server.request_log import request_id
 from feedrank.server.router import Router
 from feedrank.server.shared_likes import Likes, SharedLikes
-from feedrank.world.layout import WorldLayout
 
 log = logging.getLogger("feedrank.feed")
 FALLBACK_MODEL = "popular"  # model name logged for fallback answers (version 0)
-
-
-class PostCatalog:
-    """Post id -> its JSON object `{"id","text","topic"}`, encoded once at start-up."""
-
-    def __init__(self, world: Path) -> None:
-        rows = duckdb.sql(  # type: ignore[union-attr]  # a SELECT: never None
-            f"SELECT post_id, text, topic FROM read_parquet("
-            f"'{WorldLayout(world).posts}') ORDER BY post_id"
-        ).fetchall()
-        self.post_ids = np.array([r[0] for r in rows], dtype=np.int64)
-        # known[post_id]: a dense table, for validating posted events in one look-up each
-        self.known = np.zeros(int(self.post_ids.max(initial=-1)) + 1, dtype=bool)
-        self.known[self.post_ids] = True
-        self._popular: tuple[np.datetime64, np.ndarray] | None = None
-        self._json = {
-            pid: _json({"id": pid, "text": text, "topic": topic}) for pid, text, topic in rows
-        }
-
-    def popular(self, history: History, at: np.datetime64) -> np.ndarray:
-        """Every post, most liked first by the likes known at the start of the day of `at`
-        (the fallback's order; one day's kept: requests cluster around "now")."""
-        day = at.astype("datetime64[D]")
-        if self._popular is None or self._popular[0] != day:
-            self._popular = (day, history.most_liked(self.post_ids, day))
-        return self._popular[1]
-
-    def contains(self, post_ids: np.ndarray) -> np.ndarray:
-        inside = (post_ids >= 0) & (post_ids < self.known.size)
-        return inside & self.known[np.where(inside, post_ids, 0)]
-
-    def post(self, post_id: int) -> dict[str, Any]:
-        """`{"id", "text", "topic"}` of a post of the catalogue."""
-        return cast(dict[str, Any], json.loads(self._json[post_id]))
-
-    def json_array(self, post_ids: np.ndarray) -> str:
-        return "[" + ",".join(self._json[int(p)] for p in post_ids) + "]"
-
-
-class ModelUnavailable(RuntimeError):
-    """The group's model version cannot serve: not loaded (for example unloaded before the
-    router moved), or its inputs cannot be built here."""
-
-
-class InputsCache:
-    """One `ModelInputs` per loaded version, built on first use off the event loop, from the
-    metadata the repository read at load. Its candidates must be posts of the catalogue; a
-    version whose inputs cannot be built is remembered, and its requests answered 503 at once."""
-
-    def __init__(self, online: OnlineFeatures, catalog: PostCatalog, executor: Executor) -> None:
-        self._online, self._catalog = online, catalog
-        self._executor = executor
-        self._ready: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._building: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._failed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def warm(self, loaded: LoadedVersion) -> None:
-        """Build a version's inputs now (blocking); used while validating a router config."""
-        if loaded.backend not in self._ready:
-            self._ready[loaded.backend] = self._build(loaded)
-
-    async def get(self, loaded: LoadedVersion) -> ModelInputs:
-        inputs = self._ready.get(loaded.backend)
-        if inputs is not None:
-            return inputs
-        failure = self._failed.get(loaded.backend)
-        if failure is not None:
-            raise ModelUnavailable(failure)
-        task = self._building.get(loaded.backend)
-        if task is None:
-            loop = asyncio.get_running_loop()
-            task = self._building[loaded.backend] = loop.run_in_executor(
-                self._executor, self._build, loaded
-            )
-        try:
-            built: ModelInputs = await asyncio.shield(task)
-        except FeedrankError as error:
-            failure = self._failed[loaded.backend] = (
-                f"{loaded.model} version {loaded.version}: {error}"
-            )
-            raise ModelUnavailable(failure) from None
-        finally:
-            self._building.pop(loaded.backend, None)
-        self._ready[loaded.backend] = built
-        return built
-
-    def _build(self, loaded: LoadedVersion) -> ModelInputs:
-        inputs = ModelInputs.from_version_dir(self._online, loaded.path, loaded.metadata or None)
-        unknown = inputs.post_ids[~self._catalog.contains(inputs.post_ids)]
-        if unknown.size:
-            raise FeedrankError(
-                f"{loaded.path}: {unknown.size} candidate posts are not in the world's post "
-                f"table (e.g. {unknown[:5].tolist()}): the version was built on another world"
-            )
-        return inputs
 
 
 @dataclass(frozen=True)
@@ -150,6 +50,7 @@ class Answer:
     post_ids: np.ndarray
     fallback: bool
     ranker: str  # the backend that ranked, or the fallback's name
+    candidates: int  # posts scored (the fallback: posts ordered)
 
 
 class FeedService:
@@ -166,6 +67,7 @@ class FeedService:
         batcher: Batcher,
         exposure_log: ExposureLog,
         events_log: ExposureLog,
+        posts_log: ExposureLog,
         shared: SharedLikes,
         live_likes: LiveLikes,
         metrics: Metrics,
@@ -173,6 +75,7 @@ class FeedService:
         self.online, self.repository, self.router = online, repository, router
         self.catalog, self.inputs, self.batcher = catalog, inputs, batcher
         self.exposure_log, self.events_log, self.live_likes = exposure_log, events_log, live_likes
+        self.posts_log = posts_log
         self.shared, self.metrics = shared, metrics
 
     def take_likes(self, likes: Likes) -> None:
@@ -196,7 +99,16 @@ class FeedService:
                 liked,
                 query.limit,
             )
-            return Answer(request_id, group.name, FALLBACK_MODEL, 0, ids, True, FALLBACK_MODEL)
+            return Answer(
+                request_id,
+                group.name,
+                FALLBACK_MODEL,
+                0,
+                ids,
+                True,
+                FALLBACK_MODEL,
+                self.catalog.post_ids.size,
+            )
         try:
             loaded = self.repository.get(group.model, group.version)
         except ModelNotFound as error:
@@ -208,7 +120,14 @@ class FeedService:
             inputs.post_ids, inputs.ranking_scores(scored.scores, query.at), liked, query.limit
         )
         return Answer(
-            request_id, group.name, loaded.model, loaded.version, ids, False, loaded.backend.name
+            request_id,
+            group.name,
+            loaded.model,
+            loaded.version,
+            ids,
+            False,
+            loaded.backend.name,
+            inputs.post_ids.size,
         )
 
     def record(self, query: FeedQuery, answer: Answer, latency_ms: float) -> dict:
@@ -223,6 +142,7 @@ class FeedService:
             "ranker": answer.ranker,
             "post_ids": answer.post_ids.tolist(),
             "fallback": answer.fallback,
+            "candidates": answer.candidates,
             "latency_ms": round(latency_ms, 3),
         }
 
@@ -233,6 +153,7 @@ class FeedService:
                 "version": answer.version,
                 "request_id": answer.request_id,
                 "fallback": answer.fallback,
+                "candidates": answer.candidates,
                 "time": _iso(query.at),
             }
         )

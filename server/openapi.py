@@ -14,6 +14,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from feedrank.server.posts import MAX_POSTS
+
 JSON = "application/json"
 
 
@@ -119,6 +121,24 @@ def description(pages: Mapping[str, Any] | None = None) -> dict[str, Any]:
             "target": {"type": "integer", "enum": [0, 1]},
         },
     }
+    post = {
+        "type": "object",
+        "required": ["post_id", "text", "topic"],
+        "additionalProperties": False,
+        "properties": {
+            "post_id": {"type": "integer", "minimum": 0},
+            "text": {"type": "string", "minLength": 1},
+            "topic": {"type": "string"},
+        },
+    }
+    posts = {"type": "array", "items": post, "minItems": 1, "maxItems": MAX_POSTS}
+    versions = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"model": {"type": "string"}, "version": {"type": "integer"}},
+        },
+    }
     parameters = {"type": "object", "additionalProperties": True}
     paths: dict[str, Any] = {
         "/post/recommendations/": {
@@ -209,6 +229,86 @@ def description(pages: Mapping[str, Any] | None = None) -> dict[str, Any]:
                         {"$ref": "#/components/schemas/FieldErrors"},
                     ),
                     "503": error_body("the events log cannot be written, or live likes are full"),
+                },
+            }
+        },
+        "/posts": {
+            "post": {
+                "summary": "New posts, as post_text_df rows (validated whole): candidates of "
+                "every feed requested after the answer",
+                "security": [{}, {"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "oneOf": [
+                                    posts,
+                                    {
+                                        "type": "object",
+                                        "required": ["posts"],
+                                        "properties": {"posts": posts},
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": json_body(
+                        "accepted: the versions that rank the posts, and those that cannot",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "accepted": {"type": "integer"},
+                                "post_ids": {"type": "array", "items": {"type": "integer"}},
+                                "versions": versions,
+                                "refused_by": {"type": "array", "items": {"type": "object"}},
+                                "seconds": {"type": "number"},
+                            },
+                        },
+                    ),
+                    "401": error_body("server.posts_token is set and the bearer token is wrong"),
+                    "413": ERRORS["413"],
+                    "415": ERRORS["415"],
+                    "422": json_body(
+                        "invalid posts, each field named",
+                        {"$ref": "#/components/schemas/FieldErrors"},
+                    ),
+                    "503": error_body("the posts log cannot be written"),
+                },
+            }
+        },
+        "/posts/{post_id}": {
+            "get": {
+                "summary": "A post of the catalogue or posted since, and the versions ranking it",
+                "parameters": [
+                    {
+                        "name": "post_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                ],
+                "responses": {
+                    "200": json_body(
+                        "the post",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "text": {"type": "string"},
+                                "topic": {"type": "string"},
+                                "posted_at": {"type": ["string", "null"]},
+                                "versions": versions,
+                            },
+                        },
+                    ),
+                    "404": error_body("no such post"),
+                    "422": json_body(
+                        "the id is not a non-negative integer",
+                        {"$ref": "#/components/schemas/FieldErrors"},
+                    ),
                 },
             }
         },
@@ -359,6 +459,7 @@ def _components() -> dict:
                     "version": {"type": "integer"},
                     "request_id": {"type": "string"},
                     "fallback": {"type": "boolean"},
+                    "candidates": {"type": "integer"},
                     "time": {"type": "string"},
                 },
             },

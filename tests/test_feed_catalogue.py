@@ -13,7 +13,7 @@ import pytest
 
 from feedrank.errors import FeedrankError
 from feedrank.features.online import OnlineFeatures
-from feedrank.server.feed import InputsCache, ModelUnavailable, PostCatalog
+from feedrank.server.catalogue import InputsCache, ModelUnavailable, PostCatalog
 from feedrank.server.repository import ModelRepository
 
 from feed_serving import built_repository, copy_repository
