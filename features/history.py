@@ -183,6 +183,11 @@ class History:
         rate = smoothed(likes, views, user_rate, GROUP_WEIGHT)
         return dict(zip(group_columns(grouping.name), (views, likes, rate, rate / user_rate)))
 
+    def seen(self, posts: np.ndarray) -> bool:
+        """Whether any of `posts` has an event in the history."""
+        always = np.full(posts.size, np.iinfo(np.int64).max)
+        return any(bool(index.count_before(posts, always).any()) for index in self.by_post.values())
+
     def most_liked(self, posts: np.ndarray, day: np.datetime64) -> np.ndarray:
         """`posts`, most liked first by the likes known at the start of `day` (the course's
         popularity; ties keep the given order)."""

@@ -132,6 +132,9 @@ class ModelInputs:
         feature_specs: list[dict] | list[FeatureSpec],
         post_features: pl.DataFrame | Path,
         exposure: Exposure | None = None,
+        *,
+        lineage: object | None = None,
+        warm: bool = True,
     ) -> None:
         posts = (
             post_features
@@ -158,6 +161,8 @@ class ModelInputs:
         self._recent = by_source(self.specs, "recent")
         self._snapshots_by_hour: OrderedDict = OrderedDict()
         self._token = object()  # tells this object's snapshots from any other's
+        # shared by the inputs grown from one another by added posts (Snapshot.family)
+        self._lineage = lineage or object()
         # the scoring threads share these caches: one at a time in them (a new hour's snapshot
         # is built once, by whichever thread asks first)
         self._caches = threading.RLock()
@@ -167,7 +172,8 @@ class ModelInputs:
         # with the candidates' unit vectors, gathered once
         self._tastes = None if affinity is None else (affinity, affinity.candidates(self.post_ids))
         self.layout = self._layout()
-        self.matrix(int(online.user_ids[0]), online.cutoff)  # the day's snapshot, built now
+        if warm:
+            self.matrix(int(online.user_ids[0]), online.cutoff)  # the day's snapshot, built now
 
     def _plan_history(self, posts: pl.DataFrame) -> None:
         """Sort the time and history columns by how often their values change: per request
@@ -224,9 +230,30 @@ class ModelInputs:
     def with_posts(self, rows: pl.DataFrame) -> ModelInputs:
         """These inputs with more candidates after the present ones: `rows` are the new posts'
         post features (their version's `TextPipeline.post_table`). Their history is what the
-        world's history holds of them (nothing, for a post never seen)."""
+        world's history holds of them (nothing, for a post never seen). The cached snapshots
+        are extended by the new posts' rows only."""
         posts = pl.concat([self.posts, rows.select(self.posts.columns)], how="vertical_relaxed")
-        return ModelInputs(self.online, self.specs, posts, self.exposure)
+        grown = ModelInputs(
+            self.online, self.specs, posts, self.exposure, lineage=self._lineage, warm=False
+        )
+        grown._extend_caches(self)
+        return grown
+
+    def _extend_caches(self, earlier: ModelInputs) -> None:
+        """`earlier`'s cached bases, which are this catalogue's first rows, with the rows of
+        the posts added since. Not when an added post has events: a text cluster's rate, a
+        column of every post of the cluster, counts them (the bases are then computed anew)."""
+        added = slice(earlier.post_ids.size, None)
+        if self.online.history.seen(self.post_ids[added]):
+            return
+        with earlier._caches:
+            days = list(earlier._bases_by_day.items())
+            hours = list(earlier._snapshots_by_hour.items())
+        for day, base in days:
+            self._bases_by_day[day] = np.vstack([base, self._day_rows(day, added)])
+        for hour, snapshot in hours:
+            rows = self._hour_rows(hour, self._day_base(_at(hour, "D"))[added], added)
+            self._snapshots_by_hour[hour] = self._snapshot(hour, np.vstack([snapshot.base, rows]))
 
     def has_post(self, post_id: int) -> bool:
         return bool((self.post_ids == post_id).any())
@@ -289,25 +316,35 @@ class ModelInputs:
         """The day's base with the posts' recent activity as of `at`'s hour (cached)."""
         if not self._recent:
             day = _at(at, "D")
-            return Snapshot((self._token, day), self._day_base(day), self.layout)
+            return self._snapshot(day, self._day_base(day))
         hour = as_of(np.array([at]))[0]
         with self._caches:
             snapshot = self._snapshots_by_hour.get(hour)
             if snapshot is not None:
                 self._snapshots_by_hour.move_to_end(hour)  # least recently used goes first
             else:
-                base = self._day_base(_at(at, "D")).copy()
-                block = recency_block(
-                    self.online.history,
-                    self.post_ids,
-                    np.full(self.post_ids.size, hour),
-                    columns=tuple(name for _, name in self._recent),
-                )
-                for position, name in self._recent:
-                    base[:, position] = block[name]
-                snapshot = Snapshot((self._token, hour), base, self.layout)
+                every = slice(None)
+                base = self._hour_rows(hour, self._day_base(_at(at, "D")), every)
+                snapshot = self._snapshot(hour, base)
                 _remember(self._snapshots_by_hour, hour, snapshot, HOUR_CACHE)
             return snapshot
+
+    def _snapshot(self, moment: np.datetime64, base: np.ndarray) -> Snapshot:
+        return Snapshot((self._token, moment), base, self.layout, (self._lineage, moment))
+
+    def _hour_rows(self, hour: np.datetime64, day_rows: np.ndarray, rows: slice) -> np.ndarray:
+        """The day's base at `rows` with those posts' recent activity as of `hour`."""
+        base = day_rows.copy()
+        posts = self.post_ids[rows]
+        block = recency_block(
+            self.online.history,
+            posts,
+            np.full(posts.size, hour),
+            columns=tuple(name for _, name in self._recent),
+        )
+        for position, name in self._recent:
+            base[:, position] = block[name]
+        return base
 
     def _group_columns(
         self, users: np.ndarray, times: np.ndarray, rate: np.ndarray
@@ -335,14 +372,18 @@ class ModelInputs:
         with self._caches:
             base = self._bases_by_day.get(day)
             if base is None:
-                base = self._base.copy()
-                block = self.online.history.post_block(
-                    self.post_ids, np.full(self.post_ids.size, day), self._text_clusters
-                )
-                for position, name in self._daily:
-                    base[:, position] = block[name]
+                base = self._day_rows(day, slice(None))
                 _remember(self._bases_by_day, day, base)
             return base
+
+    def _day_rows(self, day: np.datetime64, rows: slice) -> np.ndarray:
+        """The day's base at `rows`: each post's row depends on that post alone."""
+        base = self._base[rows].copy()
+        posts = self.post_ids[rows]
+        block = self.online.history.post_block(posts, np.full(posts.size, day), self._text_clusters)
+        for position, name in self._daily:
+            base[:, position] = block[name]
+        return base
 
 
 def _at(value: object, unit: str = "us") -> np.datetime64:

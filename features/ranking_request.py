@@ -35,11 +35,14 @@ class Layout:
 class Snapshot:
     """The candidates' post columns as of one hour or day, zeros in every other column.
 
-    `key` tells snapshots apart: equal keys mean equal bases (the model's inputs and the hour)."""
+    `key` tells snapshots apart: equal keys mean equal bases (the model's inputs and the hour).
+    `family` is shared by the snapshots of one hour of catalogues grown from one another by added
+    posts: an earlier one's rows are the first rows of a later one's."""
 
     key: tuple
     base: np.ndarray  # float32[n_posts, n_features]
     layout: Layout
+    family: tuple = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +72,17 @@ class RankingRequest:
         for position, values in self.dense.items():
             out[:, position] = values
         return out
+
+    def rows(self, rows: slice) -> RankingRequest:
+        """The same request over the candidates at `rows` only."""
+        layout = self.snapshot.layout
+        part = Layout(layout.kinds, layout.post_group[rows], layout.n_groups)
+        return RankingRequest(
+            Snapshot((*self.snapshot.key, rows.start, rows.stop), self.snapshot.base[rows], part),
+            self.constant,
+            tuple(GroupColumns(g.codes[rows], g.values) for g in self.groups),
+            {position: values[rows] for position, values in self.dense.items()},
+        )
 
     def column(self, position: int, rows: np.ndarray | None = None) -> np.ndarray:
         """One column's values at the candidates `rows` (all by default), without assembling

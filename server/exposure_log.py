@@ -45,6 +45,7 @@ COLUMNS = {
     "ranker": "VARCHAR",
     "post_ids": "BIGINT[]",
     "fallback": "BOOLEAN",
+    "candidates": "BIGINT",
     "latency_ms": "DOUBLE",
 }
 

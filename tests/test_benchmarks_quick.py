@@ -130,3 +130,13 @@ def test_text_pipeline_quick(tiny_world: Path, tmp_path: Path) -> None:
         assert measured["columns"] > 6 and measured["catalogue_s"] > 0
         assert measured["one_post"]["runs"] == 200 and measured["batch_of_100"]["runs"] == 10
     assert (tmp_path / "text_pipeline-quick.png").stat().st_size > 0
+
+
+def test_posts_online_quick(tiny_world: Path, tmp_path: Path) -> None:
+    result = run_quick("posts_online", tiny_world, tmp_path)
+    assert result["single"]["n"] == 5 and result["batch"]["posts_per_request"] == 100
+    assert result["streaming"]["posting"]["posts"] >= 20
+    assert result["streaming"]["posting"]["errors"] == 0
+    for run in ("quiet", "streaming"):
+        assert result[run]["feed"]["requests"] > 0 and result[run]["feed"]["errors"] == 0
+    assert (tmp_path / "posts_online-quick.png").stat().st_size > 0

@@ -163,3 +163,34 @@ def test_a_post_added_online_gets_the_features_and_scores_of_the_build(tiny_worl
             built.post_ids[np.argsort(-first, kind="stable")[:5]],
             online_added.post_ids[np.argsort(-second, kind="stable")[:5]],
         )
+
+
+@pytest.mark.parametrize("model", ["control", "test"])
+def test_grown_inputs_are_the_inputs_of_the_grown_catalogue(tiny_world, model):
+    """Inputs grown by new posts extend their cached snapshots by the new rows only: the same
+    matrices, bit for bit, as inputs built on the grown catalogue at once; and the fast path
+    ranks them with the earlier catalogue's tables and the plain model for the new rows."""
+    repository = ModelRepository(built_repository(tiny_world), fast_path=True)
+    repository.load_all()
+    loaded = repository.get(model)
+    online = OnlineFeatures.load(tiny_world)
+    inputs = ModelInputs.from_version_dir(online, loaded.path)
+    posts = _catalogue_posts(tiny_world)
+    user, at = int(online.user_ids[3]), online.cutoff - np.timedelta64(90, "m")
+    earlier = inputs.request(user, at)  # cached: the grown inputs extend it
+    loaded.backend.prepare(earlier.snapshot)
+    new = posts.head(3).with_columns(pl.col("post_id") + int(posts["post_id"].max()) + 1)
+    grown = inputs.with_posts(load_pipeline(loaded.path / VERSION_FOLDER).post_table(new))
+    at_once = ModelInputs(online, inputs.specs, grown.posts, inputs.exposure)
+    for moment in (at, online.cutoff, at - np.timedelta64(3, "D")):
+        assert np.array_equal(grown.matrix(user, moment), at_once.matrix(user, moment))
+
+    request = grown.request(user, at)
+    assert request.snapshot.family == earlier.snapshot.family
+    assert request.snapshot.key != earlier.snapshot.key
+    fast_before = loaded.backend.ranking_paths()["fast"]
+    (scores,) = loaded.backend.rank([request])
+    assert loaded.backend.ranking_paths()["fast"] == fast_before + 1
+    plain = loaded.backend.like_probability(request.matrix())
+    np.testing.assert_allclose(scores, plain, atol=1e-6)
+    assert scores.size == posts.height + 3

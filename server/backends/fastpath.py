@@ -12,9 +12,11 @@ see exactly the exported `model.onnx`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,6 +35,22 @@ log = logging.getLogger("feedrank.fastpath")
 # tables (tens of MB on the default world), so the cache has a memory budget
 CACHE_BYTES = 256 * 2**20
 MIN_KEEP = 2
+# posts added to the catalogue that a ranker of the earlier catalogue leaves to the plain model
+# (a few rows of it) before a ranker of the grown catalogue is built
+REBUILD_AFTER = 64
+
+
+@dataclass(frozen=True, eq=False)
+class Built:
+    """A ranker and the snapshot it was built from: its family and the digest of its rows."""
+
+    ranker: FastRanker
+    family: tuple
+    digest: bytes
+
+
+def digest(base: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(base).data, digest_size=16).digest()
 
 
 class FastPathBackend(OnnxRuntimeBackend):
@@ -47,26 +65,36 @@ class FastPathBackend(OnnxRuntimeBackend):
                 "model.cbm, which is missing"
             )
         # snapshot key -> ranker, the most recently used last
-        self._rankers: dict[tuple, FastRanker] = {}
+        self._rankers: dict[tuple, Built] = {}
         self._lock = threading.Lock()
         self._builder: threading.Thread | None = None
         self._broken = False  # a failed build (e.g. an unsupported model) is not retried
+        self._digests: dict[tuple, bytes] = {}  # (snapshot key, rows) -> digest of those rows
         self.fast_blocks = self.plain_blocks = 0  # requests scored by each path
 
     def rank(self, requests: Sequence[RankingRequest]) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        plain = []
+        """Each request by the ranker of its snapshot; by a ranker of an earlier catalogue of
+        the same hour for the first posts and the plain model for the posts added since; or
+        wholly by the plain model while a ranker builds. One plain call for all requests."""
+        out: list[np.ndarray | None] = []
+        plain: list[tuple[int, RankingRequest]] = []
         for i, request in enumerate(requests):
             ranker = self._ranker(request.snapshot)
             if ranker is None:
-                plain.append(i)
-                out.append(np.empty(0))
-            else:
-                out.append(1.0 / (1.0 + np.exp(-ranker.scores_for_request(request))))
-        if plain:  # one plain call for every request whose snapshot has no ranker yet
-            for i, scores in zip(plain, super().rank([requests[i] for i in plain]), strict=True):
-                out[i] = scores
-        return out
+                plain.append((i, request))
+                out.append(None)
+                continue
+            n, total = ranker.n_posts, request.snapshot.base.shape[0]
+            head = request if n == total else request.rows(slice(0, n))
+            out.append(1.0 / (1.0 + np.exp(-ranker.scores_for_request(head))))
+            if n < total:
+                plain.append((i, request.rows(slice(n, total))))
+        if plain:
+            scored = super().rank([request for _, request in plain])
+            for (i, _), scores in zip(plain, scored, strict=True):
+                earlier = out[i]
+                out[i] = scores if earlier is None else np.concatenate([earlier, scores])
+        return [scores for scores in out if scores is not None]
 
     def ranking_paths(self) -> dict[str, int]:
         return {"fast": self.fast_blocks, "plain": self.plain_blocks}
@@ -80,10 +108,7 @@ class FastPathBackend(OnnxRuntimeBackend):
                     return
                 builder = self._builder
                 if builder is None:
-                    builder = self._builder = threading.Thread(
-                        target=self._build, args=(snapshot,), name="fastpath-build", daemon=True
-                    )
-                    builder.start()
+                    builder = self._start_build(snapshot)
             builder.join()
 
     def wait_for_build(self, timeout: float | None = None) -> None:
@@ -93,33 +118,72 @@ class FastPathBackend(OnnxRuntimeBackend):
             builder.join(timeout)
 
     def _ranker(self, snapshot: Snapshot) -> FastRanker | None:
-        """The ready ranker for this snapshot of the posts; else start building one, None."""
-        ranker = self._rankers.get(snapshot.key)  # lock-free: the dict is replaced, not mutated
+        """The ready ranker for this snapshot of the posts, or for an earlier catalogue of it
+        (its first posts); else start building one, None."""
+        built = self._rankers.get(snapshot.key)  # lock-free: the dict is replaced, not mutated
+        head = None if built is not None else self._head(snapshot)
         with self._lock:
-            if ranker is None:
+            if built is None:
                 # a build may have ended since the look-up: look again before starting another
-                ranker = self._rankers.get(snapshot.key)
-            if ranker is not None:
+                built = self._rankers.get(snapshot.key)
+            if built is not None:
                 self.fast_blocks += 1
                 # most recently used last; a ranker a build evicted since the look-up stays out
                 if snapshot.key in self._rankers and next(reversed(self._rankers)) != snapshot.key:
                     self._rankers = {
                         **{k: r for k, r in self._rankers.items() if k != snapshot.key},
-                        snapshot.key: ranker,
+                        snapshot.key: built,
                     }
-                return ranker
-            self.plain_blocks += 1
-            if self._builder is None and not self._broken:
-                self._builder = threading.Thread(
-                    target=self._build, args=(snapshot,), name="fastpath-build", daemon=True
-                )
-                self._builder.start()
+                return built.ranker
+            added = snapshot.base.shape[0] - (head.n_posts if head else 0)
+            if (
+                self._builder is None
+                and not self._broken
+                and (head is None or added > REBUILD_AFTER)
+            ):
+                self._start_build(snapshot)
+            if head is None:
+                self.plain_blocks += 1
+                return None
+            self.fast_blocks += 1
+            return head
+
+    def _head(self, snapshot: Snapshot) -> FastRanker | None:
+        """The largest ranker built from an earlier catalogue of this snapshot's family whose
+        rows are this snapshot's first rows, bit for bit."""
+        if not snapshot.family:
+            return None
+        n_posts = snapshot.base.shape[0]
+        fitting = [
+            b
+            for b in self._rankers.values()
+            if b.family == snapshot.family and b.ranker.n_posts < n_posts
+        ]
+        for built in sorted(fitting, key=lambda b: -b.ranker.n_posts):
+            key = (snapshot.key, built.ranker.n_posts)
+            rows = self._digests.get(key)
+            if rows is None:
+                rows = digest(snapshot.base[: built.ranker.n_posts])
+                if len(self._digests) > 64:
+                    self._digests = {}
+                self._digests[key] = rows
+            if rows == built.digest:
+                return built.ranker
         return None
 
+    def _start_build(self, snapshot: Snapshot) -> threading.Thread:
+        """Under the lock: one build at a time, in the background."""
+        self._builder = threading.Thread(
+            target=self._build, args=(snapshot,), name="fastpath-build", daemon=True
+        )
+        self._builder.start()
+        return self._builder
+
     def _build(self, snapshot: Snapshot) -> None:
-        ranker = None
+        built = None
         try:
             ranker = FastRanker.for_snapshot(self.version_dir, snapshot, threads=self.threads)
+            built = Built(ranker, snapshot.family, digest(snapshot.base))
             log.info(
                 "%s: fast path built in %.1f s (%.0f MB of tables)",
                 self.version_dir,
@@ -130,11 +194,14 @@ class FastPathBackend(OnnxRuntimeBackend):
             log.exception("%s: fast path build failed; serving the plain model", self.version_dir)
         release_free_memory()  # the build's temporaries are several times the tables
         with self._lock:
-            if ranker is None:
+            if built is None:
                 self._broken = True
             else:
-                kept = [*self._rankers.items(), (snapshot.key, ranker)]
-                while len(kept) > MIN_KEEP and sum(r.table_bytes for _, r in kept) > CACHE_BYTES:
+                kept = [*self._rankers.items(), (snapshot.key, built)]
+                while (
+                    len(kept) > MIN_KEEP
+                    and sum(b.ranker.table_bytes for _, b in kept) > CACHE_BYTES
+                ):
                     kept.pop(0)
                 self._rankers = dict(kept)
             self._builder = None
