@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from feedrank.server.events import MAX_EVENTS
 from feedrank.server.posts import MAX_POSTS
 
 JSON = "application/json"
@@ -96,6 +97,50 @@ def _model_routes() -> dict:
     return routes
 
 
+def _batch(
+    summary: str,
+    key: str,
+    item: dict,
+    most: int,
+    accepted: dict,
+    token: str,
+    unavailable: str,
+) -> dict:
+    """A POST of a batch validated whole: a JSON array of items, or an object with one under
+    `key`."""
+    items = {"type": "array", "items": item, "minItems": 1, "maxItems": most}
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{}, {"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "oneOf": [
+                                items,
+                                {"type": "object", "required": [key], "properties": {key: items}},
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": json_body("accepted", {"type": "object", "properties": accepted}),
+                "401": error_body(f"server.{token} is set and the bearer token is wrong"),
+                "413": ERRORS["413"],
+                "415": ERRORS["415"],
+                "422": json_body(
+                    f"invalid {key}, each field named",
+                    {"$ref": "#/components/schemas/FieldErrors"},
+                ),
+                "503": error_body(unavailable),
+            },
+        }
+    }
+
+
 def _admin(summary: str, body: dict, responses: dict) -> dict:
     return {
         "post": {
@@ -131,7 +176,6 @@ def description(pages: Mapping[str, Any] | None = None) -> dict[str, Any]:
             "topic": {"type": "string"},
         },
     }
-    posts = {"type": "array", "items": post, "minItems": 1, "maxItems": MAX_POSTS}
     versions = {
         "type": "array",
         "items": {
@@ -177,108 +221,31 @@ def description(pages: Mapping[str, Any] | None = None) -> dict[str, Any]:
                 },
             }
         },
-        "/feed/events": {
-            "post": {
-                "summary": "What users saw and liked, as feed_data rows (validated whole)",
-                "security": [{}, {"bearer": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "oneOf": [
-                                    {
-                                        "type": "array",
-                                        "items": event,
-                                        "minItems": 1,
-                                        "maxItems": 10_000,
-                                    },
-                                    {
-                                        "type": "object",
-                                        "required": ["events"],
-                                        "properties": {
-                                            "events": {
-                                                "type": "array",
-                                                "items": event,
-                                                "minItems": 1,
-                                                "maxItems": 10_000,
-                                            }
-                                        },
-                                    },
-                                ]
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": json_body(
-                        "accepted",
-                        {
-                            "type": "object",
-                            "properties": {
-                                "accepted": {"type": "integer"},
-                                "likes": {"type": "integer"},
-                            },
-                        },
-                    ),
-                    "401": error_body("server.events_token is set and the bearer token is wrong"),
-                    "413": ERRORS["413"],
-                    "415": ERRORS["415"],
-                    "422": json_body(
-                        "invalid events, each field named",
-                        {"$ref": "#/components/schemas/FieldErrors"},
-                    ),
-                    "503": error_body("the events log cannot be written, or live likes are full"),
-                },
-            }
-        },
-        "/posts": {
-            "post": {
-                "summary": "New posts, as post_text_df rows (validated whole): candidates of "
-                "every feed requested after the answer",
-                "security": [{}, {"bearer": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "oneOf": [
-                                    posts,
-                                    {
-                                        "type": "object",
-                                        "required": ["posts"],
-                                        "properties": {"posts": posts},
-                                    },
-                                ]
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": json_body(
-                        "accepted: the versions that rank the posts, and those that cannot",
-                        {
-                            "type": "object",
-                            "properties": {
-                                "accepted": {"type": "integer"},
-                                "post_ids": {"type": "array", "items": {"type": "integer"}},
-                                "versions": versions,
-                                "refused_by": {"type": "array", "items": {"type": "object"}},
-                                "seconds": {"type": "number"},
-                            },
-                        },
-                    ),
-                    "401": error_body("server.posts_token is set and the bearer token is wrong"),
-                    "413": ERRORS["413"],
-                    "415": ERRORS["415"],
-                    "422": json_body(
-                        "invalid posts, each field named",
-                        {"$ref": "#/components/schemas/FieldErrors"},
-                    ),
-                    "503": error_body("the posts log cannot be written"),
-                },
-            }
-        },
+        "/feed/events": _batch(
+            "What users saw and liked, as feed_data rows (validated whole)",
+            "events",
+            event,
+            MAX_EVENTS,
+            {"accepted": {"type": "integer"}, "likes": {"type": "integer"}},
+            "events_token",
+            "the events log cannot be written, or live likes are full",
+        ),
+        "/posts": _batch(
+            "New posts, as post_text_df rows (validated whole): candidates of every feed "
+            "requested after the answer",
+            "posts",
+            post,
+            MAX_POSTS,
+            {
+                "accepted": {"type": "integer"},
+                "post_ids": {"type": "array", "items": {"type": "integer"}},
+                "versions": versions,
+                "refused_by": {"type": "array", "items": {"type": "object"}},
+                "seconds": {"type": "number"},
+            },
+            "posts_token",
+            "the posts log cannot be written",
+        ),
         "/posts/{post_id}": {
             "get": {
                 "summary": "A post of the catalogue or posted since, and the versions ranking it",

@@ -16,7 +16,7 @@ from feedrank.features.text_pipelines import VERSION_FOLDER, load_pipeline
 from feedrank.server.catalogue import PostCatalog
 from feedrank.server.errors import FieldErrors
 from feedrank.server.posts import MAX_ID_GAP, parse_posts
-from feedrank.server.repository import ModelRepository
+from feedrank.server.repository import LoadedVersion, ModelRepository
 from feedrank.world.layout import WorldLayout
 
 from feed_serving import ServerProcess, built_repository, first_user, last_moment, later, like
@@ -126,15 +126,20 @@ def test_a_posted_post_is_the_next_feeds_candidate_and_survives_a_restart(tiny_w
         assert client.get("/posts/seven").json()["fields"][0]["field"] == "post_id"
 
 
+def _version(world: Path, model: str) -> tuple[LoadedVersion, OnlineFeatures, ModelInputs]:
+    """The model's published version, loaded with the fast path, and its inputs."""
+    repository = ModelRepository(built_repository(world), fast_path=True)
+    repository.load_all()
+    loaded = repository.get(model)
+    online = OnlineFeatures.load(world)
+    return loaded, online, ModelInputs.from_version_dir(online, loaded.path)
+
+
 @pytest.mark.parametrize("model", ["control", "test"])
 def test_a_post_added_online_gets_the_features_and_scores_of_the_build(tiny_world, model):
     """A catalogue post left out of a version's candidates and then added through its text
     pipeline gets the build's row and the build's score, in every request."""
-    repository = ModelRepository(built_repository(tiny_world), fast_path=True)
-    repository.load_all()
-    loaded = repository.get(model)
-    online = OnlineFeatures.load(tiny_world)
-    built = ModelInputs.from_version_dir(online, loaded.path)
+    loaded, online, built = _version(tiny_world, model)
     posts = _catalogue_posts(tiny_world)
     rng = np.random.default_rng(3)
     chosen = rng.choice(posts["post_id"].to_numpy(), 5, replace=False)
@@ -170,11 +175,7 @@ def test_grown_inputs_are_the_inputs_of_the_grown_catalogue(tiny_world, model):
     """Inputs grown by new posts extend their cached snapshots by the new rows only: the same
     matrices, bit for bit, as inputs built on the grown catalogue at once; and the fast path
     ranks them with the earlier catalogue's tables and the plain model for the new rows."""
-    repository = ModelRepository(built_repository(tiny_world), fast_path=True)
-    repository.load_all()
-    loaded = repository.get(model)
-    online = OnlineFeatures.load(tiny_world)
-    inputs = ModelInputs.from_version_dir(online, loaded.path)
+    loaded, online, inputs = _version(tiny_world, model)
     posts = _catalogue_posts(tiny_world)
     user, at = int(online.user_ids[3]), online.cutoff - np.timedelta64(90, "m")
     earlier = inputs.request(user, at)  # cached: the grown inputs extend it
