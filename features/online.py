@@ -323,8 +323,7 @@ class ModelInputs:
             if snapshot is not None:
                 self._snapshots_by_hour.move_to_end(hour)  # least recently used goes first
             else:
-                every = slice(None)
-                base = self._hour_rows(hour, self._day_base(_at(at, "D")), every)
+                base = self._hour_rows(hour, self._day_base(_at(at, "D")), slice(None))
                 snapshot = self._snapshot(hour, base)
                 _remember(self._snapshots_by_hour, hour, snapshot, HOUR_CACHE)
             return snapshot

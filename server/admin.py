@@ -13,15 +13,17 @@ import re
 import zlib
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
-from feedrank.server.errors import ApiError
+from feedrank.server.errors import ApiError, FieldErrors
 from feedrank.server.repository import InvalidName, check_name
 
 __all__ = [
     "InvalidName",
     "check_admin",
     "check_bearer",
+    "batch_items",
     "check_name",
     "decimal",
     "json_object",
@@ -39,6 +41,23 @@ def parse_json(body: bytes, what: str) -> Any:
         return json.loads(body) if body.strip() else {}
     except (UnicodeDecodeError, ValueError, RecursionError) as problem:
         raise ApiError(400, f"failed to parse the {what} JSON: {problem}") from None
+
+
+def batch_items(body: bytes, key: str, most: int, title: str) -> list:
+    """The items of a batch body: a non-empty JSON array, or an object with one under `key`,
+    of at most `most` items; else a 422 (`title`) naming the body or `key`."""
+    try:
+        payload = orjson.loads(body)  # also refuses nesting deeper than 1,024
+    except ValueError as error:
+        raise FieldErrors(title, [{"field": "body", "problem": f"not JSON: {error}"}]) from None
+    items = payload.get(key) if isinstance(payload, dict) else payload
+    if not isinstance(items, list) or not items:
+        problem = f'a non-empty JSON array of {key}, or an object with one under "{key}"'
+        raise FieldErrors(title, [{"field": key, "problem": problem}])
+    if len(items) > most:
+        problem = f"{len(items)} {key}; at most {most} per request"
+        raise FieldErrors(title, [{"field": key, "problem": problem}])
+    return items
 
 
 def json_object(value: Any, what: str) -> dict:

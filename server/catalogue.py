@@ -51,14 +51,15 @@ class PostCatalog:
         self.posted: dict[int, str] = {}  # posted post -> when the server accepted it
         self._popular: tuple[np.datetime64, np.ndarray] | None = None
         self._json = {
-            pid: _json({"id": pid, "text": text, "topic": topic}) for pid, text, topic in rows
+            pid: compact_json({"id": pid, "text": text, "topic": topic})
+            for pid, text, topic in rows
         }
 
     def add(self, posts: pl.DataFrame, accepted_at: list[str]) -> None:
         """Posted posts (post_id, text, topic) join the catalogue; when each was accepted."""
         ids = posts["post_id"].to_numpy().astype(np.int64)
         for (pid, text, topic), at in zip(posts.iter_rows(), accepted_at, strict=True):
-            self._json[pid] = _json({"id": pid, "text": text, "topic": topic})
+            self._json[pid] = compact_json({"id": pid, "text": text, "topic": topic})
             self.posted[pid] = at
         known = np.zeros(max(self.known.size, int(ids.max(initial=-1)) + 1), dtype=bool)
         known[: self.known.size] = self.known
@@ -219,5 +220,5 @@ class InputsCache:
         return cast(TextPipeline, pipeline)
 
 
-def _json(value: Any) -> str:
+def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

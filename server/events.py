@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from feedrank.errors import FeedrankError
-from feedrank.server.admin import check_bearer, read_body
+from feedrank.server.admin import batch_items, check_bearer, read_body
 from feedrank.server.errors import ApiError, FieldErrors, error_response
 from feedrank.server.exposure_log import encode_lines, read_query
 from feedrank.server.live_likes import LiveLikesFull
@@ -89,30 +88,7 @@ def query(files: list[Path]) -> str:
 def parse_events(body: bytes, known_post: np.ndarray) -> EventBatch:
     """Validate a request body; raise FieldErrors naming every problem. `known_post` is a
     boolean table indexed by post id."""
-    try:
-        payload = orjson.loads(body)  # also refuses nesting deeper than 1,024
-    except ValueError as error:
-        raise _invalid([{"field": "body", "problem": f"not JSON: {error}"}]) from None
-    events = payload.get("events") if isinstance(payload, dict) else payload
-    if not isinstance(events, list) or not events:
-        raise _invalid(
-            [
-                {
-                    "field": "events",
-                    "problem": "a non-empty JSON array of events, or "
-                    'an object with one under "events"',
-                }
-            ]
-        )
-    if len(events) > MAX_EVENTS:
-        raise _invalid(
-            [
-                {
-                    "field": "events",
-                    "problem": f"{len(events)} events; at most {MAX_EVENTS} per request",
-                }
-            ]
-        )
+    events = batch_items(body, "events", MAX_EVENTS, "invalid feed events")
     batch = _plain_batch(events, known_post)
     if batch is not None:
         return batch

@@ -12,12 +12,11 @@ features gets the most popular posts known before `time` that they have not like
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from starlette.requests import Request
@@ -25,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.batching import Batcher, Job
-from feedrank.server.catalogue import InputsCache, ModelUnavailable, PostCatalog
+from feedrank.server.catalogue import InputsCache, ModelUnavailable, PostCatalog, compact_json
 from feedrank.server.errors import FieldErrors, error_response
 from feedrank.server.exposure_log import ExposureLog
 from feedrank.server.live_likes import LiveLikes
@@ -147,7 +146,7 @@ class FeedService:
         }
 
     def body(self, query: FeedQuery, answer: Answer) -> str:
-        extra = _json(
+        extra = compact_json(
             {
                 "model": answer.model,
                 "version": answer.version,
@@ -158,7 +157,7 @@ class FeedService:
             }
         )
         return (
-            f'{{"exp_group":{_json(answer.exp_group)},"recommendations":'
+            f'{{"exp_group":{compact_json(answer.exp_group)},"recommendations":'
             f"{self.catalog.json_array(answer.post_ids)},{extra[1:]}"
         )
 
@@ -197,10 +196,6 @@ async def recommendations(request: Request) -> Response:
 
 async def router_state(request: Request) -> Response:
     return JSONResponse(request.app.state.feed.router.state())
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _iso(at: np.datetime64) -> str:

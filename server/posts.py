@@ -30,15 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 import polars as pl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from feedrank.server.admin import check_bearer, decimal, read_body
+from feedrank.server.admin import batch_items, check_bearer, decimal, read_body
 from feedrank.server.catalogue import POST_SCHEMA, InputsCache, PostCatalog
 from feedrank.server.errors import ApiError, FieldErrors, error_response
 from feedrank.server.exposure_log import ExposureLog, encode_lines, read_query
+from feedrank.server.feed import FeedService
 from feedrank.server.params import INT64_MAX
 from feedrank.server.repository import LoadedVersion
 
@@ -53,21 +53,7 @@ COLUMNS = {"post_id": "BIGINT", "text": "VARCHAR", "topic": "VARCHAR", "server_t
 
 def parse_posts(body: bytes, catalog: PostCatalog, max_chars: int) -> pl.DataFrame:
     """The posts of a request body (post_id, text, topic); FieldErrors naming every problem."""
-    try:
-        payload = orjson.loads(body)
-    except ValueError as error:
-        raise _invalid([{"field": "body", "problem": f"not JSON: {error}"}]) from None
-    posts = payload.get("posts") if isinstance(payload, dict) else payload
-    if not isinstance(posts, list) or not posts or len(posts) > MAX_POSTS:
-        raise _invalid(
-            [
-                {
-                    "field": "posts",
-                    "problem": f"a JSON array of 1 to {MAX_POSTS} posts, or an object with "
-                    'one under "posts"',
-                }
-            ]
-        )
+    posts = batch_items(body, "posts", MAX_POSTS, "invalid posts")
     problems: list[dict[str, str]] = []
     seen: set[int] = set()
     rows = [_post(i, post, catalog, max_chars, seen, problems) for i, post in enumerate(posts)]
@@ -114,14 +100,10 @@ def _post(
     return (post_id, text, topic)
 
 
-def log_files(log_dir: Path) -> list[Path]:
-    return sorted(log_dir.glob(f"{PREFIX}-*.jsonl"))
-
-
 def posted_before(log_dir: Path, catalog: PostCatalog) -> tuple[pl.DataFrame, list[str]]:
     """The posts the log folder holds, oldest first, and when each was accepted; a post the
     world's post table has since taken in (a rebuild) is left to it, as is a second copy."""
-    files = log_files(log_dir)
+    files = sorted(log_dir.glob(f"{PREFIX}-*.jsonl"))
     if not files:
         return pl.DataFrame(schema=POST_SCHEMA), []
     rows = duckdb.sql(  # type: ignore[union-attr]  # a SELECT: never None
@@ -133,7 +115,9 @@ def posted_before(log_dir: Path, catalog: PostCatalog) -> tuple[pl.DataFrame, li
             continue
         if topic not in catalog.topics or not text:
             log.warning(
-                "posted post %d left out: its topic %r is not the catalogue's", post_id, topic
+                "posted post %d left out: an empty text, or a topic (%r) the catalogue lacks",
+                post_id,
+                topic,
             )
             continue
         kept[post_id] = (post_id, text, topic, at)
@@ -224,7 +208,7 @@ async def get_post(request: Request) -> Response:
     )
 
 
-def _ranking(service: Any, post_id: int) -> list[dict[str, Any]]:
+def _ranking(service: FeedService, post_id: int) -> list[dict[str, Any]]:
     """The loaded versions whose candidates include the post (a version counts once its inputs
     are built: every routed version's at start-up)."""
     out = []
