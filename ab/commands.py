@@ -93,6 +93,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="broken split: drop this share of the test group's users from "
         "the log (a logging bug), so the SRM check must fire",
     )
+    simulate.add_argument(
+        "--new-posts-per-day",
+        type=int,
+        default=0,
+        help="publish N of the posts the world held back on each simulated day (POST /posts), "
+        "and report fresh posts' share of exposures and likes per group",
+    )
     simulate.add_argument("--window", default="1h", help="like attribution window")
     simulate.add_argument(
         "--out",
@@ -159,6 +166,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         aa=args.aa,
         drop_share=args.drop_share,
+        new_posts_per_day=args.new_posts_per_day,
         window_s=parse_window(args.window),
     ).run()
     return 0

@@ -7,6 +7,10 @@ evaluation window of `feedrank evaluate` (whose simulated hit rate this run shou
 The world's own feed in those days is not used for likes: every like the report counts was drawn
 here, from the ground truth, on a post the server showed.
 
+With `new_posts_per_day`, posts the world held back are published (`POST /posts`) as the
+simulated clock reaches their release times, and the report says how each group treated them
+(ab/fresh_posts.py).
+
 The loop is closed: each answer's views and drawn likes are posted back to the server
 (`POST /feed/events`) before that user's next request goes out, so the server never shows a user
 a post they liked earlier in the simulation. A user's requests run in time order, one at a time;
@@ -16,7 +20,8 @@ fixes the run whatever order the answers arrive in.
     OUT/log/        the server's exposure log, and the events it was sent (events-*.jsonl)
     OUT/events/     the drawn feed events (feed_data schema), one Parquet file per day
     OUT/report/     report.json, report.html, figures; expected_hit_rate.json (ground truth);
-                    prediction.json (the A/B against `feedrank evaluate`'s offline replay)
+                    prediction.json (the A/B against `feedrank evaluate`'s offline replay);
+                    fresh_posts.json (with new posts: their share of exposures and likes)
     OUT/repository/ with --aa: links to the models and an A/A router.toml
 """
 
@@ -39,6 +44,7 @@ import pandas as pd
 
 from feedrank.ab.analysis import run_report
 from feedrank.ab.expected import expected_hit_rates, print_expected
+from feedrank.ab.fresh_posts import Releases, fresh_report, print_fresh
 from feedrank.ab.prediction import report_prediction
 from feedrank.ab.report import Report
 from feedrank.ab.server_process import ServerProcess
@@ -72,17 +78,24 @@ class Simulation:
     aa: bool = False
     drop_share: float = 0.0
     window_s: int = 3600
+    new_posts_per_day: int = 0
 
     def run(self) -> Report:
         self._check()
         truth = GroundTruth.load(self.world)
+        days = self._days()
         traffic = Traffic.plan(
-            truth.user_ids,
-            self.users,
-            self._days(),
-            self.seed,
-            requests_per_day=self.requests_per_day,
+            truth.user_ids, self.users, days, self.seed, requests_per_day=self.requests_per_day
         )
+        releases = None
+        if self.new_posts_per_day:
+            releases = Releases.plan(
+                GroundTruth.held_back(self.world),
+                days,
+                self.new_posts_per_day,
+                experiment_streams(self.seed)[4],
+            )
+            truth = truth.with_posts(releases.posts)
         for sub in ("log", "events", "report", "repository"):
             shutil.rmtree(self.out / sub, ignore_errors=True)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -93,9 +106,9 @@ class Simulation:
             print(f"the experiment live: {server.url}/experiment", file=sys.stderr, flush=True)
             try:
                 views = asyncio.run(
-                    ClosedLoop(server.url, truth, traffic.reactions, self.concurrency).run(
-                        traffic.requests
-                    )
+                    ClosedLoop(
+                        server.url, truth, traffic.reactions, self.concurrency, releases
+                    ).run(traffic.requests)
                 )
             except FeedrankError as error:
                 raise FeedrankError(f"{error} (server output: {server.output})") from None
@@ -118,6 +131,10 @@ class Simulation:
         expected = expected_hit_rates(truth, views, logged_groups(self.out / "log"))
         (self.out / "report" / "expected_hit_rate.json").write_text(json.dumps(expected, indent=1))
         print_expected(expected, console)
+        if releases is not None:
+            fresh = fresh_report(views, releases, logged_groups(self.out / "log"), seed=self.seed)
+            (self.out / "report" / "fresh_posts.json").write_text(json.dumps(fresh, indent=1))
+            print_fresh(fresh, console)
         if not self.aa:
             report_prediction(repository, report, expected, self.out / "report", console)
         return report
@@ -125,6 +142,8 @@ class Simulation:
     def _check(self) -> None:
         if self.users < 2 or self.days < 1 or self.concurrency < 1:
             raise FeedrankError("--users must be >= 2, --days and --concurrency >= 1")
+        if self.new_posts_per_day < 0:
+            raise FeedrankError(f"--new-posts-per-day must be >= 0, got {self.new_posts_per_day}")
         if not 0 <= self.drop_share < 1:
             raise FeedrankError(f"--drop-share must be in [0, 1), got {self.drop_share}")
         if not (self.repository / "router.toml").is_file():
@@ -171,11 +190,18 @@ class ClosedLoop:
     """Simulated users against the server: ask for a feed, react to it, report the reaction."""
 
     def __init__(
-        self, url: str, truth: GroundTruth, reactions: Reactions, concurrency: int
+        self,
+        url: str,
+        truth: GroundTruth,
+        reactions: Reactions,
+        concurrency: int,
+        releases: Releases | None = None,
     ) -> None:
         self.url, self.truth, self.reactions = url, truth, reactions
         self.gate = asyncio.Semaphore(concurrency)
         self.liked: dict[int, set[int]] = defaultdict(set)
+        self.releases = releases
+        self.released = 0
 
     async def run(self, requests: pd.DataFrame) -> pd.DataFrame:
         """Every request (user_id, requested_time; in time order) through the server; the shown
@@ -205,6 +231,9 @@ class ClosedLoop:
                 # sees the days one after another, as live traffic would be
                 last: dict[int, asyncio.Task] = {}
                 for i in range(len(requests)):
+                    if self._due(times[i]):  # earlier requests answered first: none sees it
+                        await asyncio.gather(*last.values())
+                        await self._publish(client, times[i])
                     await self.gate.acquire()
                     if failed:
                         break
@@ -223,6 +252,20 @@ class ClosedLoop:
                 "delay_s": self.reactions.delays_s[exposure, slot],
             }
         )
+
+    def _due(self, at: np.datetime64) -> bool:
+        return self.releases is not None and self.releases.due(at) > self.released
+
+    async def _publish(self, client: httpx.AsyncClient, at: np.datetime64) -> None:
+        """Publish the posts released by `at`; every loaded version must be able to rank them."""
+        assert self.releases is not None
+        end = self.releases.due(at)
+        answer = await self._call(
+            client.post("/posts", json=self.releases.batch(self.released, end))
+        )
+        if answer["refused_by"]:
+            raise FeedrankError(f"a version cannot rank new posts: {answer['refused_by']}")
+        self.released = end
 
     async def _exposure(
         self, client: httpx.AsyncClient, i: int, user: int, at: np.datetime64

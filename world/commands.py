@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_VIEWS,
         help="feed views to simulate; likes add about 12%%",
     )
+    gen.add_argument(
+        "--held-back-posts",
+        type=int,
+        help="posts written but not published, which `ab simulate --new-posts-per-day` "
+        "publishes during its days (default: a tenth of --posts)",
+    )
     gen.add_argument("--seed", type=int, default=0, help="random seed: same seed, same world")
     gen.add_argument("--force", action="store_true", help="replace an existing world")
     gen.set_defaults(handler=_generate)
@@ -92,6 +98,7 @@ def _generate(args: argparse.Namespace) -> int:
         users=args.users,
         posts=args.posts,
         views=args.views,
+        held_back=args.held_back_posts,
         seed=args.seed,
         force=args.force,
     )

@@ -23,13 +23,14 @@ from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.layout import WorldLayout
 from feedrank.world.population import make_users
 from feedrank.world.staging import staged
-from feedrank.world.texts import make_posts
+from feedrank.world.texts import make_fresh_posts, make_posts
 
 # ~4.5 million feed rows (~570 views per post, ~25 per user): generated in seconds here
 DEFAULT_VIEWS = 4_000_000
 GENERATOR_VERSION = 1
 CALIBRATION_VIEWS = 400_000
 LIKE_DELAY_S = (2, 170)  # a like follows its view by seconds to a couple of minutes
+HELD_BACK_SHARE = 0.1  # posts written but never published, per catalogue post
 
 
 def generate_world(
@@ -38,21 +39,34 @@ def generate_world(
     users: int = catalog.COURSE_USERS,
     posts: int = catalog.COURSE_POSTS,
     views: int = DEFAULT_VIEWS,
+    held_back: int | None = None,
     seed: int = 0,
     progress: bool = True,
     force: bool = False,
 ) -> None:
-    """Write a generated world to `out` (built in a sibling temp dir, then renamed into place)."""
+    """Write a generated world to `out` (built in a sibling temp dir, then renamed into place).
+    `held_back` posts (a tenth of `posts` by default) are written but never published."""
     if min(users, posts, views) < 1:
         raise FeedrankError("--users, --posts and --views must be positive")
+    if held_back is None:
+        held_back = round(posts * HELD_BACK_SHARE)
+    if held_back < 0:
+        raise FeedrankError("--held-back-posts must be >= 0")
     with staged(out, force=force) as tmp:
-        _write(WorldLayout(tmp), users, posts, views, seed, progress)
+        _write(WorldLayout(tmp), users, posts, views, held_back, seed, progress)
 
 
 def _write(
-    layout: WorldLayout, n_users: int, n_posts: int, views: int, seed: int, progress: bool
+    layout: WorldLayout,
+    n_users: int,
+    n_posts: int,
+    views: int,
+    held_back: int,
+    seed: int,
+    progress: bool,
 ) -> None:
-    streams = np.random.SeedSequence(seed).spawn(5)
+    # the held-back posts have the last stream: the published world is the same with or without
+    streams = np.random.SeedSequence(seed).spawn(6)
     rng_users, rng_posts, rng_truth, rng_policy = (np.random.default_rng(s) for s in streams[:4])
     day_seeds = streams[4].spawn(len(policy.days()))
     users = make_users(n_users, rng_users)
@@ -66,6 +80,11 @@ def _write(
     schema.write(users, schema.USERS, layout.users)
     schema.write(posts, schema.POSTS, layout.posts)
     truth.save(layout.ground_truth)
+    rng_held_back = np.random.default_rng(streams[5])
+    fresh = make_fresh_posts(
+        held_back, int(posts["post_id"].max()), set(posts["text"]), rng_held_back
+    )
+    GroundTruth.save_held_back(fresh, layout.ground_truth, rng_held_back)
     rows = 0
     with progress_bar(transient=not progress) as bar:
         task = bar.add_task("feed_data", total=len(day_seeds), visible=progress)
@@ -87,6 +106,7 @@ def _write(
         "start": str(catalog.START),
         "end": str(catalog.END),
         "ground_truth": True,
+        "held_back_posts": held_back,
         "like_rate_target": catalog.LIKE_RATE,
     }
     layout.manifest.write_text(json.dumps(manifest, indent=2) + "\n")

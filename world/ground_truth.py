@@ -18,7 +18,9 @@ history; `sub`/`sent` only from the text (what sentence embeddings catch better 
 
 Saved under `W/ground_truth/`: `params.json` (scalars and small tables), `users.parquet` (user_id,
 bias, demo_<topic>, taste_<topic>, taste_sub_<k>, taste_sent), `posts.parquet` (post_id, topic,
-subtheme, sentiment, quality).
+subtheme, sentiment, quality), and `held_back_posts.parquet`: posts written like the catalogue's
+(post_id, text, topic, subtheme, sentiment, quality) that the world never published, for a
+simulation to publish while it runs.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ HOUR_PEAK = np.array([21, 8, 9, 19, 8, 14, 22])  # the hour each topic is liked 
 HOUR_AMPLITUDE = 0.30
 MONTH_EFFECT = {10: 0.0, 11: 0.22, 12: 0.32}
 SENT_EFFECT = 0.20
+HELD_BACK = "held_back_posts.parquet"
 SCALES = {
     "quality": 0.30,
     "taste": 0.45,
@@ -183,7 +186,42 @@ class GroundTruth:
             tables=tables,
         )
 
+    def with_posts(self, posts: pd.DataFrame) -> GroundTruth:
+        """This world with more posts (post_id after the catalogue's, topic, subtheme, sentiment,
+        quality), liked by the same users under the same terms."""
+        if len(posts) and posts["post_id"].min() <= self.post_ids[-1]:
+            raise ValueError("added posts must have ids after the catalogue's")
+        posts = posts.sort_values("post_id")  # ids are looked up by binary search
+        sub, sent = _subtheme_index(posts), posts["sentiment"].to_numpy(np.int64)
+        topics = {t: i for i, t in enumerate(catalog.TOPICS)}
+        score = posts["quality"].to_numpy() + self.tables["sub_effect"][sub] + SENT_EFFECT * sent
+        return replace(
+            self,
+            post_ids=np.concatenate([self.post_ids, posts["post_id"].to_numpy(np.int64)]),
+            post_topic=np.concatenate([self.post_topic, posts["topic"].map(topics).to_numpy()]),
+            post_sub=np.concatenate([self.post_sub, sub]),
+            post_sent=np.concatenate([self.post_sent, sent]),
+            post_score=np.concatenate([self.post_score, score]),
+        )
+
     # -- persistence -------------------------------------------------------------------------
+    @staticmethod
+    def save_held_back(posts: pd.DataFrame, directory: Path, rng: np.random.Generator) -> None:
+        """Keep `posts` (make_fresh_posts' table) out of the world with a quality of their own."""
+        quality = rng.normal(0, SCALES["quality"], len(posts))
+        posts.assign(quality=quality).to_parquet(directory / HELD_BACK, index=False)
+
+    @staticmethod
+    def held_back(world: Path) -> pd.DataFrame:
+        """The posts the generated world at `world` held back, with their ground truth."""
+        path = Path(world) / "ground_truth" / HELD_BACK
+        if not path.exists():
+            raise FeedrankError(
+                f"{world} holds back no posts (`feedrank world generate --held-back-posts N` "
+                "writes a world that does)"
+            )
+        return pd.read_parquet(path)
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         t = self.tables

@@ -171,5 +171,6 @@ class Traffic:
 
 def experiment_streams(seed: int) -> list[np.random.Generator]:
     """A seed's independent random streams: population, requests, the logging-bug drill of
-    `ab simulate --drop-share`, reactions (fixed positions: a seed keeps its meaning)."""
-    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+    `ab simulate --drop-share`, reactions, the releases of `--new-posts-per-day` (fixed
+    positions: a seed keeps its meaning)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]

@@ -19,6 +19,19 @@ def make_posts(n: int, rng: np.random.Generator) -> pd.DataFrame:
     lo, hi = catalog.POST_ID_SPAN
     span = max(n, round(n * (hi - lo + 1) / catalog.COURSE_POSTS))
     post_id = np.sort(rng.choice(span, n, replace=False)) + lo
+    return _posts(post_id, set(), rng)
+
+
+def make_fresh_posts(
+    n: int, after_id: int, taken: set[str], rng: np.random.Generator
+) -> pd.DataFrame:
+    """`n` more posts like `make_posts`' with ids after `after_id` and texts not in `taken`: the
+    posts a world holds back, to be published while an experiment runs."""
+    return _posts(np.arange(after_id + 1, after_id + 1 + n), set(taken), rng)
+
+
+def _posts(post_id: np.ndarray, seen: set[str], rng: np.random.Generator) -> pd.DataFrame:
+    n = len(post_id)
     topic = np.repeat(np.array(catalog.TOPICS), catalog.scaled_counts(catalog.TOPIC_COUNTS, n))
     topic = rng.permutation(topic)
     subtheme = np.array(
@@ -35,7 +48,6 @@ def make_posts(n: int, rng: np.random.Generator) -> pd.DataFrame:
     ]
     pos, neg = (np.array([share[i] for share in shares]) for i in (0, 1))
     sentiment = np.select([draw < pos, draw < pos + neg], [1, -1], 0).astype(np.int64)
-    seen: set[str] = set()
     texts = [
         _distinct(seen, lambda t=t, s=s, m=m: write(t, s, m, rng))
         for t, s, m in zip(topic, subtheme, sentiment)
