@@ -79,7 +79,12 @@ def run_build(args: argparse.Namespace) -> int:
     from feedrank.export.training import TrainParams
 
     params = TrainParams(
-        build.iterations, build.depth, build.learning_rate, build.seed, build.threads
+        build.iterations,
+        build.depth,
+        build.learning_rate,
+        build.seed,
+        build.threads,
+        build.early_stopping,
     )
     versions = Builder(world, settings.repository, params).run()
     results_console().print(

@@ -17,6 +17,7 @@ class TrainParams:
     learning_rate: float | None
     seed: int
     threads: int
+    early_stopping: int | None = None
 
     def catboost(self) -> dict:
         params = {
@@ -35,6 +36,10 @@ class TrainParams:
         }
         if self.learning_rate is not None:
             params["learning_rate"] = self.learning_rate
+        if self.early_stopping is not None:
+            # trees past the best are dropped by use_best_model anyway: stop growing them once
+            # validation AUC has been flat this long
+            params["early_stopping_rounds"] = self.early_stopping
         return params
 
     def identity(self) -> dict:
@@ -65,4 +70,5 @@ def fit(
     with progress_bar(transient=False) as bar:
         task = bar.add_task(f"train {name}", total=params.iterations, visible=progress)
         model.fit(*train, eval_set=valid, callbacks=[_ProgressCallback(lambda: bar.advance(task))])
+        bar.update(task, completed=params.iterations)  # stopped early: done all the same
     return model

@@ -51,6 +51,9 @@ from feedrank.features.timefeatures import time_block
 
 DAY_CACHE = 4  # days of post snapshots kept per model
 HOUR_CACHE = 12  # hours of the posts' recent activity kept per model (a few MB each)
+# minutes of an exposure column kept per model (8 bytes a post): a batch of the sessions that
+# choose the exposure term, for each column the candidate terms read, fits
+MINUTE_CACHE = 64
 TEXT_CLUSTER = "text_cluster"  # post column: the post's fine cluster in its model's text space
 
 
@@ -282,7 +285,7 @@ class ModelInputs:
                     EXPOSURE_STEP,
                     columns=(name,),
                 )[name]
-                _remember(self._shares_by_minute, (name, minute), values)
+                _remember(self._shares_by_minute, (name, minute), values, MINUTE_CACHE)
             return values
 
     def matrix(self, user_id: int, at: np.datetime64) -> np.ndarray:
