@@ -10,7 +10,10 @@ exactly as they like the catalogue's.
 The report per group: the fresh posts' share of the posts shown and of the likes, their CTR
 beside the catalogue's, how many of the fresh posts the group showed at all and how long after
 publication it first did; and each group's shares minus control's, with 95% intervals from a
-bootstrap over users (users are the randomisation unit).
+bootstrap over users (users are the randomisation unit). Beside them, the oracle's share: the
+same requests ranked by the true like probability over the same candidates (the catalogue and
+the posts released by then; the user's earlier likes are not excluded), which is what a ranker
+that knew every post at once would give fresh content.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from rich.table import Table
 from feedrank.ab.stats import BOOTSTRAP_REPS, LEVEL
 from feedrank.errors import FeedrankError
 from feedrank.world import policy
+from feedrank.world.ground_truth import GroundTruth
 
 POST_COLUMNS = ["post_id", "text", "topic"]
 
@@ -120,6 +124,43 @@ def fresh_report(
     return result
 
 
+def oracle_share(
+    truth: GroundTruth,
+    catalogue: np.ndarray,
+    releases: Releases,
+    requests: pd.DataFrame,
+    *,
+    slots: int,
+    most: int = 20_000,
+    seed: int = 0,
+) -> dict:
+    """The fresh posts' share of the oracle's top `slots` and of its expected likes, over at
+    most `most` of `requests` (user_id, timestamp), drawn at random."""
+    rng = np.random.default_rng(seed)
+    if len(requests) > most:
+        requests = requests.iloc[np.sort(rng.choice(len(requests), most, replace=False))]
+    fresh = releases.posts["post_id"].to_numpy(np.int64)
+    posts = np.concatenate([catalogue, fresh])
+    released = releases.posts["released_at"].to_numpy("datetime64[us]")
+    shown = fresh_shown = 0
+    expected = fresh_expected = 0.0
+    for start in range(0, len(requests), 500):
+        chunk = requests.iloc[start : start + 500]
+        times = chunk["timestamp"].to_numpy("datetime64[us]")[:, None]
+        p = truth.like_probability(chunk["user_id"].to_numpy()[:, None], posts[None, :], times)
+        p[:, catalogue.size :][released[None, :] > times] = -1.0  # not published yet
+        top = np.argpartition(-p, slots - 1, axis=1)[:, :slots]
+        chosen = np.take_along_axis(p, top, 1)
+        is_fresh = top >= catalogue.size
+        shown, fresh_shown = shown + top.size, fresh_shown + int(is_fresh.sum())
+        expected, fresh_expected = expected + chosen.sum(), fresh_expected + chosen[is_fresh].sum()
+    return {
+        "requests": len(requests),
+        "share_of_shown": fresh_shown / shown,
+        "share_of_expected_likes": float(fresh_expected / expected),
+    }
+
+
 def _safe(numerator: float, denominator: float) -> float | None:
     return float(numerator / denominator) if denominator else None
 
@@ -168,6 +209,14 @@ def print_fresh(result: dict, console: Console) -> None:
             _num(g["median_hours_to_first_show"], ".1f"),
         )
     console.print(table)
+    oracle = result.get("oracle")
+    if oracle is not None:
+        console.print(
+            f"  oracle (true like probability, same candidates, {oracle['requests']:,} of the "
+            f"requests): fresh posts {_pct(oracle['share_of_shown'])} of shown, "
+            f"{_pct(oracle['share_of_expected_likes'])} of expected likes",
+            highlight=False,
+        )
     for name, metrics in result["differences"].items():
         for metric, d in metrics.items():
             if d["difference"] is not None:

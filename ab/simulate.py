@@ -44,7 +44,7 @@ import pandas as pd
 
 from feedrank.ab.analysis import run_report
 from feedrank.ab.expected import expected_hit_rates, print_expected
-from feedrank.ab.fresh_posts import Releases, fresh_report, print_fresh
+from feedrank.ab.fresh_posts import Releases, fresh_report, oracle_share, print_fresh
 from feedrank.ab.prediction import report_prediction
 from feedrank.ab.report import Report
 from feedrank.ab.server_process import ServerProcess
@@ -82,7 +82,7 @@ class Simulation:
 
     def run(self) -> Report:
         self._check()
-        truth = GroundTruth.load(self.world)
+        truth = catalogue_truth = GroundTruth.load(self.world)
         days = self._days()
         traffic = Traffic.plan(
             truth.user_ids, self.users, days, self.seed, requests_per_day=self.requests_per_day
@@ -133,6 +133,14 @@ class Simulation:
         print_expected(expected, console)
         if releases is not None:
             fresh = fresh_report(views, releases, logged_groups(self.out / "log"), seed=self.seed)
+            fresh["oracle"] = oracle_share(
+                truth,
+                catalogue_truth.post_ids,
+                releases,
+                views.groupby("exposure")[["user_id", "timestamp"]].first(),
+                slots=SLOTS,
+                seed=self.seed,
+            )
             (self.out / "report" / "fresh_posts.json").write_text(json.dumps(fresh, indent=1))
             print_fresh(fresh, console)
         if not self.aa:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedrank.ab.fresh_posts import Releases, fresh_report
+from feedrank.ab.fresh_posts import Releases, fresh_report, oracle_share
 from feedrank.cli import main
 from feedrank.errors import FeedrankError
 from feedrank.server.exposure_log import query
@@ -168,5 +168,24 @@ def test_the_report_gives_fresh_posts_share_per_group(simulation: Path) -> None:
         assert group["share_of_shown"] == pytest.approx(group["fresh_shown"] / group["shown"])
         assert 0 <= group["fresh_likes"] <= group["likes"]
         assert 0 < group["fresh_posts_shown"] <= fresh["released"]
+    assert fresh["oracle"]["requests"] == len(log)
+    assert 0 < fresh["oracle"]["share_of_shown"] < 1
     difference = fresh["differences"]["test"]["share_of_shown"]
     assert difference["low"] <= difference["difference"] <= difference["high"]
+
+
+def test_the_oracle_gives_a_post_everyone_loves_a_slot_from_its_release_on(
+    tiny_world: Path,
+) -> None:
+    truth = GroundTruth.load(tiny_world)
+    posts = pd.read_parquet(tiny_world / "ground_truth" / "posts.parquet")
+    loved = posts.iloc[[0, 1]].assign(post_id=[9_001, 9_002], quality=[12.0, 12.0])
+    released = [pd.Timestamp("2021-12-20 06:00"), pd.Timestamp("2021-12-29 06:00")]
+    releases = Releases(loved.assign(released_at=released))
+    requests = pd.DataFrame(
+        {"user_id": truth.user_ids[:40], "timestamp": pd.Timestamp("2021-12-25 12:00")}
+    )
+    share = oracle_share(truth.with_posts(loved), truth.post_ids, releases, requests, slots=5)
+    assert share["requests"] == 40
+    assert share["share_of_shown"] == pytest.approx(1 / 5)  # the first, never the second
+    assert 0.2 < share["share_of_expected_likes"] < 1
