@@ -25,7 +25,9 @@ PER_DAY, DAYS = 3, 2
 WORLD = {"users": 300, "posts": 120, "views": 10_000, "seed": 7}
 
 
-def test_holding_posts_back_leaves_the_published_world_unchanged(tmp_path: Path) -> None:
+def test_holding_posts_back_leaves_the_published_world_unchanged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     generate_world(tmp_path / "none", progress=False, held_back=0, **WORLD)
     generate_world(tmp_path / "some", progress=False, held_back=30, **WORLD)
     for table in ("user_data.parquet", "post_text_df.parquet", "ground_truth/posts.parquet"):
@@ -43,6 +45,8 @@ def test_holding_posts_back_leaves_the_published_world_unchanged(tmp_path: Path)
     assert set(held["topic"]) <= set(catalogue["topic"])
     manifest = json.loads((tmp_path / "some" / "world.json").read_text())
     assert manifest["held_back_posts"] == 30
+    assert main(["world", "describe", str(tmp_path / "some")]) == 0
+    assert "posts held back" in capsys.readouterr().out
 
 
 def test_a_held_back_post_is_liked_as_a_catalogue_post_of_the_same_kind(tiny_world: Path) -> None:

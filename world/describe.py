@@ -78,6 +78,7 @@ def render(summary: dict, console: Console) -> None:
         ("users with likes", _share(summary["users_with_likes"], rows["user_data"])),
         ("posts ever shown", _share(summary["posts_shown"], rows["post_text_df"])),
         ("ground truth", "yes" if m.get("ground_truth") else "no"),
+        *([("  posts held back", f"{m['held_back_posts']:,}")] if "held_back_posts" in m else []),
     ]:
         main.add_row(name, value)
     topics = Table(title="topics")
