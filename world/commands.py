@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--held-back-posts",
         type=int,
-        help="posts written but not published, which `ab simulate --new-posts-per-day` "
+        help="posts written but not published, which ab simulate --new-posts-per-day "
         "publishes during its days (default: a tenth of --posts)",
     )
     gen.add_argument("--seed", type=int, default=0, help="random seed: same seed, same world")
