@@ -19,12 +19,14 @@ that knew every post at once would give fresh content.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from feedrank.ab import html
 from feedrank.ab.stats import BOOTSTRAP_REPS, LEVEL
 from feedrank.errors import FeedrankError
 from feedrank.world import policy
@@ -190,14 +192,34 @@ def _difference(control: pd.DataFrame, other: pd.DataFrame, num: str, den: str, 
     return {"difference": value - base, "low": float(low), "high": float(high)}
 
 
+COLUMNS = ["group", "shown", "share of shown", "likes", "share of likes", "CTR fresh"]
+COLUMNS += ["CTR catalogue", "fresh posts shown", "median h to first show"]
+
+
 def print_fresh(result: dict, console: Console) -> None:
-    table = Table(title=f"fresh posts: {result['released']} published during the experiment")
-    columns = ["group", "shown", "share of shown", "likes", "share of likes", "CTR fresh"]
-    columns += ["CTR catalogue", "fresh posts shown", "median h to first show"]
-    for i, column in enumerate(columns):
+    table = Table(title=_title(result))
+    for i, column in enumerate(COLUMNS):
         table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
-    for name, g in result["groups"].items():
-        table.add_row(
+    for row in _rows(result):
+        table.add_row(*row)
+    console.print(table)
+    for line in _lines(result):
+        console.print(f"  {line}", highlight=False)
+
+
+def fresh_html(result: dict) -> tuple[str, str]:
+    """The report page's section: (title, body)."""
+    body = html.table(COLUMNS, _rows(result))
+    return _title(result), body + "".join(f"<p>{escape(line)}</p>" for line in _lines(result))
+
+
+def _title(result: dict) -> str:
+    return f"fresh posts: {result['released']} published during the experiment"
+
+
+def _rows(result: dict) -> list[list[str]]:
+    return [
+        [
             name,
             f"{g['fresh_shown']:,} / {g['shown']:,}",
             _pct(g["share_of_shown"]),
@@ -207,25 +229,29 @@ def print_fresh(result: dict, console: Console) -> None:
             _num(g["catalogue_ctr"]),
             f"{g['fresh_posts_shown']} / {result['released']}",
             _num(g["median_hours_to_first_show"], ".1f"),
-        )
-    console.print(table)
+        ]
+        for name, g in result["groups"].items()
+    ]
+
+
+def _lines(result: dict) -> list[str]:
+    lines = []
     oracle = result.get("oracle")
     if oracle is not None:
-        console.print(
-            f"  oracle (true like probability, same candidates, {oracle['requests']:,} of the "
+        lines.append(
+            f"oracle (true like probability, same candidates, {oracle['requests']:,} of the "
             f"requests): fresh posts {_pct(oracle['share_of_shown'])} of shown, "
-            f"{_pct(oracle['share_of_expected_likes'])} of expected likes",
-            highlight=False,
+            f"{_pct(oracle['share_of_expected_likes'])} of expected likes"
         )
     for name, metrics in result["differences"].items():
         for metric, d in metrics.items():
             if d["difference"] is not None:
-                console.print(
-                    f"  {name} − control, fresh {metric.replace('_', ' ')}: "
+                lines.append(
+                    f"{name} − control, fresh {metric.replace('_', ' ')}: "
                     f"{d['difference'] * 100:+.2f} points, 95% CI "
-                    f"[{d['low'] * 100:+.2f}, {d['high'] * 100:+.2f}]",
-                    highlight=False,
+                    f"[{d['low'] * 100:+.2f}, {d['high'] * 100:+.2f}]"
                 )
+    return lines
 
 
 def _pct(value: float | None) -> str:

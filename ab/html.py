@@ -34,7 +34,13 @@ def write_html(report: Report, out: Path) -> Path:
     return path
 
 
-def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+def add_section(page: Path, title: str, body: str) -> None:
+    """Append a section to a written report page (results computed after the report's own)."""
+    text = page.read_text()
+    page.write_text(text.replace("</body>", f"<h2>{escape(title)}</h2>{body}</body>", 1))
+
+
+def table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         f"<tr class='{c}'>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>"
@@ -56,7 +62,7 @@ def _groups(report: Report) -> str:
         ]
         for g in report.groups
     ]
-    return _table(["group", "users", "exposures", *METRICS.values()], rows)
+    return table(["group", "users", "exposures", *METRICS.values()], rows)
 
 
 def _comparisons(report: Report) -> str:
@@ -76,7 +82,7 @@ def _comparisons(report: Report) -> str:
         for c in report.comparisons
     ]
     classes = ["significant" if c.welch.p_value < 0.05 else "" for c in report.comparisons]
-    return _table(
+    return table(
         [
             "group",
             "metric",
@@ -118,7 +124,7 @@ def _cuped(report: Report) -> str:
         f"the {pre.lookback_days} days before {pre.start}; {pre.users_with_views:,} of "
         f"{len(pre.users):,} users have views there, the others get their mean."
     )
-    return f"<p>{escape(text)}</p>" + _table(
+    return f"<p>{escape(text)}</p>" + table(
         [
             "group",
             "metric",

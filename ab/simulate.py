@@ -44,7 +44,14 @@ import pandas as pd
 
 from feedrank.ab.analysis import run_report
 from feedrank.ab.expected import expected_hit_rates, print_expected
-from feedrank.ab.fresh_posts import Releases, fresh_report, oracle_share, print_fresh
+from feedrank.ab.fresh_posts import (
+    Releases,
+    fresh_html,
+    fresh_report,
+    oracle_share,
+    print_fresh,
+)
+from feedrank.ab.html import add_section
 from feedrank.ab.prediction import report_prediction
 from feedrank.ab.report import Report
 from feedrank.ab.server_process import ServerProcess
@@ -143,6 +150,7 @@ class Simulation:
             )
             (self.out / "report" / "fresh_posts.json").write_text(json.dumps(fresh, indent=1))
             print_fresh(fresh, console)
+            add_section(self.out / "report" / "report.html", *fresh_html(fresh))
         if not self.aa:
             report_prediction(repository, report, expected, self.out / "report", console)
         return report

@@ -172,6 +172,9 @@ def test_the_report_gives_fresh_posts_share_per_group(simulation: Path) -> None:
         assert group["share_of_shown"] == pytest.approx(group["fresh_shown"] / group["shown"])
         assert 0 <= group["fresh_likes"] <= group["likes"]
         assert 0 < group["fresh_posts_shown"] <= fresh["released"]
+    page = (simulation / "report" / "report.html").read_text()
+    assert "fresh posts: 6 published during the experiment" in page
+    assert page.index("fresh posts:") < page.index("</body>")
     assert fresh["oracle"]["requests"] == len(log)
     assert 0 < fresh["oracle"]["share_of_shown"] < 1
     difference = fresh["differences"]["test"]["share_of_shown"]
