@@ -19,6 +19,7 @@ that knew every post at once would give fresh content.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from html import escape
 
 import numpy as np
@@ -57,10 +58,13 @@ class Releases:
         posts["released_at"] = (day + seconds.astype("timedelta64[s]")).astype("datetime64[us]")
         return cls(posts.sort_values("released_at", kind="stable", ignore_index=True))
 
+    @cached_property
+    def times(self) -> np.ndarray:
+        return self.posts["released_at"].to_numpy("datetime64[us]")
+
     def due(self, at: np.datetime64) -> int:
         """How many releases are due by the simulated time `at`."""
-        times = self.posts["released_at"].to_numpy("datetime64[us]")
-        return int(np.searchsorted(times, at, side="right"))
+        return int(np.searchsorted(self.times, at, side="right"))
 
     def batch(self, start: int, end: int) -> list[dict]:
         """Releases [start, end) as `POST /posts` rows."""
@@ -143,7 +147,7 @@ def oracle_share(
         requests = requests.iloc[np.sort(rng.choice(len(requests), most, replace=False))]
     fresh = releases.posts["post_id"].to_numpy(np.int64)
     posts = np.concatenate([catalogue, fresh])
-    released = releases.posts["released_at"].to_numpy("datetime64[us]")
+    released = releases.times
     shown = fresh_shown = 0
     expected = fresh_expected = 0.0
     for start in range(0, len(requests), 500):
@@ -183,7 +187,7 @@ def _resampled_ratios(users: pd.DataFrame, num: str, den: str, rng) -> np.ndarra
 
 def _difference(control: pd.DataFrame, other: pd.DataFrame, num: str, den: str, rng) -> dict:
     """other's ratio of sums minus control's, with a percentile bootstrap interval over users."""
-    base, value = (_safe(g[num].sum(), g[den].sum()) for g in (control, other))
+    base, value = _ratio(control, num, den), _ratio(other, num, den)
     if base is None or value is None:
         return {"difference": None, "low": None, "high": None}
     diff = _resampled_ratios(other, num, den, rng) - _resampled_ratios(control, num, den, rng)

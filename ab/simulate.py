@@ -135,11 +135,12 @@ class Simulation:
             console=console,
             covariate_world=self.world,
         )
-        expected = expected_hit_rates(truth, views, logged_groups(self.out / "log"))
+        groups = logged_groups(self.out / "log")
+        expected = expected_hit_rates(truth, views, groups)
         (self.out / "report" / "expected_hit_rate.json").write_text(json.dumps(expected, indent=1))
         print_expected(expected, console)
         if releases is not None:
-            fresh = fresh_report(views, releases, logged_groups(self.out / "log"), seed=self.seed)
+            fresh = fresh_report(views, releases, groups, seed=self.seed)
             fresh["oracle"] = oracle_share(
                 truth,
                 catalogue_truth.post_ids,
