@@ -5,7 +5,9 @@ For each model's latest version in the repository (`text_pipeline/`, as a server
 - one new post at a time and batches of 100 (texts no cache holds), p50 and p99, through one
   loaded pipeline as a server would keep it;
 and, where sentence-transformers is installed, the Python pipeline the encoder replaces on the
-same texts: its time, and the cosine between its embeddings and the ONNX encoder's.
+same texts: its time, and the cosine between its embeddings and the ONNX encoder's; and the
+encoder alone at each precision (`build.encoder_precision`): its time on the catalogue, and its
+vectors' cosine to float32's.
 
     .venv/bin/python benchmarks/text_pipeline.py --world data/world --repository model_repository
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import numpy as np
 import polars as pl
 from end_to_end import RESULTS
 
+from feedrank.features.text_encoder import load_encoder
 from feedrank.features.text_pipelines import TextPipeline, load_pipeline
 from feedrank.world.layout import WorldLayout
 
@@ -96,6 +100,25 @@ def reference(repository: Path, texts: list[str]) -> dict | None:
     }
 
 
+def precisions(texts: list[str], max_tokens: int) -> dict:
+    """The encoder alone at float32 and int8 on the same texts, from freshly written files."""
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as folder:
+        vectors = {}
+        for precision in ("float32", "int8"):
+            encoder = load_encoder(Path(folder), max_tokens, precision)
+            encoder.encode(texts[:BATCH])  # first runs allocate
+            seconds, vectors[precision] = timed(encoder.encode, texts)
+            cosines = (vectors[precision] * vectors["float32"]).sum(axis=1)
+            out[precision] = {
+                "seconds": seconds,
+                "texts_per_s": len(texts) / seconds,
+                "cosine_to_float32_min": float(cosines.min()),
+                "cosine_to_float32_mean": float(cosines.mean()),
+            }
+    return out
+
+
 def markdown(r: dict) -> str:
     lines = [
         f"# Text pipelines: {r['texts']:,} catalogue texts\n",
@@ -121,6 +144,17 @@ def markdown(r: dict) -> str:
             f"{ref['cosine_min']:.7f}, mean {ref['cosine_mean']:.7f}, max |Δ| "
             f"{ref['max_abs_diff']:.1e}",
         ]
+    if r.get("precisions"):
+        lines += [
+            "",
+            "| encoder precision | whole catalogue | texts/s | cosine to float32 min / mean |",
+            "|---|---|---|---|",
+        ]
+        for precision, e in r["precisions"].items():
+            lines.append(
+                f"| {precision} | {e['seconds']:.1f} s | {e['texts_per_s']:.0f} "
+                f"| {e['cosine_to_float32_min']:.4f} / {e['cosine_to_float32_mean']:.4f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -159,6 +193,9 @@ def main() -> None:
         "models": {m: measure_model(args.repository, m, texts, rng) for m in ("control", "test")},
         "reference": None if args.quick else reference(args.repository, texts),
     }
+    encoder = latest_pipeline(args.repository, "test").encoder
+    if encoder is not None:
+        result["precisions"] = precisions(texts, encoder.max_tokens)
     save(
         result, args.out, "text_pipeline" + ("-quick" if args.quick else ""), markdown(result), plot
     )

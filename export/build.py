@@ -37,6 +37,7 @@ from feedrank.export.windows import Windows, world_windows
 from feedrank.features.build import build_features
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import ModelInputs, OnlineFeatures
+from feedrank.features.text_encoder import Precision
 from feedrank.features.text_pipelines import CONFIG as TEXT_PIPELINE_CONFIG
 from feedrank.features.text_pipelines import VERSION_FOLDER, link_or_copy
 from feedrank.model_config import CONFIG_FILE
@@ -124,8 +125,10 @@ class Builder:
         *,
         progress: bool = True,
         console: Console | None = None,
+        encoder_precision: Precision = "float32",
     ) -> None:
         self.world, self.repository, self.params = world, repository, params
+        self.encoder_precision = encoder_precision
         self.progress, self.console = progress, console or Console(stderr=True)
         self._online: OnlineFeatures | None = None
 
@@ -136,7 +139,9 @@ class Builder:
         return self._online
 
     def run(self) -> dict[str, int]:
-        features = build_features(self.world, progress=self.progress)
+        features = build_features(
+            self.world, progress=self.progress, encoder_precision=self.encoder_precision
+        )
         manifest = json.loads((features / "manifest.json").read_text())
         windows = world_windows(WorldLayout(self.world))
         # read lazily: an unchanged rebuild should not pay for loading the training set

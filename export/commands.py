@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help=f"CatBoost and onnxruntime threads (default: {default('build.threads')})",
     )
+    build.add_argument(
+        "--encoder-precision",
+        choices=["float32", "int8"],
+        help="the sentence encoder's arithmetic; int8 encodes about 1.5x faster, its vectors "
+        f"within cosine 0.99 of float32 (default: {default('build.encoder_precision')})",
+    )
     build.set_defaults(handler=run_build)
 
 
@@ -64,6 +70,7 @@ def run_build(args: argparse.Namespace) -> int:
                 ("iterations", args.iterations),
                 ("depth", args.depth),
                 ("threads", args.threads),
+                ("encoder_precision", args.encoder_precision),
             )
             if v is not None
         }
@@ -86,7 +93,9 @@ def run_build(args: argparse.Namespace) -> int:
         build.threads,
         build.early_stopping,
     )
-    versions = Builder(world, settings.repository, params).run()
+    versions = Builder(
+        world, settings.repository, params, encoder_precision=build.encoder_precision
+    ).run()
     results_console().print(
         ", ".join(f"{name} v{v}" for name, v in versions.items()) + f" in {settings.repository}"
     )

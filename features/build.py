@@ -30,6 +30,7 @@ from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
 from feedrank.features.recency import COLUMNS as RECENT_COLUMNS
 from feedrank.features.specs import FeatureSpec
 from feedrank.features.text import fit_text
+from feedrank.features.text_encoder import Precision
 from feedrank.features.text_pipelines import TextPipeline, save_pipeline
 from feedrank.features.timefeatures import COLUMNS as TIME_COLUMNS
 from feedrank.features.training import sample_views, training_set
@@ -55,6 +56,7 @@ def build_features(
     seed: int = 0,
     n_components: int = 24,
     n_clusters: int = 16,
+    encoder_precision: Precision = "float32",
 ) -> Path:
     layout, files = WorldLayout(Path(world)), FeaturesLayout(Path(world) / "features")
     _check_inputs(layout)
@@ -63,6 +65,7 @@ def build_features(
         "seed": seed,
         "n_components": n_components,
         "n_clusters": n_clusters,
+        "encoder_precision": encoder_precision,
     }
     digest = fingerprint(layout, parameters)
     if _manifest(files).get("fingerprint") == digest:
@@ -74,7 +77,9 @@ def build_features(
         step("user features")
         user_features(layout.users).write_parquet(files.users)
         step("post features (TF-IDF, MiniLM, PCA, KMeans; applied as ONNX)")
-        cache = EmbeddingCache(files.embedding_cache, files.text_encoder)
+        cache = EmbeddingCache(
+            files.embedding_cache, files.text_encoder, precision=encoder_precision
+        )
         tables = _post_features(layout, files, cache, seed, n_components, n_clusters, bar)
         for name, table in tables.items():
             table.write_parquet(files.post_features(name))

@@ -15,8 +15,9 @@ from rich.progress import Progress
 
 from feedrank.features.text_encoder import (
     DIMENSION,
-    ENCODER,
+    Precision,
     TextEncoder,
+    encoder_file,
     load_encoder,
     write_encoder,
 )
@@ -34,14 +35,20 @@ def text_hash(text: str, encoder: str) -> str:
 class EmbeddingCache:
     """Sentence embeddings by text hash in one Parquet file, so rebuilds skip the encoder.
 
-    The encoder is the ONNX file in `encoder_folder` (written there from the packaged weights
-    when missing); it and the token limit are part of every cached text's key.
+    The encoder is the ONNX file of `precision` in `encoder_folder` (written there from the
+    packaged weights when missing); its file and the token limit are part of every cached
+    text's key.
     """
 
     def __init__(
-        self, path: Path | None, encoder_folder: Path, max_tokens: int = MAX_TOKENS
+        self,
+        path: Path | None,
+        encoder_folder: Path,
+        max_tokens: int = MAX_TOKENS,
+        precision: Precision = "float32",
     ) -> None:
         self.path, self.encoder_folder, self.max_tokens = path, encoder_folder, max_tokens
+        self.precision = precision
         self._known: dict[str, np.ndarray] = {}
         self._encoder: TextEncoder | None = None
         if path is not None and path.exists():
@@ -52,17 +59,17 @@ class EmbeddingCache:
 
     @property
     def encoder_path(self) -> Path:
-        return write_encoder(self.encoder_folder)
+        return write_encoder(self.encoder_folder, self.precision)
 
     def _session(self) -> TextEncoder:
         """The encoder's onnxruntime session, opened on first use and kept: opening it costs
         more than encoding one text."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.encoder_folder, self.max_tokens)
+            self._encoder = load_encoder(self.encoder_folder, self.max_tokens, self.precision)
         return self._encoder
 
     def encode(self, texts: list[str], progress: Progress | None = None) -> np.ndarray:
-        key = f"{ENCODER}.onnx:{self.max_tokens}"
+        key = f"{encoder_file(self.precision)}:{self.max_tokens}"
         hashes = [text_hash(t, key) for t in texts]
         missing = sorted({h: t for h, t in zip(hashes, texts) if h not in self._known}.items())
         if missing:
@@ -75,7 +82,7 @@ class EmbeddingCache:
 
     def _encode_missing(self, missing: list[tuple[str, str]], progress: Progress | None) -> None:
         task = (
-            progress.add_task("encode posts (MiniLM, ONNX)", total=len(missing))
+            progress.add_task(f"encode posts (MiniLM {self.precision}, ONNX)", total=len(missing))
             if progress
             else None
         )

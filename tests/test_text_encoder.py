@@ -57,3 +57,21 @@ def test_texts_past_the_token_limit_are_truncated(folder):
     assert len(encoder.tokenizer.encode(words).ids) == 16
     head, tail = encoder.encode([words, words + " and a different ending entirely"])
     np.testing.assert_allclose(head, tail, atol=1e-6)
+
+
+def test_the_int8_encoder_stays_close_to_float32(texts, folder):
+    float32 = load_encoder(folder, 128).encode(texts)
+    int8 = load_encoder(folder, 128, "int8").encode(texts)
+    similarity = cosines(int8, float32)
+    # per-token activations keep the vectors close (7,023 catalogue posts: min 0.994)
+    assert similarity.min() >= 0.99
+    assert similarity.max() < 1 - 1e-6  # a different graph, not the float32 file again
+    np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
+
+
+def test_an_int8_text_encodes_the_same_alone_and_in_a_batch(texts, folder):
+    """Scales per token, never per batch: a post added online gets the build's vector."""
+    encoder = load_encoder(folder, 128, "int8")
+    together = encoder.encode(texts)
+    alone = np.stack([encoder.encode([t])[0] for t in texts[::7]])
+    np.testing.assert_allclose(alone, together[::7], atol=1e-6)

@@ -95,3 +95,19 @@ def test_words_are_scikit_learns_tokens():
     analyzer = TfidfVectorizer().build_analyzer()
     for text in ["Hello, World! a ab", "Ünïcode wörds hello_there x9 99", "  "]:
         assert words_of(text) == analyzer(text)
+
+
+def test_an_int8_encoder_build_is_recorded_and_reproduced_online(tmp_path, tiny_world, texts):
+    """The test model's pipeline built with the int8 encoder names it in its config, and its
+    folder alone (no cache) gives the build's columns: the model is trained on what it serves."""
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world, ignore=shutil.ignore_patterns("features"))
+    files = FeaturesLayout(build_features(world, progress=False, encoder_precision="int8"))
+    pipeline = load_pipeline(files.text_pipeline("test"))
+    assert pipeline.config["encoder"]["precision"] == "int8"
+    assert pipeline.config["encoder"]["file"].endswith("-int8.onnx")
+    table = pl.read_parquet(files.post_features("test"))
+    again = pipeline.columns(texts)
+    np.testing.assert_allclose(
+        again.to_numpy(), table.select(again.columns).to_numpy(), atol=1e-5, rtol=0
+    )
