@@ -6,8 +6,10 @@
 The last ~15% of the views are held out for evaluation and the ~15% before them validate, cut
 at midnights (at whole hours when the log spans less than two weeks), so a 5-day log and a
 7-month log both split. Windows are capped (7 days held out, 10 validating) so a long log keeps
-most of its history for training. Models never see the evaluation window, so hit rates measured
-there are honest.
+most of its history for training, unless the capped days hold under 10,000 views (a small log,
+or one whose activity fades at its end): a window then reaches back until it holds that many
+(at most its ~15%), or its intervals would be too wide to tell rankers apart. Models never see the evaluation window, so
+hit rates measured there are honest.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from feedrank.errors import FeedrankError
 from feedrank.world.layout import WorldLayout
 
 EVAL_SHARE, VALID_SHARE = 0.15, 0.15
+MIN_VIEWS = 10_000  # in each of the validation and evaluation windows, where the log has them
 EVAL_MAX, VALID_MAX = timedelta(days=7), timedelta(days=10)
 DAILY_FROM = timedelta(days=14)  # shorter logs are cut at whole hours
 
@@ -50,10 +53,10 @@ class Windows:
 
 def world_windows(layout: WorldLayout) -> Windows:
     try:
-        first, last, (valid_q, eval_q) = duckdb.execute(
-            "SELECT min(timestamp), max(timestamp), quantile_disc(timestamp, [$v, $e]) "
-            "FROM read_parquet($glob) WHERE action = 'view'",
-            {"glob": layout.feed_glob, "v": 1 - EVAL_SHARE - VALID_SHARE, "e": 1 - EVAL_SHARE},
+        first, last, total = duckdb.execute(
+            "SELECT min(timestamp), max(timestamp), count(*) FROM read_parquet($glob) "
+            "WHERE action = 'view'",
+            {"glob": layout.feed_glob},
         ).fetchall()[0]
     except duckdb.Error as error:
         raise FeedrankError(f"{layout.feed_dir}: no readable feed: {error}") from None
@@ -61,8 +64,10 @@ def world_windows(layout: WorldLayout) -> Windows:
         raise FeedrankError(f"{layout.feed_dir}: the feed has no views to split")
     unit = timedelta(days=1) if last - first >= DAILY_FROM else timedelta(hours=1)
     end = _floor(last, unit) + unit
-    eval_start = min(max(_floor(eval_q, unit), end - EVAL_MAX), end - unit)
-    valid_start = min(max(_floor(valid_q, unit), eval_start - VALID_MAX), eval_start - unit)
+    eval_start = _window_start(layout, end, end - EVAL_MAX, 1 - EVAL_SHARE, total, unit)
+    valid_start = _window_start(
+        layout, eval_start, eval_start - VALID_MAX, 1 - EVAL_SHARE - VALID_SHARE, total, unit
+    )
     train_start = _floor(first, unit)
     if valid_start <= train_start:
         raise FeedrankError(
@@ -70,6 +75,31 @@ def world_windows(layout: WorldLayout) -> Windows:
             f"hours to split into training, validation and evaluation"
         )
     return Windows(train_start, valid_start, eval_start, end)
+
+
+def _window_start(
+    layout: WorldLayout,
+    end: datetime,
+    capped: datetime,
+    earliest: float,
+    total: int,
+    unit: timedelta,
+) -> datetime:
+    """The start of the window ending at `end`: `capped`, moved earlier until the window holds
+    MIN_VIEWS views, but never before the views' `earliest` quantile; at least one `unit`."""
+    before = duckdb.execute(
+        "SELECT count(*) FROM read_parquet($glob) WHERE action = 'view' AND timestamp < $end",
+        {"glob": layout.feed_glob, "end": end},
+    ).fetchall()[0][0]
+    widest, narrowest = (
+        duckdb.execute(
+            "SELECT quantile_disc(timestamp, $q) FROM read_parquet($glob) WHERE action = 'view'",
+            {"glob": layout.feed_glob, "q": q},
+        ).fetchall()[0][0]
+        for q in (earliest, max(0.0, (before - MIN_VIEWS) / total))
+    )
+    start = max(_floor(widest, unit), min(capped, _floor(narrowest, unit)))
+    return min(start, end - unit)
 
 
 def _floor(at: datetime, unit: timedelta) -> datetime:

@@ -20,7 +20,11 @@ import numpy as np
 
 FLOOR = 0.01  # per mille of the window's views: less than one view on any real feed
 STEP = np.timedelta64(1, "m")  # shares as of the request's minute
-CHOICES = (("recent_view_share_1h", (0.5, 1.0, 1.5)), ("recent_view_share_24h", (0.5, 1.0, 1.5)))
+# an hour for news, a day, a week and a month for catalogues whose audience moves slowly (films,
+# products): what the log's feed showed most lately, over the horizon that predicts it
+CHOICES = tuple(
+    (f"recent_view_share_{hours}h", (0.5, 1.0, 1.5, 2.0, 3.0)) for hours in (1, 24, 168, 720)
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,8 @@ class Exposure:
         """Ranking scores from P(like | shown) and each post's share of recent views."""
         if not self.active or shares is None:
             return probabilities
-        p = np.clip(probabilities, 1e-12, 1 - 1e-12)
-        return np.log(p / (1 - p)) + self.alpha * np.log(shares + FLOOR)
+        p = np.clip(probabilities, 1e-12, 1.0)
+        return np.log(p) + self.alpha * np.log(shares + FLOOR)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -12,6 +12,7 @@ as of the request's minute.
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 
@@ -23,6 +24,8 @@ CAP_HOURS = 720.0  # "not seen for a month or more"
 CTR_WEIGHT = 20.0  # views of smoothing toward the window's overall like rate
 HOUR_MS = 3_600_000
 
+# a post's share of the likes or views in the last h hours; any h for the exposure term
+SHARE = re.compile(r"recent_(like|view)_share_(\d+)h")
 COLUMNS = (
     *(f"recent_{a}_share_{h}h" for a in ("like", "view") for h in WINDOW_HOURS),
     "recent_like_rate_24h",
@@ -44,15 +47,15 @@ def recency_block(
     step: np.timedelta64 = STEP,
     columns: tuple[str, ...] = COLUMNS,
 ) -> dict[str, np.ndarray]:
-    """`columns` (of COLUMNS) for parallel (post, time) arrays (times broadcast): only the
-    searches they need, which for a whole catalogue at a new minute is most of the cost."""
+    """`columns` (of COLUMNS, or a share over any `h` hours) for parallel (post, time) arrays
+    (times broadcast): only the searches they need, which for a whole catalogue at a new minute
+    is most of the cost."""
     t = np.broadcast_to(history.to_ms(as_of(times, step)), posts.shape)
     window = functools.cache(lambda action, hours: _window(history, action, posts, t, hours))
     out = {}
-    for action, hours in [(a, h) for a in ("likes", "views") for h in WINDOW_HOURS]:
-        name = f"recent_{action[:-1]}_share_{hours}h"
-        if name in columns:
-            count, total = window(action, hours)
+    for name in columns:
+        if share := SHARE.fullmatch(name):
+            count, total = window(f"{share[1]}s", int(share[2]))
             out[name] = 1000.0 * count / np.maximum(total, 1)
     if "recent_like_rate_24h" in columns:
         (likes, all_likes), (views, all_views) = window("likes", 24), window("views", 24)

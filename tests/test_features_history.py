@@ -15,6 +15,7 @@ from feedrank.features.build import build_features
 from feedrank.features.event_index import EventIndex
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import OnlineFeatures
+from feedrank.features.recency import recency_block
 from feedrank.features.rows import feature_rows
 from feedrank.features.specs import parse_specs
 from feedrank.world.layout import WorldLayout
@@ -177,3 +178,23 @@ def test_a_users_likes_before_a_time_are_the_feeds_oldest_first(tiny_world, buil
         posts, times = online.likes_before(user_id, np.datetime64(at, "us"))
         assert posts.tolist() == expected["post_id"].to_list()
         assert times.tolist() == expected["timestamp"].dt.truncate("1ms").to_list()
+
+
+def test_a_share_over_any_window_counts_the_views_of_those_hours(tiny_world, built):
+    """The exposure term's week and month windows: the same search as the model's columns."""
+    _, _, training = built
+    feed = _feed(tiny_world).filter(pl.col("action") == "view")
+    rows = _rows(training, 40, 11)
+    history = OnlineFeatures.load(tiny_world).history
+    times = rows["timestamp"].to_numpy().astype("datetime64[us]")
+    names = ("recent_view_share_168h", "recent_view_share_720h")
+    values = recency_block(history, rows["post_id"].to_numpy(), times, columns=names)
+    assert list(values) == list(names)
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        hour = row["timestamp"].replace(minute=0, second=0, microsecond=0)
+        for name, hours in zip(names, (168, 720)):
+            window = feed.filter(
+                pl.col("timestamp") < hour, pl.col("timestamp") >= hour - timedelta(hours=hours)
+            )
+            mine = (window["post_id"] == row["post_id"]).sum()
+            assert values[name][i] == pytest.approx(1000 * mine / max(window.height, 1), rel=1e-6)

@@ -37,7 +37,7 @@ def write_feed(world: Path, rows: list[tuple]) -> WorldLayout:
 def uniform_views(start: str, hours: int, per_hour: int = 10) -> list[tuple]:
     first = datetime.fromisoformat(start)
     return [
-        (first + timedelta(hours=h, minutes=6 * i), i, h % 7, "view", i % 2)
+        (first + timedelta(hours=h, seconds=3600 * i // per_hour), i, h % 7, "view", i % 2)
         for h in range(hours)
         for i in range(per_hour)
     ]
@@ -54,10 +54,22 @@ def test_a_five_day_log_is_cut_at_whole_hours(tmp_path):
 
 
 def test_a_seven_month_log_keeps_its_history_for_training(tmp_path):
-    windows = world_windows(write_feed(tmp_path / "w", uniform_views("2022-01-01", 212 * 24, 1)))
+    # 60 views an hour: the capped week holds 10,080, enough to measure on
+    windows = world_windows(write_feed(tmp_path / "w", uniform_views("2022-01-01", 212 * 24, 60)))
     assert windows.eval_end - windows.eval_start == timedelta(days=7)  # capped
     assert windows.eval_start - windows.valid_start == timedelta(days=10)  # capped
     assert windows.valid_start.hour == 0 and windows.valid_start > datetime(2022, 7, 1)
+
+
+def test_a_log_fading_at_its_end_holds_out_enough_views_to_measure(tmp_path):
+    """Seven months of 30 views an hour: the last week holds 5,040 views, so the held-out and
+    validation windows reach back to 10,000 views each, never past ~15% of the log."""
+    windows = world_windows(write_feed(tmp_path / "w", uniform_views("2022-01-01", 212 * 24, 30)))
+    assert windows.eval_end - windows.eval_start == timedelta(days=14)  # 10,080 views
+    assert windows.eval_start - windows.valid_start == timedelta(days=14)
+    assert all(t.hour == 0 for t in (windows.valid_start, windows.eval_start))
+    sparse = world_windows(write_feed(tmp_path / "s", uniform_views("2022-01-01", 212 * 24, 1)))
+    assert sparse.eval_end - sparse.eval_start == timedelta(days=32)  # its last ~15%
 
 
 def test_a_log_too_short_to_split_is_refused(tmp_path):
