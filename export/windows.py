@@ -8,8 +8,8 @@ at midnights (at whole hours when the log spans less than two weeks), so a 5-day
 7-month log both split. Windows are capped (7 days held out, 10 validating) so a long log keeps
 most of its history for training, unless the capped days hold under 10,000 views (a small log,
 or one whose activity fades at its end): a window then reaches back until it holds that many
-(at most its ~15%), or its intervals would be too wide to tell rankers apart. Models never see the evaluation window, so
-hit rates measured there are honest.
+(at most its ~15%), or its intervals would be too wide to tell rankers apart. Models never see
+the evaluation window, so hit rates measured there are honest.
 """
 
 from __future__ import annotations
