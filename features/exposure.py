@@ -5,11 +5,12 @@ liked at all in a log also depends on whether the feed showed it, and on a news 
 most of the story: the posts being shown this hour are the ones read this hour. A version may
 therefore rank by
 
-    logit P(like | shown) + alpha × log(the post's share of recent views + FLOOR)
+    log P(like | shown) + alpha × log(the post's share of recent views + FLOOR)
 
-with the window and alpha chosen by `feedrank build` on the validation window's logged hit rate
-(alpha 0, pure preference, unless exposure helps there significantly). Exposure imitates the
-feed that wrote the log; only an A/B test tells whether a live feed gains from it.
+(at alpha 1, the log of P(shown and liked)) with the window and alpha chosen by `feedrank
+build` on the validation window's logged hit rate (alpha 0, pure preference, unless exposure
+helps there significantly). Exposure imitates the feed that wrote the log; only an A/B test
+tells whether a live feed gains from it.
 """
 
 from __future__ import annotations
