@@ -16,6 +16,7 @@ tells whether a live feed gains from it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +33,9 @@ CHOICES = tuple(
 class Exposure:
     column: str | None = None  # a `recent` column: the post's share of recent views
     alpha: float = 0.0
+    # how P(like | shown) enters: "log" (P(shown and liked) at alpha 1); versions whose
+    # metadata names no scale were chosen on the logit, and keep ranking that way
+    scale: Literal["log", "logit"] = "log"
 
     @property
     def active(self) -> bool:
@@ -41,15 +45,16 @@ class Exposure:
         """Ranking scores from P(like | shown) and each post's share of recent views."""
         if not self.active or shares is None:
             return probabilities
-        p = np.clip(probabilities, 1e-12, 1.0)
-        return np.log(p) + self.alpha * np.log(shares + FLOOR)
+        p = np.clip(probabilities, 1e-12, 1 - 1e-12)
+        preference = np.log(p) if self.scale == "log" else np.log(p / (1 - p))
+        return preference + self.alpha * np.log(shares + FLOOR)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Exposure:
-        return cls(**data) if data else cls()
+        return cls(**{"scale": "logit", **data}) if data else cls()
 
 
 def candidates() -> list[Exposure]:

@@ -116,6 +116,17 @@ def test_exposure_ranks_by_preference_times_recent_views():
     scores = Exposure("recent_view_share_1h", 1.0).scores(p, shares)
     assert np.argsort(-scores).tolist() == [2, 1, 0]
     assert scores[2] - scores[1] == pytest.approx(np.log(50.01 / 5.01))
+    # at alpha 1, log P(like | shown) + log share: the ratio of P(shown and liked)
+    assert scores[0] - scores[1] == pytest.approx(np.log(0.2 * 0.01 / (0.1 * 5.01)))
+
+
+def test_a_version_chosen_on_the_logit_keeps_ranking_on_it():
+    """Metadata written before the log scale names no scale: the logit it was chosen on."""
+    old = Exposure.from_dict({"column": "recent_view_share_1h", "alpha": 1.0})
+    assert old.scale == "logit"
+    scores = old.scores(np.array([0.5, 0.2]), np.array([1.0, 1.0]))
+    assert scores[0] - scores[1] == pytest.approx(np.log(1.0) - np.log(0.2 / 0.8))
+    assert Exposure.from_dict(Exposure("recent_view_share_1h", 1.0).as_dict()).scale == "log"
 
 
 def test_a_world_whose_training_window_has_only_likes_is_refused_clearly(
