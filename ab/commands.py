@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=20000,
         help="simulated users (on the default world 20000 make about "
-        "216,000 requests, 35-40 min on 2 cores, hit rate@5 MDE about ±0.008)",
+        "216,000 requests, 11-40 min on 2 cores, hit rate@5 MDE about ±0.008)",
     )
     simulate.add_argument("--days", type=int, default=7, help="the world's last D days")
     simulate.add_argument("--seed", type=int, default=0, help="simulation seed")
