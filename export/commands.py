@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--encoder-precision",
         choices=["float32", "int8"],
-        help="the sentence encoder's arithmetic; int8 encodes about 1.5x faster, its vectors "
+        help="the sentence encoder's arithmetic; int8 encodes 1.2-1.5x faster, its vectors "
         f"within cosine 0.99 of float32 (default: {default('build.encoder_precision')})",
     )
     build.set_defaults(handler=run_build)
