@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 from end_to_end import RESULTS
 
+from feedrank.features.embeddings import EmbeddingCache
 from feedrank.features.text_encoder import load_encoder
 from feedrank.features.text_pipelines import TextPipeline, load_pipeline
 from feedrank.world.layout import WorldLayout
@@ -76,7 +77,7 @@ def measure_model(repository: Path, model: str, texts: list[str], rng) -> dict:
     }
 
 
-def reference(repository: Path, texts: list[str]) -> dict | None:
+def reference(encoder: EmbeddingCache, texts: list[str]) -> dict | None:
     """sentence-transformers (PyTorch) on the same texts, against the published ONNX encoder."""
     if importlib.util.find_spec("sentence_transformers") is None:
         return None
@@ -84,8 +85,6 @@ def reference(repository: Path, texts: list[str]) -> dict | None:
 
     from feedrank.features.text_encoder import model_folder
 
-    encoder = latest_pipeline(repository, "test").encoder
-    assert encoder is not None
     model = SentenceTransformer(str(model_folder()), device="cpu")
     model.max_seq_length = encoder.max_tokens
     seconds, vectors = timed(lambda: model.encode(texts, batch_size=64, normalize_embeddings=True))
@@ -144,7 +143,7 @@ def markdown(r: dict) -> str:
             f"{ref['cosine_min']:.7f}, mean {ref['cosine_mean']:.7f}, max |Δ| "
             f"{ref['max_abs_diff']:.1e}",
         ]
-    if r.get("precisions"):
+    if r["precisions"]:
         lines += [
             "",
             "| encoder precision | whole catalogue | texts/s | cosine to float32 min / mean |",
@@ -187,15 +186,15 @@ def main() -> None:
     texts = pl.read_parquet(WorldLayout(args.world).posts)["text"].fill_null("").to_list()
     texts = texts[:60] if args.quick else texts
     rng = np.random.default_rng(0)
+    encoder = latest_pipeline(args.repository, "test").encoder
+    assert encoder is not None  # the test model's pipeline holds the sentence encoder
     result = {
         "machine": machine(),
         "texts": len(texts),
         "models": {m: measure_model(args.repository, m, texts, rng) for m in ("control", "test")},
-        "reference": None if args.quick else reference(args.repository, texts),
+        "reference": None if args.quick else reference(encoder, texts),
+        "precisions": precisions(texts, encoder.max_tokens),
     }
-    encoder = latest_pipeline(args.repository, "test").encoder
-    if encoder is not None:
-        result["precisions"] = precisions(texts, encoder.max_tokens)
     save(
         result, args.out, "text_pipeline" + ("-quick" if args.quick else ""), markdown(result), plot
     )

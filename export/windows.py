@@ -64,9 +64,20 @@ def world_windows(layout: WorldLayout) -> Windows:
         raise FeedrankError(f"{layout.feed_dir}: the feed has no views to split")
     unit = timedelta(days=1) if last - first >= DAILY_FROM else timedelta(hours=1)
     end = _floor(last, unit) + unit
-    eval_start = _window_start(layout, end, end - EVAL_MAX, 1 - EVAL_SHARE, total, unit)
+    # every view is before `end`; the validation window's end needs its own count
+    eval_start = _window_start(layout, end, end - EVAL_MAX, 1 - EVAL_SHARE, total, total, unit)
+    before_eval = duckdb.execute(
+        "SELECT count(*) FROM read_parquet($glob) WHERE action = 'view' AND timestamp < $end",
+        {"glob": layout.feed_glob, "end": eval_start},
+    ).fetchall()[0][0]
     valid_start = _window_start(
-        layout, eval_start, eval_start - VALID_MAX, 1 - EVAL_SHARE - VALID_SHARE, total, unit
+        layout,
+        eval_start,
+        eval_start - VALID_MAX,
+        1 - EVAL_SHARE - VALID_SHARE,
+        before_eval,
+        total,
+        unit,
     )
     train_start = _floor(first, unit)
     if valid_start <= train_start:
@@ -82,22 +93,22 @@ def _window_start(
     end: datetime,
     capped: datetime,
     earliest: float,
+    before: int,
     total: int,
     unit: timedelta,
 ) -> datetime:
-    """The start of the window ending at `end`: `capped`, moved earlier until the window holds
-    MIN_VIEWS views, but never before the views' `earliest` quantile; at least one `unit`."""
-    before = duckdb.execute(
-        "SELECT count(*) FROM read_parquet($glob) WHERE action = 'view' AND timestamp < $end",
-        {"glob": layout.feed_glob, "end": end},
+    """The start of the window ending at `end` (`before` views precede it): `capped`, moved
+    earlier until the window holds MIN_VIEWS views, but never before the views' `earliest`
+    quantile; at least one `unit`."""
+    widest, narrowest = duckdb.execute(
+        "SELECT quantile_disc(timestamp, [$widest, $narrowest]) FROM read_parquet($glob) "
+        "WHERE action = 'view'",
+        {
+            "glob": layout.feed_glob,
+            "widest": earliest,
+            "narrowest": max(0.0, (before - MIN_VIEWS) / total),
+        },
     ).fetchall()[0][0]
-    widest, narrowest = (
-        duckdb.execute(
-            "SELECT quantile_disc(timestamp, $q) FROM read_parquet($glob) WHERE action = 'view'",
-            {"glob": layout.feed_glob, "q": q},
-        ).fetchall()[0][0]
-        for q in (earliest, max(0.0, (before - MIN_VIEWS) / total))
-    )
     start = max(_floor(widest, unit), min(capped, _floor(narrowest, unit)))
     return min(start, end - unit)
 
