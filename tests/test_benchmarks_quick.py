@@ -143,3 +143,21 @@ def test_posts_online_quick(tiny_world: Path, tmp_path: Path) -> None:
     for run in ("quiet", "streaming"):
         assert result[run]["feed"]["requests"] > 0 and result[run]["feed"]["errors"] == 0
     assert (tmp_path / "posts_online-quick.png").stat().st_size > 0
+
+
+def test_learnable_ceiling_quick(tiny_world: Path, tmp_path: Path) -> None:
+    result = run_quick("learnable_ceiling", tiny_world, tmp_path)
+    rows = result["first_feed"]["rows"]
+    assert {"published control (version 1)", "published test (version 1)"} <= set(rows)
+    # the oracle's five most likely posts maximise 1 − Π(1 − p) in every session
+    best = rows["oracle"]["simulated_hit_rate"]
+    assert all(r["simulated_hit_rate"] <= best + 1e-12 for r in rows.values())
+    week = result["week"]
+    assert week["users"] > 0 and set(week["means"]) == {
+        "user terms: none",
+        "user terms: topic",
+        "user terms: topic + sub-theme + tone",
+        "oracle",
+    }
+    assert all(0 <= m["hit_rate"] <= 1 for m in week["means"].values())
+    assert (tmp_path / "learnable_ceiling-quick.png").stat().st_size > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -151,3 +152,25 @@ def test_post_quality_and_user_taste_are_learnable_from_history(views: pd.DataFr
     auc_taste = roc_auc_score(test["target"], with_taste)
     auc_oracle = roc_auc_score(test["target"], test["truth"])
     assert 0.55 < auc_post < auc_taste < auc_oracle
+
+
+def test_personal_terms_are_exactly_what_the_users_own_parameters_add(tiny_world: Path) -> None:
+    truth = GroundTruth.load(tiny_world)
+    rng = np.random.default_rng(0)
+    u = rng.integers(0, len(truth.user_ids), 500)
+    p = rng.integers(0, len(truth.post_ids), 500)
+    hour, month = rng.integers(0, 24, 500), rng.integers(10, 13, 500)
+    anonymous = replace(
+        truth,
+        bias=np.zeros_like(truth.bias),
+        taste_sub=np.zeros_like(truth.taste_sub),
+        taste_sent=np.zeros_like(truth.taste_sent),
+        tables=truth.tables | {"taste": np.zeros_like(truth.tables["taste"])},
+    )
+    assert np.abs(truth.personal(u, p)).max() > 0.1
+    np.testing.assert_allclose(
+        truth.logit_at(u, p, hour, month) - anonymous.logit_at(u, p, hour, month),
+        truth.personal(u, p),
+        atol=1e-12,
+    )
+    np.testing.assert_array_equal(anonymous.personal(u, p), 0.0)

@@ -72,7 +72,6 @@ SCALES = {
 class GroundTruth:
     base: float
     user_ids: np.ndarray  # sorted int64
-    user_topic: np.ndarray  # [U, T] demo + taste
     taste_sub: np.ndarray  # [U, S]
     taste_sent: np.ndarray  # [U]
     bias: np.ndarray  # [U]
@@ -114,27 +113,35 @@ class GroundTruth:
         self, u: np.ndarray, p: np.ndarray, hour: np.ndarray, month: np.ndarray
     ) -> np.ndarray:
         """P(like) by row indices (users, posts), hour of day and calendar month."""
-        return 1.0 / (1.0 + np.exp(-self._logit(u, p, hour, month)))
+        return 1.0 / (1.0 + np.exp(-self.logit_at(u, p, hour, month)))
 
-    def _logit(self, u, p, hour, month) -> np.ndarray:
+    def logit_at(self, u, p, hour, month) -> np.ndarray:
+        """The logit of `probability_at`."""
         topic = self.post_topic[p]
         month_effect = np.select(
             [month == 11, month == 12], [MONTH_EFFECT[11], MONTH_EFFECT[12]], MONTH_EFFECT[10]
         )
         return (
             self.base
-            + self.bias[u]
-            + self.user_topic[u, topic]
-            + self.taste_sub[u, self.post_sub[p]]
-            + self.taste_sent[u] * self.post_sent[p]
+            + self.tables["demo"][u, topic]
+            + self.personal(u, p)
             + self.post_score[p]
             + self.hour_topic[hour, topic]
             + month_effect
         )
 
+    def personal(self, u, p) -> np.ndarray:
+        """The terms of the logit only the user's own history reveals: bias and tastes."""
+        return (
+            self.bias[u]
+            + self.tables["taste"][u, self.post_topic[p]]
+            + self.taste_sub[u, self.post_sub[p]]
+            + self.taste_sent[u] * self.post_sent[p]
+        )
+
     def calibrated(self, u, p, hour, month, target: float) -> GroundTruth:
         """The same world with `base` set so the mean P(like) over the given views is `target`."""
-        rest = self._logit(u, p, hour, month) - self.base
+        rest = self.logit_at(u, p, hour, month) - self.base
         lo, hi = -10.0, 5.0
         for _ in range(60):
             mid = (lo + hi) / 2
@@ -173,7 +180,6 @@ class GroundTruth:
         return cls(
             base=-2.0,
             user_ids=users["user_id"].to_numpy(np.int64),
-            user_topic=demo + taste,
             taste_sub=rng.normal(0, s["taste_sub"], (n_users, n_subs)),
             taste_sent=rng.normal(0, s["taste_sent"], n_users),
             bias=rng.normal(0, s["bias"], n_users),
@@ -282,7 +288,6 @@ class GroundTruth:
         return cls(
             base=params["base"],
             user_ids=users["user_id"].to_numpy(np.int64),
-            user_topic=demo + taste,
             taste_sub=users[[f"taste_sub_{k}" for k in range(n_subs)]].to_numpy(),
             taste_sent=users["taste_sent"].to_numpy(),
             bias=users["bias"].to_numpy(),
