@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
-from feedrank.ab.replay import EXPECTED, REPLAY_METRICS
+from feedrank.ab.expected import EXPECTED_METRICS
+from feedrank.ab.replay import REPLAY_METRICS
 from feedrank.ab.report import Report
 from feedrank.ab.stats import standard_error
 from feedrank.server.router import parse_router
@@ -94,7 +95,7 @@ def checks(replay: dict, report: Report, expected: dict | None, group: str = "te
     only in a simulation, which knows the ground truth)."""
     found = {c.metric: c.welch.as_dict() for c in report.comparisons if c.group == group}
     if expected is not None:
-        found[EXPECTED] = expected["differences"][group]
+        found |= {m: expected[m]["differences"][group] for m in EXPECTED_METRICS}
     return [
         Check(metric, replay["differences"][group][metric], found[metric])
         for metric in REPLAY_METRICS

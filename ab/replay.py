@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from feedrank.ab import stats
+from feedrank.ab.expected import EXPECTED_HIT, EXPECTED_LIKES, EXPECTED_METRICS
 from feedrank.ab.report import METRICS, user_values
 from feedrank.features.online import OnlineFeatures
 from feedrank.progress import progress_bar
@@ -34,9 +35,8 @@ from feedrank.world.ground_truth import GroundTruth
 from feedrank.world.simulated_users import SLOTS, Traffic
 
 BATCH = 16  # requests scored per call, as a dynamic batch of the server
-EXPECTED = "expected_hit_rate"
-# the A/B report's metrics, and the one only a simulation knows: 1 − Π(1 − p_true) per feed
-REPLAY_METRICS = METRICS | {EXPECTED: "expected hit rate@5"}
+# the A/B report's metrics, and those only a simulation knows (ab/expected.py)
+REPLAY_METRICS = METRICS | EXPECTED_METRICS
 
 
 @dataclass(frozen=True)
@@ -133,15 +133,16 @@ def candidates(
 
 def run_loop(truth: GroundTruth, traffic: Traffic, ranked: list[np.ndarray]) -> pd.DataFrame:
     """Walk the requests in time order: show the first SLOTS posts the user has not liked, draw
-    the reaction. One row per request: user_id, shown (post ids), likes, hits (any like) and
-    the expected hit rate."""
+    the reaction. One row per request: user_id, shown (post ids), likes, hits (any like), the
+    expected hit rate and the expected likes."""
     requests = traffic.requests
     users = requests["user_id"].to_numpy(np.int64)
     times = requests["requested_time"].to_numpy("datetime64[us]")
     # post -> when the user liked it: a like seconds after the view is not yet known to a
     # request in between (the server excludes likes timestamped before the request)
     liked: dict[int, dict[int, np.datetime64]] = defaultdict(dict)
-    shown_lists, outcomes = [], np.zeros((len(requests), 3))  # likes, hit, expected hit
+    # likes, hit, expected hit, expected likes
+    shown_lists, outcomes = [], np.zeros((len(requests), 4))
     for i, (user, at, posts) in enumerate(zip(users.tolist(), times, ranked, strict=True)):
         known = {post for post, when in liked[user].items() if when < at}
         shown = np.array([p for p in posts.tolist() if p not in known][:SLOTS], np.int64)
@@ -151,26 +152,32 @@ def run_loop(truth: GroundTruth, traffic: Traffic, ranked: list[np.ndarray]) -> 
             liked[user].update(
                 zip(shown[hits].tolist(), traffic.reactions.like_times(i, at, hits), strict=True)
             )
-            outcomes[i] = hits.sum(), hits.any(), truth.hit_probability(user, shown, at)
+            expected = (
+                truth.hit_probability(user, shown, at),
+                truth.like_probability(user, shown, at),
+            )
+            outcomes[i] = hits.sum(), hits.any(), expected[0], expected[1].sum()
     return pd.DataFrame(
         {
             "user_id": users,
             "shown": shown_lists,
             "likes": outcomes[:, 0],
             "hits": outcomes[:, 1],
-            EXPECTED: outcomes[:, 2],
+            EXPECTED_HIT: outcomes[:, 2],
+            EXPECTED_LIKES: outcomes[:, 3],
         }
     )
 
 
 def per_user(exposures: pd.DataFrame) -> pd.DataFrame:
-    """The A/B attribution's per-user sums (exposures, hits, shown, liked_shown, likes) and the
-    mean expected hit rate, then every metric per user (`ab.report.user_values`)."""
+    """The A/B attribution's per-user sums (exposures, hits, shown, liked_shown, likes), the
+    mean expected hit rate and the expected likes, then every metric per user
+    (`ab.report.user_values`)."""
     sums = (
         exposures.assign(exposures=1, shown=exposures["shown"].map(len))
-        .groupby("user_id")[["exposures", "hits", "shown", "likes", EXPECTED]]
+        .groupby("user_id")[["exposures", "hits", "shown", "likes", EXPECTED_HIT, EXPECTED_LIKES]]
         .sum()
     )
     sums["liked_shown"] = sums["likes"]
-    sums[EXPECTED] = sums[EXPECTED] / sums["exposures"]
+    sums[EXPECTED_HIT] = sums[EXPECTED_HIT] / sums["exposures"]
     return user_values(sums)

@@ -19,7 +19,7 @@ fixes the run whatever order the answers arrive in.
 
     OUT/log/        the server's exposure log, and the events it was sent (events-*.jsonl)
     OUT/events/     the drawn feed events (feed_data schema), one Parquet file per day
-    OUT/report/     report.json, report.html, figures; expected_hit_rate.json (ground truth);
+    OUT/report/     report.json, report.html, figures; expected.json (ground truth);
                     prediction.json (the A/B against `feedrank evaluate`'s offline replay);
                     fresh_posts.json (with new posts: their share of exposures and likes)
     OUT/repository/ with --aa: links to the models and an A/A router.toml
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from feedrank.ab.analysis import run_report
-from feedrank.ab.expected import expected_hit_rates, print_expected
+from feedrank.ab.expected import expected_metrics, print_expected
 from feedrank.ab.fresh_posts import (
     Releases,
     fresh_html,
@@ -136,8 +136,8 @@ class Simulation:
             covariate_world=self.world,
         )
         groups = logged_groups(self.out / "log")
-        expected = expected_hit_rates(truth, views, groups)
-        (self.out / "report" / "expected_hit_rate.json").write_text(json.dumps(expected, indent=1))
+        expected = expected_metrics(truth, views, groups)
+        (self.out / "report" / "expected.json").write_text(json.dumps(expected, indent=1))
         print_expected(expected, console)
         if releases is not None:
             fresh = fresh_report(views, releases, groups, seed=self.seed)

@@ -34,7 +34,8 @@ import numpy as np
 from end_to_end import RESULTS
 
 from feedrank.ab import stats
-from feedrank.ab.replay import EXPECTED, per_user, run_loop
+from feedrank.ab.expected import EXPECTED_HIT, EXPECTED_LIKES
+from feedrank.ab.replay import per_user, run_loop
 from feedrank.export.hit_rate import (
     HORIZON,
     Ranker,
@@ -260,7 +261,7 @@ def week(world: Path, windows: Windows, learners: dict, users: int) -> dict:
                     )
                 bar.advance(task, len(scores))
             frames[name] = per_user(run_loop(truth, traffic, ranked))
-    metrics = ("likes", "hit_rate", EXPECTED)
+    metrics = ("likes", EXPECTED_LIKES, "hit_rate", EXPECTED_HIT)
     names = list(learners)
     return {
         "users": len(frames[names[0]]),
@@ -319,20 +320,25 @@ def markdown(r: dict) -> str:
         f"A week of feeds (the replay's loop, {w['users']:,} users, {w['requests']:,} requests), "
         "posts' scores from the log:",
         "",
-        "| learner | likes per user | hit rate@5 | expected hit rate@5 |",
-        "|---|---:|---:|---:|",
+        "| learner | likes per user | expected likes | hit rate@5 | expected hit rate@5 |",
+        "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {n} | {v['likes']:.2f} | {v['hit_rate']:.4f} | {v[EXPECTED]:.4f} |"
+        f"| {n} | {v['likes']:.2f} | {v[EXPECTED_LIKES]:.2f} | {v['hit_rate']:.4f} | "
+        f"{v[EXPECTED_HIT]:.4f} |"
         for n, v in w["means"].items()
     ]
-    lines += ["", "| paired difference | likes per user | hit rate@5 | expected hit rate@5 |"]
-    lines += ["|---|---|---|---|"]
+    lines += [
+        "",
+        "| paired difference | likes per user | expected likes | hit rate@5 "
+        "| expected hit rate@5 |",
+    ]
+    lines += ["|---|---|---|---|---|"]
     for name, d in w["differences"].items():
         cells = [
             f"{d[m]['difference']:+.4f} [{d[m]['low']:+.4f}, {d[m]['high']:+.4f}], "
             f"p = {d[m]['p_value']:.3g}"
-            for m in ("likes", "hit_rate", EXPECTED)
+            for m in ("likes", EXPECTED_LIKES, "hit_rate", EXPECTED_HIT)
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

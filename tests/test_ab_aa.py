@@ -16,7 +16,7 @@ from scipy.stats import binom
 
 from feedrank.ab.attribution import attribute, connect_frames, like_files
 from feedrank.ab.covariate import PrePeriod, pre_period
-from feedrank.ab.expected import expected_hit_rates
+from feedrank.ab.expected import expected_metrics
 from feedrank.ab.report import METRICS, Report, analyse
 from feedrank.server.router import bucket
 from feedrank.world.generate import LIKE_DELAY_S
@@ -128,23 +128,30 @@ def test_srm_alarm_on_a_broken_split(tiny_world: Path) -> None:
     assert broken.srm.observed["test"] == healthy.srm.observed["test"] - len(lost)
 
 
-def test_expected_hit_rate_is_one_minus_product_of_misses(tiny_world: Path) -> None:
+def test_expected_metrics_combine_the_true_probabilities_of_the_shown_posts(
+    tiny_world: Path,
+) -> None:
     truth = GroundTruth.load(tiny_world)
     users, posts = truth.user_ids[:4], truth.post_ids[:5]
     at = np.datetime64("2021-12-27T20:00:00", "us")
     views = pd.DataFrame(
-        {
-            "exposure": np.repeat(np.arange(4), 5),
-            "user_id": np.repeat(users, 5),
-            "post_id": np.tile(posts, 4),
+        {  # users 0 and 2 see two feeds, users 1 and 3 one
+            "exposure": np.repeat([0, 1, 2, 3, 4, 5], 5),
+            "user_id": np.repeat(users[[0, 0, 1, 2, 2, 3]], 5),
+            "post_id": np.tile(posts, 6),
             "timestamp": at,
         }
     )
     groups = pd.Series(["control", "control", "test", "test"], index=users)
-    result = expected_hit_rates(truth, views, groups)
+    result = expected_metrics(truth, views, groups)
     p = truth.like_probability(users[:, None], posts[None, :], at)
-    hit = 1 - np.prod(1 - p, axis=1)
-    assert result["groups"]["control"]["mean"] == pytest.approx(hit[:2].mean())
-    assert result["differences"]["test"]["difference"] == pytest.approx(
+    hit = 1 - np.prod(1 - p, axis=1)  # the same for both feeds of a user
+    likes = p.sum(axis=1) * np.array([2, 1, 2, 1])
+    assert result["expected_hit_rate"]["groups"]["control"]["mean"] == pytest.approx(hit[:2].mean())
+    assert result["expected_hit_rate"]["differences"]["test"]["difference"] == pytest.approx(
         hit[2:].mean() - hit[:2].mean()
+    )
+    assert result["expected_likes"]["groups"]["test"]["mean"] == pytest.approx(likes[2:].mean())
+    assert result["expected_likes"]["differences"]["test"]["difference"] == pytest.approx(
+        likes[2:].mean() - likes[:2].mean()
     )

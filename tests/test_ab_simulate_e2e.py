@@ -82,9 +82,10 @@ def test_report_of_the_simulation(simulation: Path) -> None:
     assert report["cuped_covariate"]["users_with_views"] > 100
     assert all(c["cuped"]["welch"]["p_value"] > 0 for c in report["comparisons"])
     assert (simulation / "report" / "report.html").exists()
-    expected = json.loads((simulation / "report" / "expected_hit_rate.json").read_text())
-    assert all(0 < g["mean"] < 1 for g in expected["groups"].values())
-    assert set(expected["differences"]) == {"test"}
+    expected = json.loads((simulation / "report" / "expected.json").read_text())
+    assert all(0 < g["mean"] < 1 for g in expected["expected_hit_rate"]["groups"].values())
+    assert all(g["mean"] > 0 for g in expected["expected_likes"]["groups"].values())
+    assert set(expected["expected_likes"]["differences"]) == {"test"}
 
 
 def test_the_ab_is_set_against_the_offline_prediction(simulation: Path) -> None:
@@ -95,6 +96,7 @@ def test_the_ab_is_set_against_the_offline_prediction(simulation: Path) -> None:
         "likes",
         "ctr",
         "expected_hit_rate",
+        "expected_likes",
     ]
     report = json.loads((simulation / "report" / "report.json").read_text())
     found = {c["metric"]: c["welch"] for c in report["comparisons"]}

@@ -208,6 +208,8 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
         )
         assert paired["low"] <= paired["difference"] <= paired["high"]
     assert 0 < replay["means"]["control"]["expected_hit_rate"] < 1
+    for means in replay["means"].values():  # the drawn likes scatter around their expectation
+        assert means["expected_likes"] == pytest.approx(means["likes"], rel=0.25)
     # the same inputs again: the saved evaluation is shown, not redone
     before = (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns
     assert main(evaluate) == 0
