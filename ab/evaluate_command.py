@@ -83,7 +83,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         save_evaluation,
         saved_evaluation,
     )
-    from feedrank.ab.replay import Replay, replay
+    from feedrank.ab.replay import REPLAY_METRICS, Replay, replay
 
     window, console = windows.pop(), results_console()
     inputs = {
@@ -92,6 +92,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "horizon": args.horizon,
         "seed": args.seed,
         "replay_users": args.replay_users,
+        # an evaluation saved before a metric existed is made again, not shown without it
+        "replay_metrics": sorted(REPLAY_METRICS),
     }
     saved = saved_evaluation(models["test"][1])
     if saved is not None and saved.inputs == inputs and not args.force:

@@ -5,8 +5,10 @@ p_i is the true like probability of each shown post at the request moment:
   calls the simulated hit rate@5;
 - expected likes per user, Σ p_i over every post shown to the user: what the drawn likes scatter
   around.
-Both are free of the Bernoulli noise of the drawn likes, so the A/B difference they give is the
-one the offline evaluation predicts, with a far narrower interval than the drawn metrics'.
+Neither has the noise of the last draw, so the A/B difference they give is the one the offline
+evaluation predicts. The expected hit rate's interval is far narrower than the drawn hit rate's;
+the expected likes' is hardly narrower than the drawn likes', since over a week most of their
+spread comes from which posts later feeds show, which earlier draws decide.
 """
 
 from __future__ import annotations

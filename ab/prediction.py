@@ -91,15 +91,16 @@ def load_prediction(repository: Path, group: str = "test") -> tuple[dict | None,
 
 
 def checks(replay: dict, report: Report, expected: dict | None, group: str = "test") -> list[Check]:
-    """One check per metric the replay predicts and the A/B measures (the expected hit rate
+    """One check per metric the replay predicts and the A/B measures (the expected metrics
     only in a simulation, which knows the ground truth)."""
     found = {c.metric: c.welch.as_dict() for c in report.comparisons if c.group == group}
     if expected is not None:
         found |= {m: expected[m]["differences"][group] for m in EXPECTED_METRICS}
+    predicted = replay["differences"][group]  # a replay saved earlier may lack a newer metric
     return [
-        Check(metric, replay["differences"][group][metric], found[metric])
+        Check(metric, predicted[metric], found[metric])
         for metric in REPLAY_METRICS
-        if metric in found
+        if metric in found and metric in predicted
     ]
 
 

@@ -18,6 +18,7 @@ replay's by no more than the two estimates' sampling errors (`ab/prediction.py`)
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,12 +102,31 @@ def candidates(
     progress: bool,
     name: str,
 ) -> list[np.ndarray]:
-    """Per request, the model's best posts in the server's order (`server.ranking.rank`), as
-    many as the feed could still need: SLOTS × (the user's earlier requests + 1), since each
-    earlier feed removes at most SLOTS (the ones liked). Posts the user liked in the world
-    before the request are left out already."""
+    """Per request, the version's best posts, scored by its declared ranker as the server
+    scores them (`ranked_lists`)."""
     scorer = VersionScorer(online, version_dir, threads=threads)
     inputs = scorer.inputs
+
+    def scores(users: np.ndarray, times: np.ndarray) -> np.ndarray:
+        probabilities = scorer.probabilities(users, times)
+        return np.stack([inputs.ranking_scores(p, at) for p, at in zip(probabilities, times)])
+
+    return ranked_lists(online, requests, inputs.post_ids, scores, progress, name)
+
+
+def ranked_lists(
+    online: OnlineFeatures,
+    requests: pd.DataFrame,
+    post_ids: np.ndarray,
+    scores: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    progress: bool,
+    name: str,
+) -> list[np.ndarray]:
+    """Per request, the best of `post_ids` by `scores` (users [B], times [B] -> [B, posts]) in
+    the server's order (`server.ranking.rank`), as many as the feed could still need:
+    SLOTS × (the user's earlier requests + 1), since each earlier feed removes at most SLOTS
+    (the ones liked). Posts the user liked in the world before the request are left out
+    already."""
     users = requests["user_id"].to_numpy(np.int64)
     times = requests["requested_time"].to_numpy("datetime64[us]")
     depth = SLOTS * (requests.groupby("user_id").cumcount().to_numpy() + 1)
@@ -114,20 +134,11 @@ def candidates(
     with progress_bar() as bar:
         task = bar.add_task(f"replay {name}", total=len(requests), visible=progress)
         for start in range(0, len(requests), BATCH):
-            batch = range(start, min(start + BATCH, len(requests)))
-            scores = scorer.probabilities(
-                users[batch.start : batch.stop], times[batch.start : batch.stop]
-            )
-            for i, row in zip(batch, scores, strict=True):
-                ranked.append(
-                    rank(
-                        inputs.post_ids,
-                        inputs.ranking_scores(row, times[i]),
-                        online.liked_before(int(users[i]), times[i]),
-                        depth[i],
-                    )
-                )
-            bar.advance(task, len(batch))
+            batch = slice(start, min(start + BATCH, len(requests)))
+            for i, row in enumerate(scores(users[batch], times[batch]), start):
+                liked = online.liked_before(int(users[i]), times[i])
+                ranked.append(rank(post_ids, row, liked, depth[i]))
+            bar.advance(task, batch.stop - start)
     return ranked
 
 
@@ -141,8 +152,7 @@ def run_loop(truth: GroundTruth, traffic: Traffic, ranked: list[np.ndarray]) -> 
     # post -> when the user liked it: a like seconds after the view is not yet known to a
     # request in between (the server excludes likes timestamped before the request)
     liked: dict[int, dict[int, np.datetime64]] = defaultdict(dict)
-    # likes, hit, expected hit, expected likes
-    shown_lists, outcomes = [], np.zeros((len(requests), 4))
+    shown_lists, outcomes = [], np.zeros((len(requests), 4))  # the columns returned below
     for i, (user, at, posts) in enumerate(zip(users.tolist(), times, ranked, strict=True)):
         known = {post for post, when in liked[user].items() if when < at}
         shown = np.array([p for p in posts.tolist() if p not in known][:SLOTS], np.int64)
@@ -152,11 +162,8 @@ def run_loop(truth: GroundTruth, traffic: Traffic, ranked: list[np.ndarray]) -> 
             liked[user].update(
                 zip(shown[hits].tolist(), traffic.reactions.like_times(i, at, hits), strict=True)
             )
-            expected = (
-                truth.hit_probability(user, shown, at),
-                truth.like_probability(user, shown, at),
-            )
-            outcomes[i] = hits.sum(), hits.any(), expected[0], expected[1].sum()
+            p = truth.like_probability(user, shown, at)
+            outcomes[i] = hits.sum(), hits.any(), 1 - np.prod(1 - p), p.sum()
     return pd.DataFrame(
         {
             "user_id": users,

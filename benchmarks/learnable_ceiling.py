@@ -35,23 +35,22 @@ from end_to_end import RESULTS
 
 from feedrank.ab import stats
 from feedrank.ab.expected import EXPECTED_HIT, EXPECTED_LIKES
-from feedrank.ab.replay import per_user, run_loop
+from feedrank.ab.replay import per_user, ranked_lists, run_loop
 from feedrank.export.hit_rate import (
     HORIZON,
-    Ranker,
     logged_requests,
     measure,
     model_ranker,
+    oracle_ranker,
     random_ranker,
 )
-from feedrank.export.windows import Windows, world_windows
+from feedrank.export.publish import latest_metadata
+from feedrank.export.windows import world_windows
 from feedrank.features.online import OnlineFeatures
-from feedrank.progress import progress_bar
-from feedrank.server.ranking import rank
 from feedrank.server.scoring import VersionScorer
-from feedrank.world.ground_truth import SCALES, GroundTruth
+from feedrank.world.ground_truth import SCALES, GroundTruth, hour_and_month
 from feedrank.world.layout import WorldLayout
-from feedrank.world.simulated_users import SLOTS, Traffic
+from feedrank.world.simulated_users import Traffic
 
 from record import machine, save
 
@@ -61,7 +60,9 @@ NEWTON_STEPS = 30
 
 @dataclass(frozen=True)
 class Log:
-    """View rows before a moment, sorted by user then time, as row indices of the truth."""
+    """View rows before a moment, sorted by user then time, as row indices of the truth. A
+    view's label is its target: the like behind it follows within seconds, and a session starts
+    after an hour without views, so no label tells of a like at or after a request."""
 
     users: np.ndarray
     posts: np.ndarray
@@ -87,23 +88,16 @@ class Log:
         return np.arange(lo, hi)[self.times[lo:hi] < before]
 
 
-def hour_month(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    times = np.asarray(times, "datetime64[us]")
-    hour = times.astype("datetime64[h]").astype(np.int64) % 24
-    return hour, times.astype("datetime64[M]").astype(np.int64) % 12 + 1
-
-
 def shared_logit(truth: GroundTruth, u, p, times) -> np.ndarray:
-    """The logit without the user's own terms and without the post's score: what many users and
-    posts share, which a learner with millions of views can take as known."""
-    hour, month = hour_month(times)
-    return truth.logit_at(u, p, hour, month) - truth.personal(u, p) - truth.post_score[p]
+    """What many users and posts share, which a learner with millions of views can take as
+    known (`GroundTruth.shared_at`)."""
+    return truth.shared_at(u, p, *hour_and_month(times))
 
 
 def post_scores(truth: GroundTruth, log: Log, days: np.ndarray, text_given: bool) -> dict:
     """Per day, each post's score estimated from its views before the day (every other term
     known): the world's prior, plus the exact text effect when `text_given`."""
-    text = truth.post_score - truth.tables["quality"]
+    text = truth.post_score - truth.tables["quality"]  # sub-theme effect + tone
     given = text if text_given else np.zeros_like(text)
     precision = 1 / (SCALES["quality"] ** 2 + (0.0 if text_given else float(np.var(text))))
     offset = shared_logit(truth, log.users, log.posts, log.times) + given[log.posts]
@@ -138,7 +132,7 @@ class Learner:
         self.truth, self.log, self.scores, self.terms = truth, log, scores, terms
         self.catalogue = np.arange(len(truth.post_ids))
         self.columns = self.design(self.catalogue, terms)
-        demo = truth.tables["demo"]
+        demo = truth.demo
         # the term a learner without demographics does not know, per user and topic
         self.unknown = np.zeros_like(demo) if demographics else demo - demo.mean(axis=0)
         topic_var = SCALES["taste"] ** 2 + (0.0 if demographics else demo.var(axis=0))
@@ -155,7 +149,7 @@ class Learner:
         t = self.truth
         parts = [np.ones((len(p), 1))]
         if "topic" in terms:
-            parts.append(np.eye(t.tables["taste"].shape[1])[t.post_topic[p]])
+            parts.append(np.eye(t.taste.shape[1])[t.post_topic[p]])
         if "sub" in terms:
             parts.append(np.eye(t.taste_sub.shape[1])[t.post_sub[p]])
         if "tone" in terms:
@@ -194,32 +188,20 @@ class Learner:
         return out
 
 
-def oracle_logit(truth: GroundTruth) -> Ranker:
-    def scores(users: np.ndarray, times: np.ndarray) -> np.ndarray:
-        u = np.searchsorted(truth.user_ids, users)[:, None]
-        hour, month = hour_month(times)
-        return truth.logit_at(u, np.arange(len(truth.post_ids)), hour[:, None], month[:, None])
-
-    return scores
-
-
-def first_feed(world: Path, windows: Windows, learners: dict, repository, requests: int) -> dict:
-    truth, online = GroundTruth.load(world), OnlineFeatures.load(world)
+def first_feed(
+    world: Path, truth: GroundTruth, online: OnlineFeatures, learners: dict, repository, n: int
+) -> dict:
+    windows = world_windows(WorldLayout(world))
     held_out = logged_requests(
-        WorldLayout(world),
-        windows.eval_start,
-        windows.eval_end,
-        horizon=HORIZON,
-        limit=requests,
-        seed=0,
+        WorldLayout(world), windows.eval_start, windows.eval_end, horizon=HORIZON, limit=n, seed=0
     )
     rankers = dict(learners) | {"random": random_ranker(truth.post_ids, 0)}
     for model in ("control", "test") if repository else ():
-        folder = max(
-            (repository / model).iterdir(), key=lambda f: int(f.name) if f.name.isdigit() else -1
-        )
-        scorer = VersionScorer(online, folder, threads=1)
-        rankers[f"published {model} (version {folder.name})"] = model_ranker(
+        latest = latest_metadata(repository / model)
+        if latest is None:
+            raise SystemExit(f"{repository / model}: no published version")
+        scorer = VersionScorer(online, repository / model / str(latest[0]), threads=1)
+        rankers[f"published {model} (version {latest[0]})"] = model_ranker(
             scorer.inputs, scorer.probabilities, truth.post_ids
         )
     _, simulated = measure(rankers, online, held_out, truth.post_ids, truth, progress=True)
@@ -236,36 +218,26 @@ def first_feed(world: Path, windows: Windows, learners: dict, repository, reques
     }
 
 
-def week(world: Path, windows: Windows, learners: dict, users: int) -> dict:
-    truth, online = GroundTruth.load(world), OnlineFeatures.load(world)
-    days = np.arange(np.datetime64(windows.eval_start, "D"), np.datetime64(windows.eval_end, "D"))
+def week(
+    truth: GroundTruth, online: OnlineFeatures, days: np.ndarray, learners: dict, users: int
+) -> dict:
+    """The replay's loop (`feedrank evaluate`'s traffic for seed 0) under each learner."""
     traffic = Traffic.plan(truth.user_ids, users, days, 0)
-    ids = traffic.requests["user_id"].to_numpy(np.int64)
-    times = traffic.requests["requested_time"].to_numpy("datetime64[us]")
-    depth = SLOTS * (traffic.requests.groupby("user_id").cumcount().to_numpy() + 1)
-    frames = {}
-    with progress_bar() as bar:
-        for name, learner in learners.items():
-            task = bar.add_task(f"replay {name}", total=len(ids))
-            ranked = []
-            for start in range(0, len(ids), 64):
-                scores = learner(ids[start : start + 64], times[start : start + 64])
-                for i, row in enumerate(scores, start):
-                    ranked.append(
-                        rank(
-                            truth.post_ids,
-                            row,
-                            online.liked_before(int(ids[i]), times[i]),
-                            depth[i],
-                        )
-                    )
-                bar.advance(task, len(scores))
-            frames[name] = per_user(run_loop(truth, traffic, ranked))
+    frames = {
+        name: per_user(
+            run_loop(
+                truth,
+                traffic,
+                ranked_lists(online, traffic.requests, truth.post_ids, learner, True, name),
+            )
+        )
+        for name, learner in learners.items()
+    }
     metrics = ("likes", EXPECTED_LIKES, "hit_rate", EXPECTED_HIT)
     names = list(learners)
     return {
         "users": len(frames[names[0]]),
-        "requests": len(ids),
+        "requests": len(traffic.requests),
         "means": {n: {m: float(f[m].mean()) for m in metrics} for n, f in frames.items()},
         "differences": {
             f"{b} − {a}": {
@@ -277,15 +249,12 @@ def week(world: Path, windows: Windows, learners: dict, users: int) -> dict:
     }
 
 
-def learners(world: Path, windows: Windows) -> tuple[dict, dict]:
-    """The first feed's learners and the week's, from the log before the held-out window's end."""
-    truth = GroundTruth.load(world)
-    log = Log.read(WorldLayout(world), truth, windows.eval_end)
-    days = np.arange(np.datetime64(windows.eval_start, "D"), np.datetime64(windows.eval_end, "D"))
+def learners(truth: GroundTruth, log: Log, days: np.ndarray) -> tuple[dict, dict]:
+    """The first feed's learners and the week's."""
     estimated = post_scores(truth, log, days, text_given=False)
     text_given = post_scores(truth, log, days, text_given=True)
     by_terms = {name: Learner(truth, log, estimated, terms) for name, terms in TERMS.items()}
-    oracle = oracle_logit(truth)
+    oracle = oracle_ranker(truth, truth.post_ids)
     first = {
         "oracle": oracle,
         "posts' scores true, no user terms": Learner(truth, log, None, ()),
@@ -373,12 +342,16 @@ def main() -> None:
     args = parser.parse_args()
     requests, users = (60, 30) if args.quick else (args.requests, args.replay_users)
     windows = world_windows(WorldLayout(args.world))
-    first, weekly = learners(args.world, windows)
+    truth, online = GroundTruth.load(args.world), OnlineFeatures.load(args.world)
+    # the learners read the log up to the held-out window's end, each only before its moment
+    log = Log.read(WorldLayout(args.world), truth, windows.eval_end)
+    days = np.arange(np.datetime64(windows.eval_start, "D"), np.datetime64(windows.eval_end, "D"))
+    first, weekly = learners(truth, log, days)
     result = {
         "machine": machine(),
         "windows": windows.describe(),
-        "first_feed": first_feed(args.world, windows, first, args.repository, requests),
-        "week": week(args.world, windows, weekly, users),
+        "first_feed": first_feed(args.world, truth, online, first, args.repository, requests),
+        "week": week(truth, online, days, weekly, users),
     }
     name = "learnable_ceiling" + ("-quick" if args.quick else "")
     save(result, args.out, name, markdown(result), plot)

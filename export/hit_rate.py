@@ -39,6 +39,7 @@ from feedrank.world.layout import WorldLayout
 
 TOP_K = 5
 BATCH = 16
+LEVEL = 0.95
 Z95 = 1.959964
 HORIZON = timedelta(hours=1)
 # candidate windows of the trending baseline, chosen on the validation requests
@@ -285,14 +286,15 @@ def choose_exposure(
     )
     pure = _label(Exposure())
     best = max(options, key=lambda name: hits[name].mean())
-    tried = len(options) - 1
-    gain = Rate.paired(hits[best], hits[pure], z=NormalDist().inv_cdf(1 - 0.025 / tried))
+    z = NormalDist().inv_cdf(1 - (1 - LEVEL) / 2 / (len(options) - 1))  # Bonferroni
+    gain = Rate.paired(hits[best], hits[pure], z=z)
     chosen = best if gain.low > 0 else pure
     return options[chosen], {
         "requests": len(valid),
         "chosen": chosen,
         "hit_rates": {n: float(h.mean()) for n, h in hits.items()},
         "gain_of_best": asdict(gain),
+        "z": z,
     }
 
 

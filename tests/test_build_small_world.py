@@ -216,3 +216,14 @@ def test_evaluate_prints_the_table_and_saves_json(built, repository_copy, capsys
     again = flat(capsys.readouterr().out)
     assert "inputs unchanged" in again and "Offline A/B replay" in again and "oracle" in again
     assert (repository_copy / "test" / "1" / "evaluation.json").stat().st_mtime_ns == before
+    # an evaluation saved before a replay metric existed is made again, not shown without it
+    path = repository_copy / "test" / "1" / "evaluation.json"
+    older = json.loads(path.read_text())
+    del older["inputs"]["replay_metrics"]
+    for means in older["replay"]["means"].values():
+        del means["expected_likes"]
+    del older["replay"]["differences"]["test"]["expected_likes"]
+    path.write_text(json.dumps(older))
+    assert main(evaluate) == 0
+    assert "inputs unchanged" not in flat(capsys.readouterr().out)
+    assert "expected_likes" in json.loads(path.read_text())["replay"]["means"]["test"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
 from pathlib import Path
 
 import duckdb
@@ -154,23 +154,41 @@ def test_post_quality_and_user_taste_are_learnable_from_history(views: pd.DataFr
     assert 0.55 < auc_post < auc_taste < auc_oracle
 
 
-def test_personal_terms_are_exactly_what_the_users_own_parameters_add(tiny_world: Path) -> None:
+def test_the_logit_splits_into_shared_personal_and_post_terms_as_saved(tiny_world: Path) -> None:
+    """logit_at = shared_at + personal + post_score, each recomputed from the saved tables."""
     truth = GroundTruth.load(tiny_world)
+    folder = tiny_world / "ground_truth"
+    params = json.loads((folder / "params.json").read_text())
+    users = pd.read_parquet(folder / "users.parquet")
+    posts = pd.read_parquet(folder / "posts.parquet")
     rng = np.random.default_rng(0)
-    u = rng.integers(0, len(truth.user_ids), 500)
-    p = rng.integers(0, len(truth.post_ids), 500)
+    u, p = rng.integers(0, len(users), 500), rng.integers(0, len(posts), 500)
     hour, month = rng.integers(0, 24, 500), rng.integers(10, 13, 500)
-    anonymous = replace(
-        truth,
-        bias=np.zeros_like(truth.bias),
-        taste_sub=np.zeros_like(truth.taste_sub),
-        taste_sent=np.zeros_like(truth.taste_sent),
-        tables=truth.tables | {"taste": np.zeros_like(truth.tables["taste"])},
+    topic = posts["topic"].to_numpy()[p]
+    k = np.array([params["topics"].index(t) for t in topic])
+    demo = users[[f"demo_{t}" for t in params["topics"]]].to_numpy()[u, k]
+    taste = users[[f"taste_{t}" for t in params["topics"]]].to_numpy()[u, k]
+    sub = [
+        params["subthemes"].index(f"{t}/{s}")
+        for t, s in zip(topic, posts["subtheme"].to_numpy()[p])
+    ]
+    sent = posts["sentiment"].to_numpy()[p]
+    taste_sub = users[[f"taste_sub_{k}" for k in range(len(params["subthemes"]))]].to_numpy()
+    personal = (
+        users["bias"].to_numpy()[u]
+        + taste
+        + taste_sub[u, sub]
+        + users["taste_sent"].to_numpy()[u] * sent
     )
-    assert np.abs(truth.personal(u, p)).max() > 0.1
+    score = posts["quality"].to_numpy()[p] + np.asarray(params["sub_effect"])[sub]
+    score += params["sent_effect"] * sent
+    months = params["month_effect"]
+    shared = params["base"] + demo + np.asarray(params["hour_topic"])[hour, k]
+    shared += np.array([months[str(m)] for m in month])
+    np.testing.assert_allclose(truth.personal(u, p), personal, atol=1e-12)
+    np.testing.assert_allclose(truth.shared_at(u, p, hour, month), shared, atol=1e-12)
+    np.testing.assert_allclose(truth.post_score[p], score, atol=1e-12)
     np.testing.assert_allclose(
-        truth.logit_at(u, p, hour, month) - anonymous.logit_at(u, p, hour, month),
-        truth.personal(u, p),
-        atol=1e-12,
+        truth.logit_at(u, p, hour, month), shared + personal + score, atol=1e-12
     )
-    np.testing.assert_array_equal(anonymous.personal(u, p), 0.0)
+    assert np.abs(personal).max() > 0.1  # the users' own terms are there to split off

@@ -72,6 +72,8 @@ SCALES = {
 class GroundTruth:
     base: float
     user_ids: np.ndarray  # sorted int64
+    demo: np.ndarray  # [U, T] demographics × topic
+    taste: np.ndarray  # [U, T] the user's own topic taste
     taste_sub: np.ndarray  # [U, S]
     taste_sent: np.ndarray  # [U]
     bias: np.ndarray  # [U]
@@ -81,7 +83,7 @@ class GroundTruth:
     post_sent: np.ndarray  # [P] -1, 0, +1
     post_score: np.ndarray  # [P] quality + sub_effect + sent_effect * sent
     hour_topic: np.ndarray  # [24, T]
-    tables: dict  # everything else saved in params.json (documentation)
+    tables: dict  # the drawn tables behind the fields (quality, sub_effect, ...; documentation)
 
     # -- querying ----------------------------------------------------------------------------
     def like_probability(self, user_ids, post_ids, times) -> np.ndarray:
@@ -90,8 +92,7 @@ class GroundTruth:
         u = _index_of(self.user_ids, np.asarray(user_ids, np.int64), "user")
         p = _index_of(self.post_ids, np.asarray(post_ids, np.int64), "post")
         times = np.asarray(times, "datetime64[us]")
-        hour = times.astype("datetime64[h]").astype(np.int64) % 24
-        month = times.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        hour, month = hour_and_month(times)
         shape = np.broadcast_shapes(u.shape, p.shape, times.shape)
         return np.broadcast_to(self.probability_at(u, p, hour, month), shape).copy()
 
@@ -117,24 +118,22 @@ class GroundTruth:
 
     def logit_at(self, u, p, hour, month) -> np.ndarray:
         """The logit of `probability_at`."""
+        return self.shared_at(u, p, hour, month) + self.personal(u, p) + self.post_score[p]
+
+    def shared_at(self, u, p, hour, month) -> np.ndarray:
+        """The terms of the logit shared by many users and posts: the base rate, demographics ×
+        topic, hour × topic and the month."""
         topic = self.post_topic[p]
         month_effect = np.select(
             [month == 11, month == 12], [MONTH_EFFECT[11], MONTH_EFFECT[12]], MONTH_EFFECT[10]
         )
-        return (
-            self.base
-            + self.tables["demo"][u, topic]
-            + self.personal(u, p)
-            + self.post_score[p]
-            + self.hour_topic[hour, topic]
-            + month_effect
-        )
+        return self.base + self.demo[u, topic] + self.hour_topic[hour, topic] + month_effect
 
     def personal(self, u, p) -> np.ndarray:
         """The terms of the logit only the user's own history reveals: bias and tastes."""
         return (
             self.bias[u]
-            + self.tables["taste"][u, self.post_topic[p]]
+            + self.taste[u, self.post_topic[p]]
             + self.taste_sub[u, self.post_sub[p]]
             + self.taste_sent[u] * self.post_sent[p]
         )
@@ -173,8 +172,6 @@ class GroundTruth:
             "os_topic": os_topic,
             "source_topic": source_topic,
             "sub_effect": sub_effect,
-            "demo": demo,
-            "taste": taste,
             "quality": quality,
         }
         return cls(
@@ -189,6 +186,8 @@ class GroundTruth:
             post_sent=post_sent,
             post_score=quality + sub_effect[post_sub] + SENT_EFFECT * post_sent,
             hour_topic=hour_topic,
+            demo=demo,
+            taste=taste,
             tables=tables,
         )
 
@@ -233,8 +232,8 @@ class GroundTruth:
         t = self.tables
         topics, subs = catalog.TOPICS, catalog.SUBTHEME_INDEX
         users = {"user_id": self.user_ids, "bias": self.bias}
-        users |= {f"demo_{x}": t["demo"][:, i] for i, x in enumerate(topics)}
-        users |= {f"taste_{x}": t["taste"][:, i] for i, x in enumerate(topics)}
+        users |= {f"demo_{x}": self.demo[:, i] for i, x in enumerate(topics)}
+        users |= {f"taste_{x}": self.taste[:, i] for i, x in enumerate(topics)}
         users |= {f"taste_sub_{k}": self.taste_sub[:, k] for k in range(len(subs))}
         users["taste_sent"] = self.taste_sent
         pd.DataFrame(users).to_parquet(directory / "users.parquet", index=False)
@@ -297,9 +296,18 @@ class GroundTruth:
             post_sent=post_sent,
             post_score=quality + sub_effect[post_sub] + params["sent_effect"] * post_sent,
             hour_topic=np.asarray(params["hour_topic"]),
-            tables={"demo": demo, "taste": taste, "quality": quality, "sub_effect": sub_effect}
+            demo=demo,
+            taste=taste,
+            tables={"quality": quality, "sub_effect": sub_effect}
             | {k: np.asarray(params[k]) for k in ("country_topic", "os_topic", "source_topic")},
         )
+
+
+def hour_and_month(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hour of day and the calendar month (1-12) the like model reads from a time."""
+    times = np.asarray(times, "datetime64[us]")
+    hour = times.astype("datetime64[h]").astype(np.int64) % 24
+    return hour, times.astype("datetime64[M]").astype(np.int64) % 12 + 1
 
 
 def _demographics(users: pd.DataFrame, country_topic, os_topic, source_topic) -> np.ndarray:
