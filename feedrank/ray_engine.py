@@ -3,8 +3,9 @@
 One ingress deployment, `feedrank`, whose replicas each build the whole app (`serve.create`)
 when Ray starts them: the state loads in the replica, not in the driver. Ray's HTTP proxy
 listens on `server.host:server.port` and spreads requests over the replicas; every answer names
-its replica (`x-feedrank-replica`), and the replica of local rank r on a node serves its own
-`/metrics` on `server.port + 1 + r` there (through the proxy, a scrape reaches any one).
+its replica (`x-feedrank-replica`), and each replica serves its own `/metrics` on one of
+`server.port + 1 … server.port + N` of its node, N the deployment's replicas: that of its local
+rank r, `server.port + 1 + r`, when free (through the proxy, a scrape reaches any one).
 Replicas share what they must as any replicas do: the world and the repository from a path
 every node sees, posted likes through the log folder (one machine) or PostgreSQL
 (`server.state_url`), exposure logs in one folder or one per node. The driver (this command)
@@ -48,9 +49,13 @@ class Scale:
         }
 
 
-def metrics_port(settings: Settings, local_rank: int) -> int:
-    """Where the replica of this rank on its node serves its own /metrics."""
-    return settings.server.port + 1 + local_rank
+def metrics_ports(settings: Settings, local_rank: int, replicas: int) -> list[int]:
+    """The ports a replica tries for its own /metrics, its local rank's first: replicas started
+    together can be given one local rank (seen with two), and each must still find a port of
+    its own among `server.port + 1 …` one per replica."""
+    count = max(replicas, local_rank + 1)
+    first = settings.server.port + 1
+    return [first + (local_rank + i) % count for i in range(count)]
 
 
 def application(settings: Settings, scale: Scale) -> Any:
@@ -63,11 +68,13 @@ def application(settings: Settings, scale: Scale) -> Any:
 
         app = create(settings)
         # the proxy sends a scrape to any replica: each also answers on a port of its own
-        port = metrics_port(settings, serve.get_replica_context().rank.local_rank)
-        try:
-            app.state.feed.metrics.listen(settings.server.host, port, replica_name())
-        except OSError as error:
-            log.warning("replica metrics on port %d: %s", port, error)
+        context = serve.get_replica_context()
+        ports = metrics_ports(settings, context.rank.local_rank, context.world_size)
+        if (
+            app.state.feed.metrics.listen_on_any(settings.server.host, ports, replica_name())
+            is None
+        ):
+            log.warning("replica metrics: every port of %s is taken", ports)
         return app
 
     deployment = serve.deployment(

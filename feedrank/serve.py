@@ -184,12 +184,8 @@ def worker_app() -> Starlette:
 
     settings = _worker_settings()
     app = create(settings)
-    for port in range(settings.server.port + 1, settings.server.port + 1 + _workers()):
-        try:
-            app.state.feed.metrics.listen(settings.server.host, port, replica_name())
-            break
-        except OSError:  # another worker's
-            continue
+    ports = range(settings.server.port + 1, settings.server.port + 1 + _workers())
+    app.state.feed.metrics.listen_on_any(settings.server.host, ports, replica_name())
     return app
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version as package_version
 from typing import Any
@@ -260,3 +260,13 @@ class Metrics:
 
         server = ThreadingHTTPServer((host, port), Handler)
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+    def listen_on_any(self, host: str, ports: Iterable[int], replica: str) -> int | None:
+        """`listen` on the first of `ports` no other process holds; that port, or None."""
+        for port in ports:
+            try:
+                self.listen(host, port, replica)
+                return port
+            except OSError:  # another worker's or replica's
+                continue
+        return None

@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,9 @@ from ray.serve.schema import ServeDeploySchema
 
 from feedrank.ab.server_process import free_port
 from feedrank.errors import FeedrankError
+from feedrank.ray_engine import metrics_ports
+from feedrank.server.metrics import Metrics
+from feedrank.settings import Settings
 
 from feed_serving import (
     ServerProcess,
@@ -126,7 +130,7 @@ def test_both_replicas_answer_and_share_likes(app, tiny_world):
 
 def test_each_replica_serves_its_own_metrics(app):
     replicas = set()
-    for offset in (1, 2):  # server.port + 1 + the replica's local rank
+    for offset in (1, 2):  # server.port + 1 … + replicas, one each
         scrape = httpx.get(f"http://127.0.0.1:{app.port + offset}/metrics")
         assert scrape.status_code == 200
         assert 'feedrank_requests_total{endpoint="feed"' in scrape.text
@@ -251,3 +255,23 @@ def test_the_rayservice_manifest_carries_the_serve_config_and_fits_the_crd():
     del broken["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["minReplicas"]
     with pytest.raises(jsonschema.ValidationError, match="minReplicas"):
         jsonschema.validate(broken, schema)
+
+
+def test_replicas_given_one_rank_still_find_a_metrics_port_each() -> None:
+    settings = Settings()
+    first = settings.server.port + 1
+    assert metrics_ports(settings, 1, 3) == [first + 1, first + 2, first]
+    assert metrics_ports(settings, 4, 2) == [first + 4, first, first + 1, first + 2, first + 3]
+    base = free_port()
+    ports = [base, base + 1]
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", base))  # the other replica of the same rank
+    holder.listen()
+    try:
+        assert Metrics().listen_on_any("127.0.0.1", ports, "r") == base + 1
+        assert (
+            httpx.get(f"http://127.0.0.1:{base + 1}/metrics").headers["x-feedrank-replica"] == "r"
+        )
+        assert Metrics().listen_on_any("127.0.0.1", ports, "s") is None
+    finally:
+        holder.close()
