@@ -165,7 +165,10 @@ def test_poll_refuses_a_corrupt_version_and_the_feed_keeps_answering(tiny_world,
         os.rename(scratch, repository / "control" / "2")
         deadline = time.monotonic() + 60
         entries: dict = {}
-        while "2" not in entries and time.monotonic() < deadline:
+        # the index shows the version LOADING while the poll tries it, then the outcome
+        while entries.get("2", {}).get("state", "LOADING") == "LOADING" and (
+            time.monotonic() < deadline
+        ):
             time.sleep(0.1)
             entries = {
                 e["version"]: e
