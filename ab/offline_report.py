@@ -66,10 +66,7 @@ def replay_table(replay: Replay) -> Table:
     )
     for column in ("metric", *replay.means, *(f"{m} − control" for m in replay.differences)):
         table.add_column(column, justify="left" if column == "metric" else "right")
-    measured = next(iter(replay.means.values()))
     for metric, label in REPLAY_METRICS.items():
-        if metric not in measured:  # a replay saved before the metric existed
-            continue
         table.add_row(
             label,
             *(f"{means[metric]:.4f}" for means in replay.means.values()),

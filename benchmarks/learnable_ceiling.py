@@ -45,7 +45,7 @@ from feedrank.export.hit_rate import (
     random_ranker,
 )
 from feedrank.export.publish import latest_metadata
-from feedrank.export.windows import world_windows
+from feedrank.export.windows import Windows, world_windows
 from feedrank.features.online import OnlineFeatures
 from feedrank.server.scoring import VersionScorer
 from feedrank.world.ground_truth import SCALES, GroundTruth, hour_and_month
@@ -189,11 +189,16 @@ class Learner:
 
 
 def first_feed(
-    world: Path, truth: GroundTruth, online: OnlineFeatures, learners: dict, repository, n: int
+    layout: WorldLayout,
+    windows: Windows,
+    truth: GroundTruth,
+    online: OnlineFeatures,
+    learners: dict,
+    repository,
+    n: int,
 ) -> dict:
-    windows = world_windows(WorldLayout(world))
     held_out = logged_requests(
-        WorldLayout(world), windows.eval_start, windows.eval_end, horizon=HORIZON, limit=n, seed=0
+        layout, windows.eval_start, windows.eval_end, horizon=HORIZON, limit=n, seed=0
     )
     rankers = dict(learners) | {"random": random_ranker(truth.post_ids, 0)}
     for model in ("control", "test") if repository else ():
@@ -341,16 +346,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     requests, users = (60, 30) if args.quick else (args.requests, args.replay_users)
-    windows = world_windows(WorldLayout(args.world))
+    layout = WorldLayout(args.world)
+    windows = world_windows(layout)
     truth, online = GroundTruth.load(args.world), OnlineFeatures.load(args.world)
     # the learners read the log up to the held-out window's end, each only before its moment
-    log = Log.read(WorldLayout(args.world), truth, windows.eval_end)
+    log = Log.read(layout, truth, windows.eval_end)
     days = np.arange(np.datetime64(windows.eval_start, "D"), np.datetime64(windows.eval_end, "D"))
     first, weekly = learners(truth, log, days)
     result = {
         "machine": machine(),
         "windows": windows.describe(),
-        "first_feed": first_feed(args.world, truth, online, first, args.repository, requests),
+        "first_feed": first_feed(layout, windows, truth, online, first, args.repository, requests),
         "week": week(truth, online, days, weekly, users),
     }
     name = "learnable_ceiling" + ("-quick" if args.quick else "")

@@ -40,7 +40,7 @@ from feedrank.world.layout import WorldLayout
 TOP_K = 5
 BATCH = 16
 LEVEL = 0.95
-Z95 = 1.959964
+Z95 = NormalDist().inv_cdf(0.5 + LEVEL / 2)
 HORIZON = timedelta(hours=1)
 # candidate windows of the trending baseline, chosen on the validation requests
 TRENDING_HOURS = (1, 3, 6, 24, 72, 168, 720)

@@ -70,10 +70,8 @@ def application(settings: Settings, scale: Scale) -> Any:
         # the proxy sends a scrape to any replica: each also answers on a port of its own
         context = serve.get_replica_context()
         ports = metrics_ports(settings, context.rank.local_rank, context.world_size)
-        if (
-            app.state.feed.metrics.listen_on_any(settings.server.host, ports, replica_name())
-            is None
-        ):
+        port = app.state.feed.metrics.listen_on_any(settings.server.host, ports, replica_name())
+        if port is None:
             log.warning("replica metrics: every port of %s is taken", ports)
         return app
 

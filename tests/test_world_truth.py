@@ -173,7 +173,7 @@ def test_the_logit_splits_into_shared_personal_and_post_terms_as_saved(tiny_worl
         for t, s in zip(topic, posts["subtheme"].to_numpy()[p])
     ]
     sent = posts["sentiment"].to_numpy()[p]
-    taste_sub = users[[f"taste_sub_{k}" for k in range(len(params["subthemes"]))]].to_numpy()
+    taste_sub = users[[f"taste_sub_{j}" for j in range(len(params["subthemes"]))]].to_numpy()
     personal = (
         users["bias"].to_numpy()[u]
         + taste
