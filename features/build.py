@@ -187,8 +187,9 @@ def _write_events(layout: WorldLayout, files: FeaturesLayout) -> None:
 
 
 def _model_specs(files: FeaturesLayout) -> dict[str, list[FeatureSpec]]:
-    """Control: user + topic/TF-IDF + time + the lifts of the user, the user by topic, the post
-    and its TF-IDF cluster + the post's recent activity. Test: the same with its clusters in
+    """Control: user + topic/TF-IDF + time + the lifts of the user, the user by topic (its own,
+    its audience's, and its own smoothed toward its audience's), the post and its TF-IDF
+    cluster + the post's recent activity. Test: the same with its clusters in
     embedding space, then the embedding columns, the user by embedding cluster and the user's
     taste in embedding space (affinity). Counts and the month are left out on purpose: they
     drift between the training and serving windows (docs/models.md)."""
@@ -205,13 +206,13 @@ def _model_specs(files: FeaturesLayout) -> dict[str, list[FeatureSpec]]:
         [FeatureSpec(n, "user") for n in user_columns]
         + [FeatureSpec(n, "post") for n in post_columns]
         + [FeatureSpec(n, "time") for n in TIME_COLUMNS if n != "time_month"]
-        + [FeatureSpec(n, "history") for n in LIFTS + group_columns("topic")[-1:]]
+        + [FeatureSpec(n, "history") for n in LIFTS + group_columns("topic")[3:]]
         + [FeatureSpec(n, "recent") for n in RECENT_COLUMNS]
     )
     test = (
         control
         + [FeatureSpec(n, "post") for n in embedding_columns]
-        + [FeatureSpec(group_columns("cluster")[-1], "history")]
+        + [FeatureSpec(group_columns("cluster")[3], "history")]
         + [FeatureSpec(n, "affinity") for n in AFFINITY_COLUMNS]
     )
     return {"control": control, "test": test}

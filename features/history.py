@@ -41,8 +41,12 @@ GROUPINGS = {"topic": "topic_code", "cluster": "emb_cluster"}
 
 
 def group_columns(grouping: str) -> tuple[str, ...]:
+    """The user's views, likes, like rate and lift on a group of posts; the lift on the group
+    of the users who share the user's attributes (features/audience.py); and the user's own
+    rate smoothed toward that audience's instead of toward the user's overall rate, as a lift."""
     prefix = f"hist_user_{grouping}"
-    return (f"{prefix}_views", f"{prefix}_likes", f"{prefix}_like_rate", f"{prefix}_lift")
+    own = (f"{prefix}_views", f"{prefix}_likes", f"{prefix}_like_rate", f"{prefix}_lift")
+    return (*own, f"hist_audience_{grouping}_lift", f"{prefix}_posterior_lift")
 
 
 @dataclass(frozen=True)
@@ -174,14 +178,19 @@ class History:
         groups: np.ndarray,
         times: np.ndarray,
         user_rate: np.ndarray,
+        audience_lift: np.ndarray,
     ) -> dict[str, np.ndarray]:
         """A user's views/likes on posts of one group (topic, cluster), rate and lift over the
-        user's overall rate: the user's own taste for that group, as known before `times`."""
+        user's overall rate: the user's own taste for that group, as known before `times`; with
+        the audience's lift on the group (`Audience.lift`), and the user's rate smoothed toward
+        it."""
         t = self.to_ms(times)
         views = self._group_counts("views", grouping, users, groups, t)
         likes = self._group_counts("likes", grouping, users, groups, t)
         rate = smoothed(likes, views, user_rate, GROUP_WEIGHT)
-        return dict(zip(group_columns(grouping.name), (views, likes, rate, rate / user_rate)))
+        posterior = smoothed(likes, views, user_rate * audience_lift, GROUP_WEIGHT)
+        values = (views, likes, rate, rate / user_rate, audience_lift, posterior / user_rate)
+        return dict(zip(group_columns(grouping.name), values))
 
     def seen(self, posts: np.ndarray) -> bool:
         """Whether any of `posts` has an event in the history."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,14 @@ import polars as pl
 from feedrank.errors import FeedrankError
 from feedrank.features.affinity import COLUMNS as AFFINITY_COLUMNS
 from feedrank.features.affinity import Affinity, vector_columns
+from feedrank.features.audience import Audience, attribute_codes
 from feedrank.features.exposure import STEP as EXPOSURE_STEP
 from feedrank.features.exposure import Exposure
 from feedrank.features.history import (
     GROUPINGS,
     POST_COLUMNS,
     TEXT_CLUSTER_COLUMNS,
+    Grouping,
     History,
     group_columns,
 )
@@ -68,6 +70,7 @@ class OnlineFeatures:
     user_matrix: np.ndarray  # float32[n_users, n_user_columns]
     history: History
     cutoff: np.datetime64  # no event at or after it is known
+    _audiences: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, world: Path, *, cutoff: np.datetime64 | None = None) -> OnlineFeatures:
@@ -96,6 +99,24 @@ class OnlineFeatures:
         rows = np.minimum(np.searchsorted(self.user_ids, user_ids), self.user_ids.size - 1)
         return np.where(self.user_ids[rows] == user_ids, rows, -1)
 
+    def audience(self, grouping: Grouping) -> Audience:
+        """The audience tables of a grouping of posts, built once per grouping: a catalogue
+        grown by posts keeps its earlier posts' groups, so their tables stay valid."""
+        built = self._audiences.get(grouping.name)
+        if built is None or not _same_groups(built[0], grouping.codes):
+            codes = attribute_codes(self.user_columns, self.user_matrix)
+            audience = Audience.build(self.history, codes, self.user_ids, grouping.codes)
+            built = self._audiences[grouping.name] = (grouping.codes, audience)
+        return built[1]
+
+    def audience_lift(
+        self, grouping: Grouping, users: np.ndarray, groups: np.ndarray, times: np.ndarray
+    ) -> np.ndarray:
+        """Each (user, group)'s audience lift as of the start of the day of `times`."""
+        return self.audience(grouping).lift(
+            self.user_rows(users), groups, self.history.to_ms(times)
+        )
+
     def has_user(self, user_id: int) -> bool:
         return bool(self.user_rows(np.array([user_id]))[0] >= 0)
 
@@ -105,6 +126,12 @@ class OnlineFeatures:
     def likes_before(self, user_id: int, at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
         """(post ids, times) of the user's likes before `at`, oldest first."""
         return self.history.likes_before(user_id, _at(at))
+
+
+def _same_groups(earlier: np.ndarray, codes: np.ndarray) -> bool:
+    """Whether the posts `earlier` knows are in the same groups under `codes`."""
+    common = min(earlier.size, codes.size)
+    return bool(np.array_equal(earlier[:common], codes[:common]))
 
 
 def group_codes(posts: pl.DataFrame, grouping: str) -> np.ndarray:
@@ -355,12 +382,14 @@ class ModelInputs:
         columns = []
         for grouping, candidate_groups, positions in self._groupings:
             groups = np.arange(grouping.n_groups)
+            users_, times_ = np.repeat(users, groups.size), np.repeat(times, groups.size)
             block = self.online.history.group_block(
                 grouping,
-                np.repeat(users, groups.size),
+                users_,
                 groups,
-                np.repeat(times, groups.size),
+                times_,
                 np.repeat(rate, groups.size),
+                self.online.audience_lift(grouping, users_, groups, times_),
             )
             columns.append(
                 GroupColumns(

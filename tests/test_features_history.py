@@ -198,3 +198,47 @@ def test_a_share_over_any_window_counts_the_views_of_those_hours(tiny_world, bui
             )
             mine = (window["post_id"] == row["post_id"]).sum()
             assert values[name][i] == pytest.approx(1000 * mine / max(window.height, 1), rel=1e-6)
+
+
+def _attribute_values(tiny_world) -> pl.DataFrame:
+    """Each user's value of each audience attribute, from the world's own user table."""
+    users = pl.read_parquet(WorldLayout(tiny_world).users)
+    # the band edges 18, 25, 35, 45, 55: the band is how many of them the age reaches
+    bands = pl.sum_horizontal([pl.col("age") >= edge for edge in (18, 25, 35, 45, 55)])
+    return users.select("user_id", "gender", "country", "os", "source", age_band=bands)
+
+
+def test_audience_lift_is_that_of_the_users_sharing_each_attribute_before_the_rows_day(
+    tiny_world, built
+):
+    files, _, training = built
+    posts = pl.read_parquet(files.posts_control).select("post_id", "topic_code")
+    attributes = _attribute_values(tiny_world)
+    feed = _feed(tiny_world).join(posts, on="post_id").join(attributes, on="user_id")
+    rows = _rows(training, 40, 7).join(attributes, on="user_id").join(posts, on="post_id")
+    names = ["hist_audience_topic_lift", "hist_user_like_rate", "hist_user_topic_views"]
+    names += ["hist_user_topic_likes", "hist_user_topic_posterior_lift"]
+    values = _values(tiny_world, files, rows, names, "history", "control")
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        day = row["timestamp"].replace(hour=0, minute=0, second=0, microsecond=0)
+        on_topic = feed.filter(pl.col("timestamp") < day, pl.col("topic_code") == row["topic_code"])
+        views, likes = (on_topic["action"] == "view").sum(), (on_topic["action"] == "like").sum()
+        rate = (likes + 0.1) / (views + 1)
+        expected = 1.0
+        for attribute in ("gender", "age_band", "country", "os", "source"):
+            same = on_topic.filter(pl.col(attribute) == row[attribute])
+            own_views, own_likes = (
+                (same["action"] == "view").sum(),
+                (same["action"] == "like").sum(),
+            )
+            expected *= (own_likes + 200 * rate) / (own_views + 200) / rate
+        assert values["hist_audience_topic_lift"][i] == pytest.approx(expected, rel=1e-5)
+        # the user's own rate on the topic, smoothed toward the audience's, over the user's rate
+        user_rate = values["hist_user_like_rate"][i]
+        prior = user_rate * expected
+        topic_views, topic_likes = (
+            values["hist_user_topic_views"][i],
+            values["hist_user_topic_likes"][i],
+        )
+        posterior = (topic_likes + 5 * prior) / (topic_views + 5) / user_rate
+        assert values["hist_user_topic_posterior_lift"][i] == pytest.approx(posterior, rel=1e-5)
