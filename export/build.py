@@ -283,6 +283,7 @@ def training_summary(model: CatBoostClassifier, data: ModelData) -> dict:
         "validation_logloss": history["Logloss"][best],
         "trees_trained": len(history["AUC"]),
         "trees_kept": model.tree_count_,
+        "learning_rate": float(model.learning_rate_),
         "validation_auc_all_trees": history["AUC"][-1],
         "feature_importance": importance,
     }  # a list: JSON objects lose the order

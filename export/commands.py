@@ -92,6 +92,7 @@ def run_build(args: argparse.Namespace) -> int:
         build.seed,
         build.threads,
         build.early_stopping,
+        build.l2_leaf_reg,
     )
     versions = Builder(
         world, settings.repository, params, encoder_precision=build.encoder_precision

@@ -9,6 +9,9 @@ from catboost import CatBoostClassifier
 
 from feedrank.progress import progress_bar
 
+# CatBoost's own default: left at it, CatBoost also chooses the learning rate for the data
+CATBOOST_L2 = 3.0
+
 
 @dataclass(frozen=True)
 class TrainParams:
@@ -18,6 +21,7 @@ class TrainParams:
     seed: int
     threads: int
     early_stopping: int | None = None
+    l2_leaf_reg: float = CATBOOST_L2
 
     def catboost(self) -> dict:
         params = {
@@ -36,6 +40,8 @@ class TrainParams:
         }
         if self.learning_rate is not None:
             params["learning_rate"] = self.learning_rate
+        if self.l2_leaf_reg != CATBOOST_L2:
+            params["l2_leaf_reg"] = self.l2_leaf_reg
         if self.early_stopping is not None:
             # trees past the best are dropped by use_best_model anyway: stop growing them once
             # validation AUC has been flat this long
@@ -50,12 +56,12 @@ class TrainParams:
 
 
 class _ProgressCallback:
-    def __init__(self, advance) -> None:
-        self.advance = advance
+    def __init__(self, advance, trees: int | None = None) -> None:
+        self.advance, self.trees = advance, trees
 
     def after_iteration(self, info) -> bool:
         self.advance()
-        return True
+        return self.trees is None or info.iteration < self.trees
 
 
 def fit(
@@ -66,9 +72,24 @@ def fit(
     *,
     progress: bool = True,
 ) -> CatBoostClassifier:
-    model = CatBoostClassifier(**params.catboost())
+    settings = params.catboost()
+    if params.learning_rate is None and params.l2_leaf_reg != CATBOOST_L2:
+        settings["learning_rate"] = automatic_learning_rate(params, train, valid)
+    model = CatBoostClassifier(**settings)
     with progress_bar(transient=False) as bar:
         task = bar.add_task(f"train {name}", total=params.iterations, visible=progress)
         model.fit(*train, eval_set=valid, callbacks=[_ProgressCallback(lambda: bar.advance(task))])
         bar.update(task, completed=params.iterations)  # stopped early: done all the same
     return model
+
+
+def automatic_learning_rate(
+    params: TrainParams, train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray]
+) -> float:
+    """The learning rate CatBoost would choose for this data and tree count. It chooses one
+    only while l2_leaf_reg is at its default (0.03 otherwise, far too slow for a few hundred
+    trees), so one tree is grown with the default to read it."""
+    left_out = ("l2_leaf_reg", "early_stopping_rounds")
+    probe = CatBoostClassifier(**{k: v for k, v in params.catboost().items() if k not in left_out})
+    probe.fit(*train, eval_set=valid, callbacks=[_ProgressCallback(lambda: None, trees=1)])
+    return float(probe.learning_rate_)

@@ -83,7 +83,11 @@ class BuildSettings(BaseModel):
     # stop once validation AUC has not improved for this many trees (None: grow all)
     early_stopping: int | None = Field(50, ge=1)
     depth: int = Field(6, ge=1, le=16)
+    # None: CatBoost's automatic rate for the data and the tree count
     learning_rate: float | None = None
+    # leaf values shrunk hard toward 0: the trees' noise, not their bias, separates the models
+    # from what the features allow (docs/models.md)
+    l2_leaf_reg: float = Field(100.0, gt=0)
     seed: int = 42
     threads: int = Field(2, ge=1)
     # the sentence encoder's arithmetic: float32 gives sentence-transformers' vectors; int8
