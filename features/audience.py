@@ -12,11 +12,12 @@ smoothed (features/history.py `group_block`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from feedrank.features.history import History, smoothed, take_by_id
+from feedrank.features.history import ACTIONS, PRIOR_RATE, Grouping, History, smoothed
 
 # the usual audience age bands: under 18, 18-24, 25-34, 35-44, 45-54, 55 and over
 AGE_BANDS = np.array([18, 25, 35, 45, 55])
@@ -50,48 +51,60 @@ def attribute_codes(columns: list[str], matrix: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Audience:
-    """Views and likes by post group before the start of each day since the history's epoch:
-    by the viewer's attribute values, and in all."""
+    """Views and likes by post group before the start of each calendar day from the history's
+    first: by the viewer's attribute values, and in all."""
 
     codes: np.ndarray  # int64[n_users, n_attributes], by the user table's row
     views: np.ndarray  # int64[n_days + 1, n_values, n_groups]: events before day k
     likes: np.ndarray
     group_views: np.ndarray  # int64[n_days + 1, n_groups]
     group_likes: np.ndarray
+    epoch_ms: int  # the history's epoch, in milliseconds since 1970
+    first_day: int  # the calendar day of row 0, in days since 1970
 
     @classmethod
     def build(
-        cls, history: History, codes: np.ndarray, user_ids: np.ndarray, post_groups: np.ndarray
+        cls,
+        history: History,
+        codes: np.ndarray,
+        user_rows: Callable[[np.ndarray], np.ndarray],
+        grouping: Grouping,
     ) -> Audience:
-        """From every event of `history`; `post_groups[post_id]` is the post's group (-1 for
-        none), `user_ids` the sorted ids of the rows of `codes`."""
-        n_groups = int(post_groups.max(initial=0)) + 1
-        n_days = int(history.user_index("views").times().max(initial=0)) // DAY_MS + 1
-        tables = {}
-        for action in ("views", "likes"):
-            index = history.user_index(action)
-            keys = index.keys()
-            rows = np.minimum(np.searchsorted(user_ids, keys), max(user_ids.size - 1, 0))
-            group = take_by_id(post_groups, np.asarray(index.payloads(), np.int64))
-            known = (group >= 0) & (user_ids[rows] == keys)
-            t_ms = index.times()[known]
-            # an event counts from the next day on
-            day = np.minimum(t_ms // DAY_MS, n_days - 1) + 1
-            counts = _Counts(day, group[known], n_days, n_groups)
-            tables[action] = (
-                counts.by(codes[rows[known]], int(codes.max(initial=0)) + 1),
-                counts.by(np.zeros((t_ms.size, 1), np.int64), 1)[:, 0],
-            )
-        (views, group_views), (likes, group_likes) = tables.values()
-        return cls(codes, views, likes, group_views, group_likes)
+        """From every event of `history`; `user_rows(ids)` gives each user's row of `codes`
+        (-1 for a user without one)."""
+        epoch_ms = int(history.epoch.astype("datetime64[ms]").astype(np.int64))
+        indexes = [history.user_index(action) for action in ACTIONS]
+        last = max((int(i.times().max()) for i in indexes if i.composite.size), default=0)
+        first_day = epoch_ms // DAY_MS
+        rows = (epoch_ms + last) // DAY_MS - first_day + 2
+        n_values = int(codes.max(initial=0)) + 1
+        tables = []
+        for index in indexes:
+            users = user_rows(index.keys())
+            group = grouping.of(np.asarray(index.payloads(), np.int64))
+            known = (users >= 0) & (group >= 0)
+            # an event counts from the start of the next day on
+            day = (epoch_ms + index.times()[known]) // DAY_MS - first_day + 1
+            counts = _Counts(day, group[known], rows, grouping.n_groups)
+            by_value = np.zeros((rows, n_values, grouping.n_groups), np.int64)
+            viewers = users[known]
+            for attribute in range(codes.shape[1]):  # one column at a time: events × 8 bytes
+                by_value += counts.by(codes[viewers, attribute], n_values)
+            tables.append((by_value, counts.by(np.zeros(day.size, np.int64), 1)[:, 0]))
+        (views, group_views), (likes, group_likes) = tables
+        return cls(codes, views, likes, group_views, group_likes, epoch_ms, first_day)
 
     def lift(self, user_rows: np.ndarray, groups: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-        """The audience lift of each (user row, group) as of the start of the day of `t_ms`;
-        1 for an unknown user (row -1) or a group none of the tables' posts is in."""
-        day = np.clip(np.asarray(t_ms) // DAY_MS, 0, self.group_views.shape[0] - 1)
-        known = (user_rows >= 0) & (groups < self.group_views.shape[1])
+        """The audience lift of each (user row, group) as of the start of the day of `t_ms`
+        (milliseconds since the history's epoch); 1 for an unknown user (row -1) or a group
+        none of the tables' posts is in."""
+        last = self.group_views.shape[0] - 1
+        day = np.clip((self.epoch_ms + np.asarray(t_ms)) // DAY_MS - self.first_day, 0, last)
+        known = (user_rows >= 0) & (groups >= 0) & (groups < self.group_views.shape[1])
         groups = np.where(known, groups, 0)
-        rate = smoothed(self.group_likes[day, groups], self.group_views[day, groups], 0.1, 1.0)
+        rate = smoothed(
+            self.group_likes[day, groups], self.group_views[day, groups], PRIOR_RATE, 1.0
+        )
         cell = (day[:, None], self.codes[np.maximum(user_rows, 0)], groups[:, None])
         own = smoothed(self.likes[cell], self.views[cell], rate[:, None], WEIGHT) / rate[:, None]
         return np.where(known, np.prod(own, axis=1), 1.0)
@@ -103,16 +116,12 @@ class _Counts:
 
     day: np.ndarray
     group: np.ndarray
-    n_days: int
+    rows: int
     n_groups: int
 
     def by(self, values: np.ndarray, n_values: int) -> np.ndarray:
-        """int64[n_days + 1, n_values, n_groups]; `values` [n_events, k]: each event counts
-        once per column, at its value in that column."""
-        n_groups = self.n_groups
-        size = (self.n_days + 1) * n_values * n_groups
-        cell = np.zeros(size, np.int64)
-        for column in values.T:
-            flat = (self.day * n_values + column) * n_groups + self.group
-            cell += np.bincount(flat, minlength=size)
-        return np.cumsum(cell.reshape(self.n_days + 1, n_values, n_groups), axis=0)
+        """int64[rows, n_values, n_groups]: row k counts the events of days before k."""
+        size = self.rows * n_values * self.n_groups
+        flat = (self.day * n_values + values) * self.n_groups + self.group
+        cell = np.bincount(flat, minlength=size).reshape(self.rows, n_values, self.n_groups)
+        return np.cumsum(cell, axis=0)

@@ -23,7 +23,7 @@ from feedrank.features.affinity import COLUMNS as AFFINITY_COLUMNS
 from feedrank.features.affinity import PREFIX as AFFINITY_PREFIX
 from feedrank.features.embeddings import EmbeddingCache
 from feedrank.features.fingerprint import fingerprint
-from feedrank.features.history import group_columns
+from feedrank.features.history import audience_columns
 from feedrank.features.history_store import bounded_duckdb, build_history
 from feedrank.features.layout import FeaturesLayout
 from feedrank.features.online import TEXT_CLUSTER, OnlineFeatures
@@ -40,6 +40,7 @@ from feedrank.world.layout import WorldLayout
 
 MAX_TRAINING_ROWS = 1_500_000
 LIFTS = ("hist_user_lift", "hist_post_lift", "hist_text_cluster_lift")
+TOPIC_LIFTS = ("hist_user_topic_lift", *audience_columns("topic"))
 REQUIRED = {
     "users": ("user_id", "gender", "age", "country", "city", "exp_group", "os", "source"),
     "posts": ("post_id", "text", "topic"),
@@ -206,13 +207,13 @@ def _model_specs(files: FeaturesLayout) -> dict[str, list[FeatureSpec]]:
         [FeatureSpec(n, "user") for n in user_columns]
         + [FeatureSpec(n, "post") for n in post_columns]
         + [FeatureSpec(n, "time") for n in TIME_COLUMNS if n != "time_month"]
-        + [FeatureSpec(n, "history") for n in LIFTS + group_columns("topic")[3:]]
+        + [FeatureSpec(n, "history") for n in LIFTS + TOPIC_LIFTS]
         + [FeatureSpec(n, "recent") for n in RECENT_COLUMNS]
     )
     test = (
         control
         + [FeatureSpec(n, "post") for n in embedding_columns]
-        + [FeatureSpec(group_columns("cluster")[3], "history")]
+        + [FeatureSpec("hist_user_cluster_lift", "history")]
         + [FeatureSpec(n, "affinity") for n in AFFINITY_COLUMNS]
     )
     return {"control": control, "test": test}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TypeVar
 
 import numpy as np
@@ -41,12 +42,18 @@ GROUPINGS = {"topic": "topic_code", "cluster": "emb_cluster"}
 
 
 def group_columns(grouping: str) -> tuple[str, ...]:
-    """The user's views, likes, like rate and lift on a group of posts; the lift on the group
-    of the users who share the user's attributes (features/audience.py); and the user's own
-    rate smoothed toward that audience's instead of toward the user's overall rate, as a lift."""
+    """The user's views, likes, like rate and lift on a group of posts, then its
+    `audience_columns`."""
     prefix = f"hist_user_{grouping}"
     own = (f"{prefix}_views", f"{prefix}_likes", f"{prefix}_like_rate", f"{prefix}_lift")
-    return (*own, f"hist_audience_{grouping}_lift", f"{prefix}_posterior_lift")
+    return (*own, *audience_columns(grouping))
+
+
+def audience_columns(grouping: str) -> tuple[str, ...]:
+    """The lift on a group of posts of the users who share the user's attributes
+    (features/audience.py), and the user's own rate smoothed toward that audience's instead of
+    toward the user's overall rate, as a lift."""
+    return (f"hist_audience_{grouping}_lift", f"hist_user_{grouping}_posterior_lift")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,11 @@ class Grouping:
     def of(self, post_ids: np.ndarray) -> np.ndarray:
         """Each post's group, -1 for a post without one."""
         return take_by_id(self.codes, post_ids)
+
+    @cached_property
+    def digest(self) -> str:
+        """Names the grouping by its codes (indexes and tables built for it are kept by it)."""
+        return hashlib.sha1(self.codes.tobytes()).hexdigest()
 
 
 def take_by_id(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -127,7 +139,6 @@ class History:
 
     def _by_user_and_group(self, action: str, grouping: Grouping) -> EventIndex:
         """Events keyed by user × group: built for many rows at once (a training set)."""
-        digest = hashlib.sha1(grouping.codes.tobytes()).hexdigest()
 
         def build() -> EventIndex:
             index = self.by_user[action]
@@ -136,7 +147,7 @@ class History:
             keys = index.keys()[keep] * grouping.n_groups + group[keep]
             return EventIndex.build(keys, index.times()[keep], self.bits)
 
-        return self._index(f"group/{action}/{digest}", build)
+        return self._index(f"group/{action}/{grouping.digest}", build)
 
     def _group_counts(
         self, action: str, grouping: Grouping, users: np.ndarray, groups: np.ndarray, t: np.ndarray

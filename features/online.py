@@ -28,6 +28,7 @@ from feedrank.features.history import (
     TEXT_CLUSTER_COLUMNS,
     Grouping,
     History,
+    audience_columns,
     group_columns,
 )
 from feedrank.features.history_store import load_history
@@ -56,6 +57,7 @@ HOUR_CACHE = 12  # hours of the posts' recent activity kept per model (a few MB 
 # minutes of an exposure column kept per model (8 bytes a post): a batch of the sessions that
 # choose the exposure term, for each column the candidate terms read, fits
 MINUTE_CACHE = 64
+AUDIENCE_CACHE = 8  # groupings' audience tables kept (a few MB each)
 TEXT_CLUSTER = "text_cluster"  # post column: the post's fine cluster in its model's text space
 
 
@@ -70,7 +72,8 @@ class OnlineFeatures:
     user_matrix: np.ndarray  # float32[n_users, n_user_columns]
     history: History
     cutoff: np.datetime64  # no event at or after it is known
-    _audiences: dict = field(default_factory=dict, repr=False)
+    _audiences: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _audience_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def load(cls, world: Path, *, cutoff: np.datetime64 | None = None) -> OnlineFeatures:
@@ -100,19 +103,36 @@ class OnlineFeatures:
         return np.where(self.user_ids[rows] == user_ids, rows, -1)
 
     def audience(self, grouping: Grouping) -> Audience:
-        """The audience tables of a grouping of posts, built once per grouping: a catalogue
-        grown by posts keeps its earlier posts' groups, so their tables stay valid."""
-        built = self._audiences.get(grouping.name)
-        if built is None or not _same_groups(built[0], grouping.codes):
-            codes = attribute_codes(self.user_columns, self.user_matrix)
-            audience = Audience.build(self.history, codes, self.user_ids, grouping.codes)
-            built = self._audiences[grouping.name] = (grouping.codes, audience)
-        return built[1]
+        """The audience tables of a grouping of posts, built once per grouping (by its codes:
+        two versions' groups may differ) and shared by every model and thread."""
+        with self._audience_lock:
+            if grouping.digest not in self._audiences:
+                codes = attribute_codes(self.user_columns, self.user_matrix)
+                audience = Audience.build(self.history, codes, self.user_rows, grouping)
+                _remember(self._audiences, grouping.digest, audience, AUDIENCE_CACHE)
+            return self._audiences[grouping.digest]
+
+    def reuse_audience(self, earlier: Grouping, grown: Grouping) -> None:
+        """A grouping grown by posts without events shares `earlier`'s tables, when built: no
+        event of the added posts is in them to count."""
+        with self._audience_lock:
+            audience = self._audiences.get(earlier.digest)
+            if audience is not None:
+                _remember(self._audiences, grown.digest, audience, AUDIENCE_CACHE)
 
     def audience_lift(
-        self, grouping: Grouping, users: np.ndarray, groups: np.ndarray, times: np.ndarray
+        self,
+        grouping: Grouping,
+        users: np.ndarray,
+        groups: np.ndarray,
+        times: np.ndarray,
+        names: list[str],
     ) -> np.ndarray:
-        """Each (user, group)'s audience lift as of the start of the day of `times`."""
+        """Each (user, group)'s audience lift as of the start of the day of `times`; 1 when
+        none of `names` (a model's columns) is one of the grouping's audience columns, without
+        building its tables."""
+        if not set(names) & set(audience_columns(grouping.name)):
+            return np.ones(groups.size)
         return self.audience(grouping).lift(
             self.user_rows(users), groups, self.history.to_ms(times)
         )
@@ -126,12 +146,6 @@ class OnlineFeatures:
     def likes_before(self, user_id: int, at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
         """(post ids, times) of the user's likes before `at`, oldest first."""
         return self.history.likes_before(user_id, _at(at))
-
-
-def _same_groups(earlier: np.ndarray, codes: np.ndarray) -> bool:
-    """Whether the posts `earlier` knows are in the same groups under `codes`."""
-    common = min(earlier.size, codes.size)
-    return bool(np.array_equal(earlier[:common], codes[:common]))
 
 
 def group_codes(posts: pl.DataFrame, grouping: str) -> np.ndarray:
@@ -271,11 +285,14 @@ class ModelInputs:
 
     def _extend_caches(self, earlier: ModelInputs) -> None:
         """`earlier`'s cached bases, which are this catalogue's first rows, with the rows of
-        the posts added since. Not when an added post has events: a text cluster's rate, a
-        column of every post of the cluster, counts them (the bases are then computed anew)."""
+        the posts added since, and its groupings' audience tables. Not when an added post has
+        events: a text cluster's rate, a column of every post of the cluster, and the audience
+        tables count them (they are then computed anew)."""
         added = slice(earlier.post_ids.size, None)
         if self.online.history.seen(self.post_ids[added]):
             return
+        for (grown, _, _), (before, _, _) in zip(self._groupings, earlier._groupings, strict=True):
+            self.online.reuse_audience(before, grown)
         with earlier._caches:
             days = list(earlier._bases_by_day.items())
             hours = list(earlier._snapshots_by_hour.items())
@@ -382,14 +399,12 @@ class ModelInputs:
         columns = []
         for grouping, candidate_groups, positions in self._groupings:
             groups = np.arange(grouping.n_groups)
-            users_, times_ = np.repeat(users, groups.size), np.repeat(times, groups.size)
+            each_user, each_time = np.repeat(users, groups.size), np.repeat(times, groups.size)
+            audience = self.online.audience_lift(
+                grouping, each_user, groups, each_time, [name for _, name in positions]
+            )
             block = self.online.history.group_block(
-                grouping,
-                users_,
-                groups,
-                times_,
-                np.repeat(rate, groups.size),
-                self.online.audience_lift(grouping, users_, groups, times_),
+                grouping, each_user, groups, each_time, np.repeat(rate, groups.size), audience
             )
             columns.append(
                 GroupColumns(

@@ -49,14 +49,12 @@ def feature_rows(
         groups_of = history.grouping(grouping, group_codes(posts, grouping))
         codes = groups_of.codes
         groups = np.where(post_rows >= 0, codes[np.minimum(post_ids, codes.size - 1)], -1)
-        known = np.maximum(groups, 0)
+        in_group = np.maximum(groups, 0)  # -1 (no such post) as group 0, set to NaN below
+        audience = online.audience_lift(
+            groups_of, user_ids, in_group, times, [s.name for s in specs]
+        )
         block = history.group_block(
-            groups_of,
-            user_ids,
-            known,
-            times,
-            values["hist_user_like_rate"],
-            online.audience_lift(groups_of, user_ids, known, times),
+            groups_of, user_ids, in_group, times, values["hist_user_like_rate"], audience
         )
         values.update({k: np.where(groups >= 0, v, np.nan) for k, v in block.items()})
     values.update(history.post_block(post_ids, times, text_cluster_codes(posts)))

@@ -168,10 +168,14 @@ def test_the_report_gives_fresh_posts_share_per_group(simulation: Path) -> None:
     for name, group in fresh["groups"].items():
         shown = np.concatenate(log.loc[log["exp_group"] == name, "post_ids"].to_list())
         assert group["shown"] == len(shown)
-        assert group["fresh_shown"] == np.isin(shown, list(posted)).sum() > 0
+        assert group["fresh_shown"] == np.isin(shown, list(posted)).sum()
         assert group["share_of_shown"] == pytest.approx(group["fresh_shown"] / group["shown"])
         assert 0 <= group["fresh_likes"] <= group["likes"]
-        assert 0 < group["fresh_posts_shown"] <= fresh["released"]
+        assert 0 <= group["fresh_posts_shown"] <= min(fresh["released"], group["fresh_shown"])
+        assert (group["fresh_posts_shown"] > 0) == (group["fresh_shown"] > 0)
+    # whether a model shows a post without history is the model's: on this tiny world at least
+    # one of the two does, so the counts above are not all zeros
+    assert sum(group["fresh_shown"] for group in fresh["groups"].values()) > 0
     page = (simulation / "report" / "report.html").read_text()
     assert "fresh posts: 6 published during the experiment" in page
     assert page.index("fresh posts:") < page.index("</body>")
