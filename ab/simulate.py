@@ -108,7 +108,12 @@ class Simulation:
         self.out.mkdir(parents=True, exist_ok=True)
         repository = self._aa_repository() if self.aa else self.repository
         with ServerProcess(
-            self.world, repository, self.out / "log", self.out / "server.out"
+            self.world,
+            repository,
+            self.out / "log",
+            self.out / "server.out",
+            # every feed from the fast path, as the replay that predicts this A/B ranks it
+            env={"FEEDRANK_SERVER__FAST_PATH_WAIT": "true"},
         ) as server:
             print(f"the experiment live: {server.url}/experiment", file=sys.stderr, flush=True)
             try:

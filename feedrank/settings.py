@@ -37,6 +37,11 @@ class ServerSettings(BaseModel):
     # "fastpath" for published models: docs/fastpath.md); off: with the config's backend. The
     # version's /infer is that backend's (the fastpath backend's is the plain model.onnx)
     fast_path: bool = True
+    # the first request of an hour waits while that hour's fast-path ranker builds (0.1-0.4 s on
+    # the default world) instead of being answered from the plain model, whose scores differ in
+    # the last bits and can swap two nearly tied posts: every feed then is the one the offline
+    # replay ranks (`feedrank ab simulate` turns it on; a live feed keeps answering at once)
+    fast_path_wait: bool = False
     # KServe v2 repository extension (load/unload/index): off unless a token is set
     admin_token: str | None = None
     # POST /feed/events needs `Authorization: Bearer <events_token>` when set

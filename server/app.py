@@ -170,6 +170,7 @@ def _load(settings: Settings) -> tuple[FeedService, ThreadPoolExecutor]:
             max_requests=server.max_batch_requests,
             max_delay_us=server.max_queue_delay_us,
             workers=server.scoring_threads,
+            prepare=server.fast_path_wait,
         ),
         exposure_log=_log(settings, "exposures"),
         events_log=events_log,

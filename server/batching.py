@@ -48,8 +48,11 @@ class Batcher:
         max_requests: int,
         max_delay_us: int,
         workers: int,
+        prepare: bool = False,
     ) -> None:
         self.executor, self.enabled = executor, enabled
+        # make each request's ranking ready (`Backend.prepare`, blocking) before scoring
+        self.prepare = prepare
         self.max_requests = max_requests if enabled else 1
         self.max_delay_s = max_delay_us / 1e6 if enabled else 0.0
         # batches a lane keeps running at once: one per scoring thread, so a batch never waits
@@ -104,7 +107,11 @@ class _Lane:
             batch, self.pending = self.pending[:size], self.pending[size:]
             self.running += 1
             work = asyncio.get_running_loop().run_in_executor(
-                self.batcher.executor, _run, self.backend, [job for job, _, _ in batch]
+                self.batcher.executor,
+                _run,
+                self.backend,
+                [job for job, _, _ in batch],
+                self.batcher.prepare,
             )
             work.add_done_callback(functools.partial(self._finished, batch=batch))
 
@@ -114,9 +121,12 @@ class _Lane:
         self._dispatch()
 
 
-def _run(backend: Any, jobs: list[Job]) -> tuple[float, float, list[np.ndarray]]:
+def _run(backend: Any, jobs: list[Job], prepare: bool) -> tuple[float, float, list[np.ndarray]]:
     started = time.perf_counter()
-    scores = backend.rank([job.inputs.request(job.user_id, job.at) for job in jobs])
+    requests = [job.inputs.request(job.user_id, job.at) for job in jobs]
+    for request in requests if prepare else ():
+        backend.prepare(request.snapshot)
+    scores = backend.rank(requests)
     return started, time.perf_counter(), scores
 
 

@@ -98,3 +98,35 @@ def test_a_backend_error_reaches_every_request_of_the_batch():
 
         errors = asyncio.run(run())
     assert all(isinstance(e, RuntimeError) for e in errors)
+
+
+class Preparing(SlowSum):
+    """Records each `prepare` and each scoring call, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.order: list[str] = []
+
+    def prepare(self, snapshot: Snapshot) -> None:
+        self.order.append(f"prepare {snapshot.key}")
+
+    def like_probability(self, features: np.ndarray) -> np.ndarray:
+        self.order.append("score")
+        return super().like_probability(features)
+
+
+@pytest.mark.parametrize("prepare", [True, False])
+def test_a_waiting_server_prepares_each_requests_ranking_before_scoring_it(prepare):
+    backend = Preparing()
+    with ThreadPoolExecutor(1) as pool:
+        batcher = Batcher(
+            pool, enabled=True, max_requests=4, max_delay_us=0, workers=1, prepare=prepare
+        )
+        asyncio.run(score_all(batcher, backend, range(3)))
+    scored = backend.order.count("score")
+    assert scored >= 1
+    if prepare:  # every request's snapshot made ready before its batch is scored
+        assert backend.order.count("prepare ('posts',)") == 3
+        assert backend.order.index("prepare ('posts',)") < backend.order.index("score")
+    else:
+        assert backend.order == ["score"] * scored
