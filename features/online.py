@@ -121,18 +121,9 @@ class OnlineFeatures:
                 _remember(self._audiences, grown.digest, audience, AUDIENCE_CACHE)
 
     def audience_lift(
-        self,
-        grouping: Grouping,
-        users: np.ndarray,
-        groups: np.ndarray,
-        times: np.ndarray,
-        names: list[str],
+        self, grouping: Grouping, users: np.ndarray, groups: np.ndarray, times: np.ndarray
     ) -> np.ndarray:
-        """Each (user, group)'s audience lift as of the start of the day of `times`; 1 when
-        none of `names` (a model's columns) is one of the grouping's audience columns, without
-        building its tables."""
-        if not set(names) & set(audience_columns(grouping.name)):
-            return np.ones(groups.size)
+        """Each (user, group)'s audience lift as of the start of the day of `times`."""
         return self.audience(grouping).lift(
             self.user_rows(users), groups, self.history.to_ms(times)
         )
@@ -146,6 +137,12 @@ class OnlineFeatures:
     def likes_before(self, user_id: int, at: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
         """(post ids, times) of the user's likes before `at`, oldest first."""
         return self.history.likes_before(user_id, _at(at))
+
+
+def uses_audience(grouping: str, names: set[str]) -> bool:
+    """Whether a model reading the columns `names` reads a grouping's audience columns (the
+    others get a lift of 1, and no tables are built for them)."""
+    return bool(names & set(audience_columns(grouping)))
 
 
 def group_codes(posts: pl.DataFrame, grouping: str) -> np.ndarray:
@@ -236,6 +233,11 @@ class ModelInputs:
                 )
             )
         per_post = {n for g, _, _ in self._groupings for n in group_columns(g.name)}
+        # the groupings whose audience tables a request reads
+        names = {n for _, n in history}
+        self._audience_groupings = {
+            g.name for g, _, _ in self._groupings if uses_audience(g.name, names)
+        }
         daily = {*POST_COLUMNS, *TEXT_CLUSTER_COLUMNS}
         self._daily = [(p, n) for p, n in history if n in daily]
         self._constant = by_source(self.specs, "time") + [
@@ -400,8 +402,10 @@ class ModelInputs:
         for grouping, candidate_groups, positions in self._groupings:
             groups = np.arange(grouping.n_groups)
             each_user, each_time = np.repeat(users, groups.size), np.repeat(times, groups.size)
-            audience = self.online.audience_lift(
-                grouping, each_user, groups, each_time, [name for _, name in positions]
+            audience = (
+                self.online.audience_lift(grouping, each_user, groups, each_time)
+                if grouping.name in self._audience_groupings
+                else np.ones(groups.size)
             )
             block = self.online.history.group_block(
                 grouping, each_user, groups, each_time, np.repeat(rate, groups.size), audience

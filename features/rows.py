@@ -10,7 +10,12 @@ import numpy as np
 import polars as pl
 
 from feedrank.features.affinity import Affinity
-from feedrank.features.online import OnlineFeatures, group_codes, text_cluster_codes
+from feedrank.features.online import (
+    OnlineFeatures,
+    group_codes,
+    text_cluster_codes,
+    uses_audience,
+)
 from feedrank.features.recency import recency_block
 from feedrank.features.specs import FeatureSpec, groupings_used
 from feedrank.features.timefeatures import time_block
@@ -50,8 +55,10 @@ def feature_rows(
         codes = groups_of.codes
         groups = np.where(post_rows >= 0, codes[np.minimum(post_ids, codes.size - 1)], -1)
         in_group = np.maximum(groups, 0)  # -1 (no such post) as group 0, set to NaN below
-        audience = online.audience_lift(
-            groups_of, user_ids, in_group, times, [s.name for s in specs]
+        audience = (
+            online.audience_lift(groups_of, user_ids, in_group, times)
+            if uses_audience(grouping, {s.name for s in specs})
+            else np.ones(in_group.size)
         )
         block = history.group_block(
             groups_of, user_ids, in_group, times, values["hist_user_like_rate"], audience
