@@ -133,17 +133,20 @@ def same_answers(ports: dict[str, int], users: list[int], times: list[str]) -> d
 
 
 def warm_up(port: int, users: list[int], times: list[str], timeout_s: float = 300) -> None:
-    """Requests until the answers come from warm state: for feedrank, until a whole round is
-    ranked by the fast path (its rankers build in the background on a day's first request)."""
+    """Requests until the answers come from warm state: for feedrank, until a whole round over
+    every request time is ranked by the fast path. Its rankers build in the background on an
+    hour's first request, one per model and hour: a time left out of the warm-up would have its
+    builds (and plain-model answers) counted in the first measured level."""
     deadline = time.monotonic() + timeout_s
     while True:
         before = ranking_paths(port)
-        for user in users[:20]:
-            httpx.get(
-                f"http://127.0.0.1:{port}/post/recommendations/",
-                params={"id": user, "time": times[0]},
-                timeout=60,
-            )
+        for at in times:
+            for user in users[:20]:
+                httpx.get(
+                    f"http://127.0.0.1:{port}/post/recommendations/",
+                    params={"id": user, "time": at},
+                    timeout=60,
+                )
         after = ranking_paths(port)
         if after.get("plain", 0) == before.get("plain", 0) or time.monotonic() > deadline:
             return

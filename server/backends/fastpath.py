@@ -32,8 +32,8 @@ from feedrank.server.memory import release_free_memory
 log = logging.getLogger("feedrank.fastpath")
 # rankers kept per version, the least recently used dropped first: a live feed asks about one
 # or two hours ("now"), a benchmark, a replay or an explorer about several; each holds its
-# tables (tens of MB on the default world), so the cache has a memory budget
-CACHE_BYTES = 256 * 2**20
+# tables (60-80 MB per hour on the default world), so the cache has a memory budget
+CACHE_BYTES = 512 * 2**20
 MIN_KEEP = 2
 # posts added to the catalogue that a ranker of the earlier catalogue leaves to the plain model
 # (a few rows of it) before a ranker of the grown catalogue is built
