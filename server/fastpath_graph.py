@@ -263,7 +263,7 @@ def build(
     *,
     max_table_bytes: int = 384 << 20,
     # on the default world's models, 64 left control 36 groups (42 MB) and 256 leaves 25
-    # (76 MB): a quarter less memory read per request buys back the serving throughput that
+    # (76 MB): a third fewer table rows read per request buys back the serving throughput that
     # their pair columns cost (docs/fastpath.md)
     merge_cost: float = 256.0,
 ) -> FastPath:
