@@ -126,6 +126,49 @@ def test_a_version_without_its_catboost_model_is_refused_by_name(fast_repository
         load(repository, "test")
 
 
+def with_parameters(repository: Path, model: str, **parameters: str) -> None:
+    config = read_config(repository / model)
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+    (repository / model / CONFIG_FILE).write_text(format_config(config))
+
+
+def built_rankers(backend: FastPathBackend) -> list:
+    return [built.ranker for built in backend._rankers.values()]
+
+
+def test_config_parameters_tune_the_merge_cost_and_the_tables_kept(
+    fast_repository, online, tmp_path
+):
+    repository = copy_repository(fast_repository, tmp_path)
+    with_parameters(repository, "control", fast_path_merge_cost="0", fast_path_cache_mb="0")
+    tuned, default = load(repository, "control"), load(fast_repository, "control")
+    assert isinstance(tuned, FastPathBackend) and isinstance(default, FastPathBackend)
+    inputs = ModelInputs.from_version_dir(online, repository / "control" / "1")
+    hours = requests(online, hours=3, per_hour=1)
+    for backend in (tuned, default):
+        for user, at in hours:
+            request = inputs.request(user, at)
+            backend.prepare(request.snapshot)
+            backend.wait_for_build()
+            (got,) = backend.rank([request])
+            expected = backend.like_probability(request.matrix())
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    (unmerged, *_), (merged, *_) = built_rankers(tuned), built_rankers(default)
+    assert len(unmerged.fastpath.groups) > len(merged.fastpath.groups)
+    assert unmerged.table_bytes < merged.table_bytes
+    # no budget: only the two most recent hours are kept; the default keeps all three
+    assert (len(built_rankers(tuned)), len(built_rankers(default))) == (2, 3)
+
+
+@pytest.mark.parametrize("value", ["cheap", "-1", "nan"])
+def test_a_bad_fast_path_parameter_is_refused_by_name(fast_repository, tmp_path, value):
+    repository = copy_repository(fast_repository, tmp_path)
+    with_parameters(repository, "test", fast_path_merge_cost=value)
+    with pytest.raises(ModelLoadError, match=f"fast_path_merge_cost must be a number.*{value}"):
+        load(repository, "test")
+
+
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_the_repository_ranks_with_the_declared_ranker(tiny_world, fast_path):
     repository = built_repository(tiny_world)

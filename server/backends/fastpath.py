@@ -35,6 +35,10 @@ log = logging.getLogger("feedrank.fastpath")
 # tables (60-80 MB per hour on the default world), so the cache has a memory budget
 CACHE_BYTES = 512 * 2**20
 MIN_KEEP = 2
+# config.pbtxt parameters that tune one model's fast path (docs/fastpath.md): the merge cost
+# trades table memory for fewer rows read per request; the budget caps the tables kept
+MERGE_COST_PARAMETER = "fast_path_merge_cost"
+CACHE_MB_PARAMETER = "fast_path_cache_mb"
 # posts added to the catalogue that a ranker of the earlier catalogue leaves to the plain model
 # (a few rows of it) before a ranker of the grown catalogue is built
 REBUILD_AFTER = 64
@@ -59,6 +63,10 @@ class FastPathBackend(OnnxRuntimeBackend):
     def __init__(self, version_dir: Path, config: ModelConfig, *, threads: int = 1) -> None:
         super().__init__(version_dir, config, threads=threads)
         self.version_dir, self.threads = Path(version_dir), threads
+        merge_cost = _parameter(config, MERGE_COST_PARAMETER, self.version_dir)
+        self._build_options = {} if merge_cost is None else {"merge_cost": merge_cost}
+        cache_mb = _parameter(config, CACHE_MB_PARAMETER, self.version_dir)
+        self.cache_bytes = CACHE_BYTES if cache_mb is None else int(cache_mb * 2**20)
         if not (self.version_dir / "model.cbm").is_file():
             raise ModelLoadError(
                 f"{self.version_dir}: the fast path compiles its rankers from "
@@ -182,7 +190,9 @@ class FastPathBackend(OnnxRuntimeBackend):
     def _build(self, snapshot: Snapshot) -> None:
         built = None
         try:
-            ranker = FastRanker.for_snapshot(self.version_dir, snapshot, threads=self.threads)
+            ranker = FastRanker.for_snapshot(
+                self.version_dir, snapshot, threads=self.threads, **self._build_options
+            )
             built = Built(ranker, snapshot.family, digest(snapshot.base))
             log.info(
                 "%s: fast path built in %.1f s (%.0f MB of tables)",
@@ -200,8 +210,24 @@ class FastPathBackend(OnnxRuntimeBackend):
                 kept = [*self._rankers.items(), (snapshot.key, built)]
                 while (
                     len(kept) > MIN_KEEP
-                    and sum(b.ranker.table_bytes for _, b in kept) > CACHE_BYTES
+                    and sum(b.ranker.table_bytes for _, b in kept) > self.cache_bytes
                 ):
                     kept.pop(0)
                 self._rankers = dict(kept)
             self._builder = None
+
+
+def _parameter(config: ModelConfig, key: str, version_dir: Path) -> float | None:
+    """A number ≥ 0 from config.pbtxt's `parameters`, None when the config does not set it."""
+    if key not in config.parameters:
+        return None
+    text = config.parameters[key].string_value
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ModelLoadError(
+            f"{version_dir.parent}/config.pbtxt: parameter {key} must be a number ≥ 0, got {text!r}"
+        )
+    return value
