@@ -22,6 +22,7 @@ from feedrank.model_config import (
     CONFIG_FILE,
     RANKER_PARAMETER,
     format_config,
+    parse_config,
     version_numbers,
 )
 
@@ -119,13 +120,27 @@ def publish_version(
 
 def ensure_config(repository: Path, name: str, n_features: int) -> bool:
     """Write the model's config.pbtxt unless it already is the current one (a repository
-    published by an earlier release gains what it lacks, e.g. the declared ranker)."""
+    published by an earlier release gains what it lacks, e.g. the declared ranker). Parameters
+    the build does not write (an operator's tuning of the ranker, docs/fastpath.md) are kept."""
     path = repository / name / CONFIG_FILE
-    text = format_config(model_config(name, n_features))
+    config = model_config(name, n_features)
+    for key, value in _parameters(path).items():
+        if key not in config.parameters:
+            config.parameters[key].CopyFrom(value)
+    text = format_config(config)
     if path.is_file() and path.read_text() == text:
         return False
     write_text(path, text)
     return True
+
+
+def _parameters(path: Path) -> dict[str, mc.ModelParameter]:
+    """The `parameters` of the config at `path`; none when it is missing or unreadable (it is
+    rewritten whole then)."""
+    try:
+        return dict(parse_config(path.read_text(), source=str(path)).parameters)
+    except (OSError, FeedrankError):
+        return {}
 
 
 def ensure_router(repository: Path, versions: dict[str, int]) -> bool:

@@ -37,6 +37,21 @@ def test_versions_count_up_and_config_is_a_triton_model_config(tmp_path):
     assert config.version_policy.latest.num_versions == 2
 
 
+def test_a_new_version_keeps_the_parameters_an_operator_added_to_the_config(tmp_path):
+    publish_version(tmp_path, "test", 7, writer("a"))
+    path = tmp_path / "test/config.pbtxt"
+    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    config.parameters["fast_path_merge_cost"].string_value = "64"
+    config.parameters["ranker"].string_value = "onnxruntime"
+    path.write_text(text_format.MessageToString(config))
+    publish_version(tmp_path, "test", 8, writer("b"))
+    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    assert config.parameters["fast_path_merge_cost"].string_value == "64"
+    # what the build writes is the build's: the declared ranker and the inputs are current
+    assert config.parameters["ranker"].string_value == "fastpath"
+    assert list(config.input[0].dims) == [-1, 8]
+
+
 def test_published_files_are_readable_by_a_server_running_as_another_user(tmp_path):
     publish_version(tmp_path, "control", 7, writer("a"))
     ensure_router(tmp_path, {"control": 1, "test": 1})
