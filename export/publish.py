@@ -22,7 +22,7 @@ from feedrank.model_config import (
     CONFIG_FILE,
     RANKER_PARAMETER,
     format_config,
-    parse_config,
+    read_config,
     version_numbers,
 )
 
@@ -124,7 +124,7 @@ def ensure_config(repository: Path, name: str, n_features: int) -> bool:
     the build does not write (an operator's tuning of the ranker, docs/fastpath.md) are kept."""
     path = repository / name / CONFIG_FILE
     config = model_config(name, n_features)
-    for key, value in _parameters(path).items():
+    for key, value in _parameters(repository / name).items():
         if key not in config.parameters:
             config.parameters[key].CopyFrom(value)
     text = format_config(config)
@@ -134,12 +134,12 @@ def ensure_config(repository: Path, name: str, n_features: int) -> bool:
     return True
 
 
-def _parameters(path: Path) -> dict[str, mc.ModelParameter]:
-    """The `parameters` of the config at `path`; none when it is missing or unreadable (it is
+def _parameters(model_dir: Path) -> dict[str, mc.ModelParameter]:
+    """The `parameters` of the model's config; none when it is missing or unreadable (it is
     rewritten whole then)."""
     try:
-        return dict(parse_config(path.read_text(), source=str(path)).parameters)
-    except (OSError, FeedrankError):
+        return dict(read_config(model_dir).parameters)
+    except FeedrankError:
         return {}
 
 

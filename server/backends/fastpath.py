@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -225,8 +226,8 @@ def _parameter(config: ModelConfig, key: str, version_dir: Path) -> float | None
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
+        value = math.nan
+    if not 0 <= value < math.inf:
         raise ModelLoadError(
             f"{version_dir.parent}/config.pbtxt: parameter {key} must be a number ≥ 0, got {text!r}"
         )
