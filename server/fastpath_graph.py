@@ -294,7 +294,7 @@ def build(
         max_dense_rows=(max_table_bytes - budget) // (4 * max(n_posts, 1)),
     )
     table, offset = _table(groups, trees, conds, post_matrix, blocks)
-    dense_table, dense_offset = _dense_table(dense_groups, trees, conds, post_matrix)
+    dense_table, dense_offset = _dense_table(dense_groups, trees, conds, post_matrix, post_group)
     graph = _graph(
         groups,
         dense_groups,
@@ -378,18 +378,25 @@ def _tree_groups(
 
 
 def _dense_table(
-    groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray
+    groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray, post_group: np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """float32, flat: group after group, each [N, patterns] post-major, so the patterns of a
-    post are adjacent and a request reads each group's part front to back. Centred per
-    group, as `_table`."""
+    """float32, flat: group after group, each [patterns, N] with the posts in `_dense_order`.
+    A post group's posts share the request/pair part of their pattern and differ only in the
+    dense part, so a request reads each group's posts from a few rows, front to back (a
+    post-major layout cost one cache line per post and group). Centred per group, as `_table`."""
+    order = _dense_order(post_group)
     parts, offset = [np.zeros(0, np.float32)], 0.0
     for group in groups:
         values = _group_table(group, trees, conds, posts)
         centre = float(values.mean()) if values.size else 0.0
         offset += centre
-        parts.append((values - centre).T.astype(np.float32).reshape(-1))
+        parts.append((values - centre)[:, order].astype(np.float32).reshape(-1))
     return np.concatenate(parts), offset
+
+
+def _dense_order(post_group: np.ndarray) -> np.ndarray:
+    """The dense tables' post order: catalogue order within each post group."""
+    return np.argsort(post_group, kind="stable")
 
 
 def _table(
@@ -614,8 +621,9 @@ def _dense_nodes(
     group_rows: str,
 ) -> tuple[list, list]:
     """Per (dense tree group, post): its pattern = the group's request/pair pattern for the
-    post's group + the dense columns' part; one element Gather each from the dense table,
-    laid out so that each group is read front to back ([G, N] throughout)."""
+    post's group + the dense columns' part; one element Gather each from the dense table.
+    The posts go in the tables' order ([G, N] throughout) and their sum back to the
+    catalogue's."""
     kinds = np.array(partition.kinds)
     position = {int(c): i for i, c in enumerate(partition.columns("dense"))}
     ids = [c for c in range(len(conds.feature)) if kinds[conds.feature[c]] == "dense"]
@@ -626,6 +634,7 @@ def _dense_nodes(
                 weight[g, i] = group.radix[conds.feature[c]]
     n, patterns = len(post_group), np.array([g.patterns for g in groups], np.int64)
     starts = np.cumsum(np.concatenate([[0], patterns[:-1] * n]))
+    order = _dense_order(post_group)
     # element gathers are GatherElements: onnxruntime's Gather copies element by element
     # (~20 ns each), GatherElements loops (~2 ns)
     inits = [
@@ -637,17 +646,22 @@ def _dense_nodes(
         ),
         numpy_helper.from_array(weight, "dense_weights"),
         numpy_helper.from_array(
-            np.broadcast_to(post_group.astype(np.int64), (len(groups), n)).copy(), "post_groups"
+            np.broadcast_to(order, (len(position), n)).astype(np.int64), "dense_order"
         ),
+        numpy_helper.from_array(np.argsort(order).astype(np.int64), "catalogue_order"),
         numpy_helper.from_array(
-            starts[:, None] + patterns[:, None] * np.arange(n), "dense_post_base"
+            np.broadcast_to(post_group[order].astype(np.int64), (len(groups), n)).copy(),
+            "post_groups",
         ),
+        numpy_helper.from_array(np.array(n, np.int64), "dense_stride"),
+        numpy_helper.from_array(starts[:, None] + np.arange(n), "dense_post_base"),
         numpy_helper.from_array(np.array([len(groups), n], np.int64), "dense_shape"),
         numpy_helper.from_array(np.array([-1], np.int64), "dense_flat"),
         numpy_helper.from_array(np.array([0], np.int64), "axis_0"),
     ]
     nodes = [
-        helper.make_node("Transpose", [DENSE_INPUT], ["dense_t"], perm=[1, 0]),
+        helper.make_node("Transpose", [DENSE_INPUT], ["dense_by_column"], perm=[1, 0]),
+        helper.make_node("GatherElements", ["dense_by_column", "dense_order"], ["dense_t"], axis=1),
         helper.make_node("Gather", ["dense_t", "dense_cols"], ["dense_x"], axis=0),
         helper.make_node("Greater", ["dense_x", "dense_borders"], ["dense_b"]),
         helper.make_node("Cast", ["dense_b"], ["dense_bits"], to=TensorProto.FLOAT),
@@ -656,13 +670,17 @@ def _dense_nodes(
         helper.make_node("GatherElements", ["group_rows_t", "post_groups"], ["post_rows"], axis=1),
         helper.make_node("Add", ["post_rows", "dense_rows"], ["dense_row_f"]),
         helper.make_node("Cast", ["dense_row_f"], ["dense_row"], to=TensorProto.INT64),
-        helper.make_node("Add", ["dense_row", "dense_post_base"], ["dense_at"]),
+        helper.make_node("Mul", ["dense_row", "dense_stride"], ["dense_row_start"]),
+        helper.make_node("Add", ["dense_row_start", "dense_post_base"], ["dense_at"]),
         helper.make_node("Reshape", ["dense_at", "dense_flat"], ["dense_at_flat"]),
         helper.make_node(
             "GatherElements", [DENSE_TABLE, "dense_at_flat"], ["dense_picked_flat"], axis=0
         ),
         helper.make_node("Reshape", ["dense_picked_flat", "dense_shape"], ["dense_picked"]),
         helper.make_node("Cast", ["dense_picked"], ["dense_picked64"], to=TensorProto.DOUBLE),
-        helper.make_node("ReduceSum", ["dense_picked64", "axis_0"], ["dense64"], keepdims=0),
+        helper.make_node("ReduceSum", ["dense_picked64", "axis_0"], ["dense_sorted"], keepdims=0),
+        helper.make_node(
+            "GatherElements", ["dense_sorted", "catalogue_order"], ["dense64"], axis=0
+        ),
     ]
     return nodes, inits
