@@ -82,11 +82,17 @@ def synthetic_case(args, folder: Path) -> Case:
             problem.post_group,
             problem.n_groups,
             threads=threads,
-            merge_cost=args.merge_cost,
-            max_table_bytes=args.max_table_mb << 20,
+            **build_options(args),
         ),
         draw,
     )
+
+
+def build_options(args) -> dict:
+    """The fast path's build options the command line sets; the rest stay the server's."""
+    table_mb = args.max_table_mb
+    options = {"merge_cost": args.merge_cost, "max_table_bytes": table_mb and table_mb << 20}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def repository_cases(args) -> list[Case]:
@@ -121,8 +127,7 @@ def repository_cases(args) -> list[Case]:
                     d,
                     s,
                     threads=threads,
-                    merge_cost=args.merge_cost,
-                    max_table_bytes=args.max_table_mb << 20,
+                    **build_options(args),
                 ),
                 draw,
             )
@@ -296,8 +301,8 @@ def main(argv: list[str] | None = None) -> dict:
         default=10,
         help="time the (slow) plain ONNX export on every n-th repetition",
     )
-    parser.add_argument("--merge-cost", type=float, default=64.0)
-    parser.add_argument("--max-table-mb", type=int, default=384)
+    parser.add_argument("--merge-cost", type=float, help="default: the server's")
+    parser.add_argument("--max-table-mb", type=int, help="default: the server's")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:

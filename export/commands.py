@@ -85,17 +85,11 @@ def run_build(args: argparse.Namespace) -> int:
     from feedrank.export.build import Builder
     from feedrank.export.training import TrainParams
 
-    params = TrainParams(
-        build.iterations,
-        build.depth,
-        build.learning_rate,
-        build.seed,
-        build.threads,
-        build.early_stopping,
-        build.l2_leaf_reg,
-    )
     versions = Builder(
-        world, settings.repository, params, encoder_precision=build.encoder_precision
+        world,
+        settings.repository,
+        TrainParams.from_settings(build),
+        encoder_precision=build.encoder_precision,
     ).run()
     results_console().print(
         ", ".join(f"{name} v{v}" for name, v in versions.items()) + f" in {settings.repository}"

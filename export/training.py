@@ -8,6 +8,7 @@ import numpy as np
 from catboost import CatBoostClassifier
 
 from feedrank.progress import progress_bar
+from feedrank.settings import BuildSettings
 
 # CatBoost's own default: left at it, CatBoost also chooses the learning rate for the data
 CATBOOST_L2 = 3.0
@@ -22,6 +23,18 @@ class TrainParams:
     threads: int
     early_stopping: int | None = None
     l2_leaf_reg: float = CATBOOST_L2
+
+    @classmethod
+    def from_settings(cls, build: BuildSettings) -> TrainParams:
+        return cls(
+            build.iterations,
+            build.depth,
+            None if build.learning_rate == "auto" else build.learning_rate,
+            build.seed,
+            build.threads,
+            build.early_stopping,
+            build.l2_leaf_reg,
+        )
 
     def catboost(self) -> dict:
         params = {

@@ -37,6 +37,13 @@ def test_build_rejects_nonsense_parameters(tmp_path, capsys):
     assert "--depth" in flat(capsys.readouterr().err)
 
 
+def test_build_rejects_a_learning_rate_that_is_no_rate(tmp_path, capsys, monkeypatch):
+    (tmp_path / "world.json").write_text("{}")
+    monkeypatch.setenv("FEEDRANK_BUILD__LEARNING_RATE", "0")
+    assert main(["build", "--world", str(tmp_path), "--repository", str(tmp_path / "r")]) == 2
+    assert "build.learning_rate" in flat(capsys.readouterr().err)
+
+
 def test_evaluate_needs_published_models(tmp_path, capsys):
     (tmp_path / "world.json").write_text("{}")
     assert main(["evaluate", "--world", str(tmp_path), "--repository", str(tmp_path / "r")]) == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from feedrank.export.training import TrainParams, fit
+from feedrank.settings import BuildSettings
 
 
 def drifting_data(seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
@@ -49,3 +50,9 @@ def test_a_stronger_l2_keeps_catboosts_automatic_learning_rate() -> None:
     # a rate given is kept
     given = TrainParams(50, 4, 0.2, 42, 1, l2_leaf_reg=50.0)
     assert fit("m", given, train, valid, progress=False).learning_rate_ == pytest.approx(0.2)
+
+
+def test_the_build_trains_at_a_set_rate_unless_told_auto() -> None:
+    assert TrainParams.from_settings(BuildSettings()).learning_rate == 0.15
+    automatic = TrainParams.from_settings(BuildSettings(learning_rate="auto"))
+    assert automatic.learning_rate is None and automatic.iterations == 800
