@@ -7,7 +7,9 @@ with the out-of-process generator (benchmarks/http_load.py); the table gives eac
 median over rounds and its ratio to the first repository's.
 
     .venv/bin/python benchmarks/compare_repositories.py --world data/world \\
-        --repository before_repository --repository model_repository --rounds 3
+        --repository before=/path/to/earlier_repository --repository model_repository --rounds 3
+
+A repository given as NAME=PATH is named NAME in the tables and the plot, else by its path.
 
 Writes benchmarks/results/compare_repositories.{json,md,png}.
 """
@@ -27,7 +29,7 @@ from record import machine, plot_levels, save
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, required=True)
-    parser.add_argument("--repository", type=Path, action="append", required=True)
+    parser.add_argument("--repository", type=named, action="append", required=True)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--concurrency", default="1,4,16,64")
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     users, times = requests_to_make(args.world, args.users)
     runs = []
     for round_ in range(args.rounds):
-        for repository in args.repository:
+        for name, repository in args.repository:
             with (
                 tempfile.TemporaryDirectory() as log_dir,
                 server("feedrank", args.world, repository, Path(log_dir)) as (_, port),
@@ -46,20 +48,26 @@ def main(argv: list[str] | None = None) -> dict:
                 warm_up(port, users, times)
                 for concurrency in levels:
                     run = load(port, concurrency, args.duration, users, times)
-                    runs.append({"round": round_, "repository": str(repository), **run})
-                    print(round_, repository, concurrency, f"{run['throughput_rps']:.1f} req/s")
+                    runs.append({"round": round_, "repository": name, **run})
+                    print(round_, name, concurrency, f"{run['throughput_rps']:.1f} req/s")
     result = {
         "machine": machine(),
         "world": str(args.world),
         "duration_s": args.duration,
         "rounds": args.rounds,
         "concurrency": levels,
-        "repositories": [str(r) for r in args.repository],
+        "repositories": [name for name, _ in args.repository],
+        "paths": {name: str(path) for name, path in args.repository},
         "runs": runs,
         "medians": medians(runs, levels),
     }
     save(result, args.out, "compare_repositories", markdown(result), plot)
     return result
+
+
+def named(value: str) -> tuple[str, Path]:
+    name, separator, path = value.partition("=")
+    return (name, Path(path)) if separator and name else (value, Path(value))
 
 
 def medians(runs: list[dict], levels: list[int]) -> dict[str, list[dict]]:

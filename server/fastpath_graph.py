@@ -262,9 +262,9 @@ def build(
     n_groups: int | None = None,
     *,
     max_table_bytes: int = 384 << 20,
-    # on the default world's models, 64 left control 36 groups (42 MB) and 256 leaves 25
-    # (76 MB): a third fewer table rows read per request buys back the serving throughput that
-    # their pair columns cost (docs/fastpath.md)
+    # on the default world's models, 64 leaves control 42 tree groups (61 MB) and 256 leaves 30
+    # (122 MB): fewer table rows read per request buy back the serving throughput that their
+    # pair columns cost (docs/fastpath.md)
     merge_cost: float = 256.0,
 ) -> FastPath:
     """Specialise `trees` to the catalogue `post_matrix` (float32 [N, F]; only post columns read).
