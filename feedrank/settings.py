@@ -82,13 +82,14 @@ class ExposureLogSettings(BaseModel):
 
 
 class BuildSettings(BaseModel):
-    # a ceiling: early stopping keeps 130-240 trees at the default rate (docs/models.md)
+    # a ceiling: early stopping keeps fewer (126 and 182 on the default world, docs/models.md)
     iterations: int = Field(800, ge=1)
     # stop once validation AUC has not improved for this many trees (None: grow all)
     early_stopping: int | None = Field(50, ge=1)
     depth: int = Field(6, ge=1, le=16)
     # half CatBoost's automatic rate for the default world (0.31 at 300 trees): twice the trees,
-    # each fitting less noise, ranked the catalogue better on every seed (docs/models.md);
+    # each fitting less noise, rank the catalogue better on average over seeds and with less
+    # spread between them (docs/models.md);
     # "auto": CatBoost's automatic rate for the data and the tree count
     learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = 0.15
     # leaf values shrunk hard toward 0: the trees' noise, not their bias, separates the models

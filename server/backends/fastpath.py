@@ -33,7 +33,7 @@ from feedrank.server.memory import release_free_memory
 log = logging.getLogger("feedrank.fastpath")
 # rankers kept per version, the least recently used dropped first: a live feed asks about one
 # or two hours ("now"), a benchmark, a replay or an explorer about several; each holds its
-# tables (60-80 MB per hour on the default world), so the cache has a memory budget
+# tables (about 120 MB per hour per model on the default world), so the cache has a memory budget
 CACHE_BYTES = 512 * 2**20
 MIN_KEEP = 2
 # config.pbtxt parameters that tune one model's fast path (docs/fastpath.md): the merge cost
