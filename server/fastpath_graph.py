@@ -230,7 +230,7 @@ class FastPath:
 
     graph: onnx.ModelProto  # the tables are external initializers
     tables: dict[str, np.ndarray]  # "table": float32 [blocks × rows, block width];
-    #                                  "dense_table": float32 [dense rows × N]
+    #                                  "dense_table": float32 [dense rows, N]
     groups: list[Group]  # tree groups read by post block
     dense_groups: list[Group]  # tree groups testing dense columns, read post by post
     n_groups: int  # post groups (rows of the pair input)
@@ -380,17 +380,17 @@ def _tree_groups(
 def _dense_table(
     groups: list[Group], trees: Trees, conds: Conditions, posts: np.ndarray, post_group: np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """float32, flat: group after group, each [patterns, N] with the posts in `_dense_order`.
+    """float32 [rows, N]: group after group, each [patterns, N] with the posts in `_dense_order`.
     A post group's posts share the request/pair part of their pattern and differ only in the
     dense part, so a request reads each group's posts from a few rows, front to back (a
     post-major layout cost one cache line per post and group). Centred per group, as `_table`."""
     order = _dense_order(post_group)
-    parts, offset = [np.zeros(0, np.float32)], 0.0
+    parts, offset = [np.zeros((0, posts.shape[0]), np.float32)], 0.0
     for group in groups:
         values = _group_table(group, trees, conds, posts)
         centre = float(values.mean()) if values.size else 0.0
         offset += centre
-        parts.append((values - centre)[:, order].astype(np.float32).reshape(-1))
+        parts.append((values - centre)[:, order].astype(np.float32))
     return np.concatenate(parts), offset
 
 
@@ -478,9 +478,10 @@ def _graph(
     """Conditions → pattern rows [n_groups, G] → per block Gather + ReduceSum → scores [N];
     plus, for the tree groups testing dense columns, one table value per (post, group)."""
     every = groups + dense_groups
-    # a static group's first row in its table; a dense group's rows are local (see _dense_nodes)
-    offsets = np.zeros(len(every), np.float32)
-    offsets[: len(groups)] = np.cumsum([0] + [g.patterns for g in groups[:-1]])
+    # each group's first row in its table (the static table's, or the dense table's)
+    offsets = np.concatenate(
+        [np.cumsum([0] + [g.patterns for g in part])[:-1] for part in (groups, dense_groups)]
+    ).astype(np.float32)
     nodes, inits = (
         [],
         [
@@ -620,10 +621,10 @@ def _dense_nodes(
     post_group: np.ndarray,
     group_rows: str,
 ) -> tuple[list, list]:
-    """Per (dense tree group, post): its pattern = the group's request/pair pattern for the
-    post's group + the dense columns' part; one element Gather each from the dense table.
-    The posts go in the tables' order ([G, N] throughout) and their sum back to the
-    catalogue's."""
+    """Per (dense tree group, post): its table row = the group's request/pair row for the
+    post's group + the dense columns' part; one GatherElements along the rows of the dense
+    table [rows, N] reads every (group, post) value at once. The posts go in the table's order
+    ([G, N] throughout) and their sum back to the catalogue's."""
     kinds = np.array(partition.kinds)
     position = {int(c): i for i, c in enumerate(partition.columns("dense"))}
     ids = [c for c in range(len(conds.feature)) if kinds[conds.feature[c]] == "dense"]
@@ -632,8 +633,7 @@ def _dense_nodes(
         for i, c in enumerate(ids):
             if c in group.conditions:
                 weight[g, i] = group.radix[conds.feature[c]]
-    n, patterns = len(post_group), np.array([g.patterns for g in groups], np.int64)
-    starts = np.cumsum(np.concatenate([[0], patterns[:-1] * n]))
+    n = len(post_group)
     order = _dense_order(post_group)
     # element gathers are GatherElements: onnxruntime's Gather copies element by element
     # (~20 ns each), GatherElements loops (~2 ns)
@@ -653,10 +653,6 @@ def _dense_nodes(
             np.broadcast_to(post_group[order].astype(np.int64), (len(groups), n)).copy(),
             "post_groups",
         ),
-        numpy_helper.from_array(np.array(n, np.int64), "dense_stride"),
-        numpy_helper.from_array(starts[:, None] + np.arange(n), "dense_post_base"),
-        numpy_helper.from_array(np.array([len(groups), n], np.int64), "dense_shape"),
-        numpy_helper.from_array(np.array([-1], np.int64), "dense_flat"),
         numpy_helper.from_array(np.array([0], np.int64), "axis_0"),
     ]
     nodes = [
@@ -669,18 +665,13 @@ def _dense_nodes(
         helper.make_node("Transpose", [group_rows], ["group_rows_t"], perm=[1, 0]),
         helper.make_node("GatherElements", ["group_rows_t", "post_groups"], ["post_rows"], axis=1),
         helper.make_node("Add", ["post_rows", "dense_rows"], ["dense_row_f"]),
-        helper.make_node("Cast", ["dense_row_f"], ["dense_row"], to=TensorProto.INT64),
-        helper.make_node("Mul", ["dense_row", "dense_stride"], ["dense_row_start"]),
-        helper.make_node("Add", ["dense_row_start", "dense_post_base"], ["dense_at"]),
-        helper.make_node("Reshape", ["dense_at", "dense_flat"], ["dense_at_flat"]),
+        helper.make_node("Cast", ["dense_row_f"], ["dense_row"], to=TensorProto.INT32),
+        helper.make_node("GatherElements", [DENSE_TABLE, "dense_row"], ["dense_picked"], axis=0),
+        # G centred float32 terms per post: within ~G ulp, as the static table's stages
+        helper.make_node("ReduceSum", ["dense_picked", "axis_0"], ["dense_sorted"], keepdims=0),
         helper.make_node(
-            "GatherElements", [DENSE_TABLE, "dense_at_flat"], ["dense_picked_flat"], axis=0
+            "GatherElements", ["dense_sorted", "catalogue_order"], ["dense_catalogue"], axis=0
         ),
-        helper.make_node("Reshape", ["dense_picked_flat", "dense_shape"], ["dense_picked"]),
-        helper.make_node("Cast", ["dense_picked"], ["dense_picked64"], to=TensorProto.DOUBLE),
-        helper.make_node("ReduceSum", ["dense_picked64", "axis_0"], ["dense_sorted"], keepdims=0),
-        helper.make_node(
-            "GatherElements", ["dense_sorted", "catalogue_order"], ["dense64"], axis=0
-        ),
+        helper.make_node("Cast", ["dense_catalogue"], ["dense64"], to=TensorProto.DOUBLE),
     ]
     return nodes, inits
