@@ -12,12 +12,14 @@ smoothed (features/history.py `group_block`).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from feedrank.features.history import ACTIONS, PRIOR_RATE, Grouping, History, smoothed
+from feedrank.features.history import ACTIONS, PRIOR_RATE, Grouping, History, clamp, smoothed
 
 # the usual audience age bands: under 18, 18-24, 25-34, 35-44, 45-54, 55 and over
 AGE_BANDS = np.array([18, 25, 35, 45, 55])
@@ -27,6 +29,7 @@ FAMILIES = ("country", "os", "source")
 DAY_MS = 86_400_000
 # views of an attribute value on a group that weigh as much as the group's own rate
 WEIGHT = 200.0
+DAY_TABLES = 8  # days of lifts by attribute combination kept (requests ask about "today")
 
 
 def attribute_codes(columns: list[str], matrix: np.ndarray) -> np.ndarray:
@@ -52,15 +55,20 @@ def attribute_codes(columns: list[str], matrix: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class Audience:
     """Views and likes by post group before the start of each calendar day from the history's
-    first: by the viewer's attribute values, and in all."""
+    first: by the viewer's attribute values, and in all. A lift depends on the user only
+    through the combination of their attribute values, so each day's lifts are one table by
+    combination and group, computed once and looked up by every row of that day."""
 
-    codes: np.ndarray  # int64[n_users, n_attributes], by the user table's row
+    combination: np.ndarray  # int64[n_users]: each user row's row of `combinations`
+    combinations: np.ndarray  # int64[n_combinations, n_attributes]: the distinct codes
     views: np.ndarray  # int64[n_days + 1, n_values, n_groups]: events before day k
     likes: np.ndarray
     group_views: np.ndarray  # int64[n_days + 1, n_groups]
     group_likes: np.ndarray
     epoch_ms: int  # the history's epoch, in milliseconds since 1970
     first_day: int  # the calendar day of row 0, in days since 1970
+    _days: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def build(
@@ -92,22 +100,53 @@ class Audience:
                 by_value += counts.by(codes[viewers, attribute], n_values)
             tables.append((by_value, counts.by(np.zeros(day.size, np.int64), 1)[:, 0]))
         (views, group_views), (likes, group_likes) = tables
-        return cls(codes, views, likes, group_views, group_likes, epoch_ms, first_day)
+        combinations, combination = _combinations(codes)
+        return cls(
+            combination, combinations, views, likes, group_views, group_likes, epoch_ms, first_day
+        )
 
     def lift(self, user_rows: np.ndarray, groups: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
         """The audience lift of each (user row, group) as of the start of the day of `t_ms`
         (milliseconds since the history's epoch); 1 for an unknown user (row -1) or a group
         none of the tables' posts is in."""
         last = self.group_views.shape[0] - 1
-        day = np.clip((self.epoch_ms + np.asarray(t_ms)) // DAY_MS - self.first_day, 0, last)
+        day = clamp((self.epoch_ms + np.asarray(t_ms)) // DAY_MS - self.first_day, 0, last)
         known = (user_rows >= 0) & (groups >= 0) & (groups < self.group_views.shape[1])
         groups = np.where(known, groups, 0)
-        rate = smoothed(
-            self.group_likes[day, groups], self.group_views[day, groups], PRIOR_RATE, 1.0
-        )
-        cell = (day[:, None], self.codes[np.maximum(user_rows, 0)], groups[:, None])
-        own = smoothed(self.likes[cell], self.views[cell], rate[:, None], WEIGHT) / rate[:, None]
-        return np.where(known, np.prod(own, axis=1), 1.0)
+        combination = self.combination[np.maximum(user_rows, 0)]
+        lifts = np.empty(known.shape)
+        days, which = np.unique(day, return_inverse=True)
+        for k, d in enumerate(days.tolist()):
+            rows = np.flatnonzero(which == k) if days.size > 1 else slice(None)
+            lifts[rows] = self._day(d)[combination[rows], groups[rows]]
+        return np.where(known, lifts, 1.0)
+
+    def _day(self, day: int) -> np.ndarray:
+        """float64[n_combinations, n_groups]: each combination's lift on each group as of the
+        start of `day` (a row of the tables), the product over its attributes of their value's
+        like rate on the group over the group's own, smoothed toward 1 (cached)."""
+        with self._lock:
+            table = self._days.get(day)
+            if table is not None:
+                self._days.move_to_end(day)
+                return table
+        rate = smoothed(self.group_likes[day], self.group_views[day], PRIOR_RATE, 1.0)
+        table = np.ones((self.combinations.shape[0], rate.size))
+        for values in self.combinations.T:  # attribute after attribute
+            table *= smoothed(self.likes[day, values], self.views[day, values], rate, WEIGHT) / rate
+        with self._lock:
+            self._days[day] = table
+            while len(self._days) > DAY_TABLES:
+                self._days.popitem(last=False)
+        return table
+
+
+def _combinations(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of `codes` and each user's row among them."""
+    if codes.shape[1] == 0:
+        return np.zeros((1, 0), np.int64), np.zeros(codes.shape[0], np.int64)
+    combinations, combination = np.unique(codes, axis=0, return_inverse=True)
+    return combinations, combination.reshape(-1).astype(np.int64)
 
 
 @dataclass(frozen=True)

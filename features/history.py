@@ -82,6 +82,12 @@ def take_by_id(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return table[ids]
 
 
+def clamp(values: np.ndarray, low: int, high: int) -> np.ndarray:
+    """`np.clip` for the request path: on a few integers np.clip costs ~3× this (it looks up
+    the dtype's limits on every call)."""
+    return np.minimum(np.maximum(values, low), high)
+
+
 def smoothed(
     likes: np.ndarray, views: np.ndarray, prior: np.ndarray | float, weight: float
 ) -> np.ndarray:
@@ -263,7 +269,7 @@ class History:
     def total_before(self, action: str, t_ms: np.ndarray) -> np.ndarray:
         """Events of one action, all keys together, before the start of each time's minute."""
         counts = self.minutes[action]
-        return counts[np.clip(np.asarray(t_ms) // MINUTE_MS, 0, counts.size - 1)]
+        return counts[clamp(np.asarray(t_ms) // MINUTE_MS, 0, counts.size - 1)]
 
     def post_likes_between(
         self, posts: np.ndarray, start: np.datetime64 | None, end: np.datetime64

@@ -11,18 +11,20 @@ import numpy as np
 
 def rank(post_ids: np.ndarray, scores: np.ndarray, exclude: np.ndarray, limit: int) -> np.ndarray:
     """Top `limit` post ids by score, without `exclude`; ties broken by the smaller post id."""
-    keep = ~_marked(exclude, post_ids)
-    ids, kept = post_ids[keep], scores[keep]
-    k = min(limit, len(ids))
-    if k == 0:
-        return ids[:0]
-    if k < len(ids):
-        # every post scoring at least the k-th best, ties at the boundary included, so the
-        # id order below decides between them (argpartition alone would pick arbitrarily)
-        top = np.flatnonzero(kept >= -np.partition(-kept, k - 1)[k - 1])
+    n = len(post_ids)
+    # the best `limit` + len(exclude) posts hold the answer however many of them are excluded;
+    # so only they are looked up and sorted, not the catalogue
+    m = min(n, limit + len(exclude))
+    if m == 0 or limit <= 0:
+        return post_ids[:0]
+    if m < n:
+        # every post scoring at least the m-th best, ties at the boundary included, so the id
+        # order below decides between them (argpartition alone would pick arbitrarily)
+        top = np.flatnonzero(scores >= np.partition(scores, n - m)[n - m])
     else:
-        top = np.arange(len(ids))
-    return ids[top[np.lexsort((ids[top], -kept[top]))][:k]]
+        top = np.arange(n)
+    top = top[~_marked(exclude, post_ids[top])]
+    return post_ids[top[np.lexsort((post_ids[top], -scores[top]))][:limit]]
 
 
 def popular_fallback(

@@ -54,6 +54,16 @@ class Built:
     digest: bytes
 
 
+def probabilities(raw: np.ndarray) -> np.ndarray:
+    """P(like) from raw scores, the exponential in float32: the raw scores are sums of float32
+    tables (within ~3e-7 of CatBoost's), so it adds no error beyond theirs (≤ 4e-8), at half
+    the cost of a float64 exponential over the catalogue."""
+    with np.errstate(over="ignore"):  # a raw score below -88 gives exp = inf: P = 0
+        e = np.exp(-raw.astype(np.float32)).astype(np.float64)
+    e += 1.0
+    return np.reciprocal(e, out=e)
+
+
 def digest(base: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(base).data, digest_size=16).digest()
 
@@ -95,7 +105,7 @@ class FastPathBackend(OnnxRuntimeBackend):
                 continue
             n, total = ranker.n_posts, request.snapshot.base.shape[0]
             head = request if n == total else request.rows(slice(0, n))
-            out.append(1.0 / (1.0 + np.exp(-ranker.scores_for_request(head))))
+            out.append(probabilities(ranker.scores_for_request(head)))
             if n < total:
                 plain.append((i, request.rows(slice(n, total))))
         if plain:
