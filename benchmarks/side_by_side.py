@@ -10,7 +10,7 @@ is imported through a tree of links (scripts/package_tree.py), from a folder of 
         --world W --repository R [--world-before W0 --repository-before R0] --rounds 4
     .venv/bin/python benchmarks/side_by_side.py --world W --repository R --quick  # this one twice
 
-Writes benchmarks/results/side_by_side{-quick}.{json,md,png}.
+Writes benchmarks/results/side_by_side{-quick}.{json,md,png} (`--name` for another name).
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="one round of 1 s at 1 and 4")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="side_by_side", help="the result files' name")
     args = parser.parse_args(argv)
     rounds, seconds = (1, 1.0) if args.quick else (args.rounds, args.seconds)
     levels = [1, 4] if args.quick else [int(c) for c in args.concurrency.split(",")]
@@ -151,9 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "memory_mb": status_mb(process.pid),
                 "levels": {str(level): summary(runs[side][level]) for level in levels},
             }
-    save(
-        result, args.out, "side_by_side" + ("-quick" if args.quick else ""), markdown(result), plot
-    )
+    save(result, args.out, args.name + ("-quick" if args.quick else ""), markdown(result), plot)
     return result
 
 
