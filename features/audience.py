@@ -114,10 +114,15 @@ class Audience:
         known = (user_rows >= 0) & (groups >= 0) & (groups < self.group_views.shape[1])
         groups = np.where(known, groups, 0)
         combination = self.combination[np.maximum(user_rows, 0)]
-        lifts = np.empty(known.shape)
-        days, which = np.unique(day, return_inverse=True)
-        for k, d in enumerate(days.tolist()):
-            rows = np.flatnonzero(which == k) if days.size > 1 else slice(None)
+        days = np.unique(day)
+        if days.size <= 1:  # a request
+            lifts = self._day(int(days[0]))[combination, groups] if days.size else np.ones(0)
+            return np.where(known, lifts, 1.0)
+        lifts = np.empty(day.shape)
+        order = np.argsort(day, kind="stable")
+        bounds = np.searchsorted(day[order], days).tolist() + [day.size]
+        for d, start, stop in zip(days.tolist(), bounds, bounds[1:]):
+            rows = order[start:stop]
             lifts[rows] = self._day(d)[combination[rows], groups[rows]]
         return np.where(known, lifts, 1.0)
 
