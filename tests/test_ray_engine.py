@@ -257,12 +257,24 @@ def test_the_rayservice_manifest_carries_the_serve_config_and_fits_the_crd():
         jsonschema.validate(broken, schema)
 
 
+def _two_free_ports() -> int:
+    """A port that is free with the next one (another process may hold a free port's neighbour)."""
+    while True:
+        base = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", base + 1))
+                return base
+            except OSError:
+                continue
+
+
 def test_replicas_given_one_rank_still_find_a_metrics_port_each() -> None:
     settings = Settings()
     first = settings.server.port + 1
     assert metrics_ports(settings, 1, 3) == [first + 1, first + 2, first]
     assert metrics_ports(settings, 4, 2) == [first + 4, first, first + 1, first + 2, first + 3]
-    base = free_port()
+    base = _two_free_ports()
     ports = [base, base + 1]
     holder = socket.socket()
     holder.bind(("127.0.0.1", base))  # the other replica of the same rank
